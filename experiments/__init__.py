@@ -1,0 +1,5 @@
+"""The experiment registry: named grids of runs (see :mod:`experiments.registry`)."""
+
+from experiments.registry import Cell, Experiment, expand, list_experiments, load_experiment
+
+__all__ = ["Cell", "Experiment", "expand", "list_experiments", "load_experiment"]

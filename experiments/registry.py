@@ -1,0 +1,153 @@
+"""Named experiments: YAML grids expanded into concrete, validated, hashed run configs (cells).
+
+An experiment file ``experiments/<name>.yaml`` holds::
+
+    description: one line
+    inherit: other_experiment        # optional: start from that experiment's settings
+    defaults: {...}                  # a partial run config (semiseg.config schema)
+    grid:                            # axes; every combination is a cell
+      method: [supervised, unimatch]
+      split: ['1_32', '1_8']
+      seed: [0]
+    overrides:                       # partial configs applied to matching cells, in order
+      - when: {method: supervised}
+        set: {train: {batch_size: 16}}
+    exclude:                         # cells to drop (all given axes must match)
+      - {method: fixmatch, split: '1_8'}
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml
+from semiseg.errors import ConfigError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent
+#: grid axis → dotted config key
+AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "backbone": "model.backbone",
+        "seed": "seed"}
+TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude"}
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    defaults: dict[str, Any]
+    grid: dict[str, list[Any]]
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Cell:
+    """One concrete run of an experiment."""
+
+    axes: dict[str, Any]
+    config: RunConfig
+    hash: str
+
+    @property
+    def short(self) -> str:
+        return self.hash[:10]
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
+    """Load ``experiments/<name>.yaml`` (following ``inherit``); errors name the file and key."""
+    path = EXPERIMENTS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(list_experiments())}")
+    if name in _seen:
+        raise ConfigError(f"{path}: inheritance cycle {' -> '.join(_seen + (name,))}")
+    data = load_yaml(path)
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(TOP_KEYS))}")
+    if "inherit" in data:
+        parent = load_experiment(data["inherit"], _seen + (name,))
+        base_defaults, grid = parent.defaults, dict(parent.grid)
+        overrides, exclude = list(parent.overrides), list(parent.exclude)
+    else:
+        base_defaults, grid, overrides, exclude = {}, {}, [], []
+    for axis, values in (data.get("grid") or {}).items():
+        if axis not in AXES:
+            raise ConfigError(f"{path}: unknown grid axis {axis!r}; valid: {', '.join(AXES)}")
+        grid[axis] = values if isinstance(values, list) else [values]
+    for rule in data.get("overrides") or []:
+        if not isinstance(rule, dict) or set(rule) - {"when", "set"} or not isinstance(rule.get("set"), dict):
+            raise ConfigError(f"{path}: each override needs 'set' (a partial config) and optional 'when', got {rule!r}")
+        _check_axes(path, rule.get("when") or {})
+        overrides.append(rule)
+    for rule in data.get("exclude") or []:
+        _check_axes(path, rule)
+        exclude.append(rule)
+    return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
+                      overrides, exclude)
+
+
+def _check_axes(path: Path, rule: Any) -> None:
+    if not isinstance(rule, dict) or set(rule) - set(AXES):
+        raise ConfigError(f"{path}: a rule must map grid axes ({', '.join(AXES)}) to values, got {rule!r}")
+
+
+def _matches(rule: dict[str, Any], axes: dict[str, Any]) -> bool:
+    def ok(want: Any, have: Any) -> bool:
+        return have in want if isinstance(want, list) else have == want
+
+    return all(ok(want, axes.get(axis)) for axis, want in rule.items())
+
+
+def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list[str] | None = None,
+           runtime: dict[str, Any] | None = None) -> list[Cell]:
+    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides."""
+    grid = dict(exp.grid)
+    for axis, values in (only or {}).items():
+        grid[axis] = values
+    axes_names = list(grid)
+    cells = []
+    for combo in itertools.product(*(grid[a] for a in axes_names)):
+        axes = dict(zip(axes_names, combo))
+        if any(_matches(rule, axes) for rule in exp.exclude):
+            continue
+        data = copy.deepcopy(exp.defaults)
+        for axis, value in axes.items():
+            _set_dotted(data, AXES[axis], value)
+        for rule in exp.overrides:
+            if _matches(rule.get("when") or {}, axes):
+                data = _merge(data, rule["set"])
+        if sets:
+            data = apply_overrides(data, sets)
+        data = _merge(data, {"runtime": {"experiment": exp.name, **(runtime or {})}})
+        try:
+            cfg = config_from_dict(data)
+        except ConfigError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in axes.items())
+            raise ConfigError(f"experiment {exp.name!r}, cell {where}: {exc}") from None
+        cells.append(Cell(axes, cfg, config_hash(cfg)))
+    return cells
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[last] = value

@@ -1,0 +1,147 @@
+"""Local backend: a slot pool running each cell as its own ``python -m semiseg.train`` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launch.plan import LOCK_NAME, PlannedCell, lock_holder
+from semiseg.config import save_config
+
+
+@dataclass
+class Slot:
+    planned: PlannedCell
+    process: subprocess.Popen
+    gpu: str | None
+    last_epoch: int = -1
+
+
+@dataclass
+class LocalResult:
+    finished: list[PlannedCell] = field(default_factory=list)
+    failed: list[PlannedCell] = field(default_factory=list)
+    skipped: list[PlannedCell] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def claim(run_dir: Path) -> bool:
+    """Atomically take the cell's lock (O_EXCL); a lock left by a dead process is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_NAME
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if lock_holder(run_dir):
+                return False
+            lock.unlink(missing_ok=True)  # stale
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def release(run_dir: Path) -> None:
+    (run_dir / LOCK_NAME).unlink(missing_ok=True)
+
+
+def visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+
+
+def _label(p: PlannedCell) -> str:
+    a = p.cell.axes
+    return f"{a.get('method', p.cell.config.method)}/{a.get('split', p.cell.config.data.split)}/s{p.cell.config.seed}"
+
+
+def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=print) -> LocalResult:
+    """Run ``cells`` with at most ``max_parallel`` processes (one GPU each when GPUs exist)."""
+    result = LocalResult()
+    gpus = visible_gpus()
+    free_gpus = list(gpus)
+    slots = max(1, min(max_parallel, len(gpus) or max_parallel))
+    queue, running = list(cells), []
+    total = len(cells)
+
+    def start(p: PlannedCell) -> None:
+        if not claim(p.run_dir):
+            log(f"  skip {_label(p)} ({p.cell.short}): already running in another launch")
+            result.skipped.append(p)
+            return
+        save_config(p.cell.config, p.run_dir / "config.yaml")
+        env = dict(os.environ)
+        gpu = free_gpus.pop(0) if gpus else None
+        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+        cmd = [sys.executable, "-m", "semiseg.train", "--config", str(p.run_dir / "config.yaml"),
+               "--tag", f"semiseg.exp={exp_name}", "--tag", "semiseg.backend=local"]
+        logf = open(p.run_dir / "train.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        logf.close()
+        running.append(Slot(p, proc, gpu))
+        log(f"  start {_label(p)} ({p.cell.short}) pid {proc.pid}" + (f" gpu {gpu}" if gpu else "")
+            + f", log {p.run_dir / 'train.log'}")
+
+    def reap(slot: Slot) -> None:
+        running.remove(slot)
+        release(slot.planned.run_dir)
+        if slot.gpu is not None:
+            free_gpus.append(slot.gpu)
+        code = slot.process.returncode
+        done = len(result.finished) + len(result.failed) + 1
+        if code == 0:
+            result.finished.append(slot.planned)
+            best = slot.planned.progress().get("best_miou", float("nan"))
+            log(f"[{done}/{total}] finished {_label(slot.planned)}: best mIoU {best:.2f}")
+        else:
+            result.failed.append(slot.planned)
+            tail = _tail(slot.planned.run_dir / "train.log")
+            log(f"[{done}/{total}] FAILED {_label(slot.planned)} (exit {code}); last log lines:\n{tail}")
+
+    try:
+        while queue or running:
+            while queue and len(running) < slots:
+                start(queue.pop(0))
+            time.sleep(0.5)
+            for slot in list(running):
+                prog = slot.planned.progress()
+                if prog.get("epoch", 0) != slot.last_epoch and prog.get("epoch"):
+                    slot.last_epoch = prog["epoch"]
+                    log(f"  {_label(slot.planned)}: epoch {prog['epoch']}/{prog['epochs']} "
+                        f"mIoU {prog['last_miou']:.2f} (best {prog['best_miou']:.2f})")
+                if slot.process.poll() is not None:
+                    reap(slot)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log("interrupted: stopping running cells (they stay resumable; run the same command to resume)")
+        for slot in running:
+            if slot.process.poll() is None:
+                slot.process.send_signal(signal.SIGINT)
+        for slot in running:
+            try:
+                slot.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                slot.process.kill()
+            release(slot.planned.run_dir)
+    return result
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "    (no log)"
+    return "\n".join("    " + line for line in text[-lines:])

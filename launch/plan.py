@@ -1,0 +1,65 @@
+"""Planning: each cell's state from one MLflow query plus the run folder's lock and progress files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.registry import Cell
+from semiseg.tracking import search_cells
+
+LOCK_NAME = "lock"
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    state: str  # new | finished | interrupted | failed | running
+    run_id: str | None
+    run_dir: Path
+    error: str = ""
+
+    def progress(self) -> dict:
+        path = self.run_dir / "progress.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder(run_dir: Path) -> int | None:
+    """The pid holding the cell's lock, if that process is alive."""
+    try:
+        pid = int((run_dir / LOCK_NAME).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and pid_alive(pid) else None
+
+
+def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path) -> list[PlannedCell]:
+    """The state of every cell: its newest MLflow run decides, a live lock means running."""
+    newest = {}
+    for run in search_cells(tracking_uri, experiment):  # newest first
+        newest.setdefault(run.cell_hash, run)
+    planned = []
+    for cell in cells:
+        run = newest.get(cell.hash)
+        run_dir = output_dir / cell.short
+        state = run.state if run else "new"
+        if state != "finished" and lock_holder(run_dir):
+            state = "running"
+        error = run.tags.get("semiseg.error", "") if run else ""
+        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error))
+    return planned

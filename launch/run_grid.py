@@ -1,0 +1,142 @@
+"""Run a named experiment grid: plan its cells, skip finished ones, resume interrupted ones.
+
+examples:
+  python launch/run_grid.py --exp demo                       # run the demo grid locally
+  python launch/run_grid.py --exp demo --dry-run             # show the plan and each cell's state
+  python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
+  python launch/run_grid.py --exp demo --methods unimatch --splits 1_32 --seeds 3
+  python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.registry import expand, list_experiments, load_experiment  # noqa: E402
+from launch.local import run_local  # noqa: E402
+from launch.plan import PlannedCell, plan  # noqa: E402
+from semiseg.cli import run_cli  # noqa: E402
+from semiseg.errors import UserError  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python launch/run_grid.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", required=True, help=f"experiment name, one of: {', '.join(list_experiments())}")
+    p.add_argument("--backend", default="local", choices=["local"],
+                   help="where cells run (local = processes on this machine), e.g. --backend local")
+    p.add_argument("--methods", help="comma-separated subset of methods, e.g. --methods unimatch,fixmatch")
+    p.add_argument("--splits", help="comma-separated subset of splits, e.g. --splits 1_32,1_8")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, help="run seeds 0..N-1 for every cell, e.g. --seeds 3")
+    seeds.add_argument("--seed-list", help="explicit seeds, e.g. --seed-list 0,42")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value in every cell (changes the cells' hashes), "
+                        "e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan without running anything")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
+    p.add_argument("--max-parallel", type=int, default=1, help="cells running at once, e.g. --max-parallel 2")
+    p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
+    p.add_argument("--force", action="store_true",
+                   help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
+                        "as <hash>.old-<time>)")
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
+                   help="MLflow tracking URI, e.g. --tracking-uri sqlite:///mlflow.db or http://127.0.0.1:5000")
+    p.add_argument("--output-dir", default="runs", help="folder for run folders (checkpoints, logs), e.g. runs")
+    return p
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def select_cells(args) -> list:
+    exp = load_experiment(args.exp)
+    only = {}
+    if _csv(args.methods):
+        only["method"] = _csv(args.methods)
+    if _csv(args.splits):
+        only["split"] = _csv(args.splits)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+        only["seed"] = list(range(args.seeds))
+    elif args.seed_list:
+        try:
+            only["seed"] = [int(s) for s in _csv(args.seed_list)]
+        except ValueError:
+            raise UserError(f"--seed-list must be comma-separated integers, got {args.seed_list!r}") from None
+    for axis in ("method", "split"):
+        known = {v for v in exp.grid.get(axis, [])}
+        bad = [v for v in only.get(axis, []) if v not in known]
+        if bad:
+            raise UserError(f"--{axis}s: {', '.join(bad)} not in experiment {args.exp!r}; valid: "
+                            f"{', '.join(map(str, exp.grid.get(axis, [])))}")
+    runtime = {"tracking_uri": args.tracking_uri, "output_dir": str(Path(args.output_dir).resolve())}
+    return expand(exp, only, args.sets, runtime)
+
+
+def format_plan(planned: list[PlannedCell]) -> str:
+    lines = [f"{'hash':10}  {'method':12} {'dataset':10} {'split':8} {'backbone':10} {'seed':>4}  state"]
+    for p in planned:
+        c = p.cell.config
+        lines.append(f"{p.cell.short:10}  {c.method:12} {c.data.dataset:10} {c.data.split:8} "
+                     f"{c.model.backbone:10} {c.seed:>4}  {p.state}")
+    counts = {}
+    for p in planned:
+        counts[p.state] = counts.get(p.state, 0) + 1
+    lines.append(f"{len(planned)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def plan_json(planned: list[PlannedCell]) -> str:
+    return json.dumps([{"hash": p.cell.hash, "short": p.cell.short, "method": p.cell.config.method,
+                        "dataset": p.cell.config.data.dataset, "split": p.cell.config.data.split,
+                        "backbone": p.cell.config.model.backbone, "seed": p.cell.config.seed,
+                        "state": p.state, "run_id": p.run_id} for p in planned], indent=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_parallel < 1:
+        raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    cells = select_cells(args)
+    output_dir = Path(args.output_dir).resolve()
+    planned = plan(cells, args.tracking_uri, args.exp, output_dir)
+    if args.dry_run:
+        print(plan_json(planned) if args.json else format_plan(planned))
+        return 0
+    if args.force:
+        todo = [p for p in planned if p.state != "running"]
+        for p in todo:
+            if p.run_dir.exists():
+                p.run_dir.rename(p.run_dir.with_name(f"{p.run_dir.name}.old-{int(time.time())}"))
+    else:
+        wanted = {"new", "interrupted"} | ({"failed"} if args.retry_failed else set())
+        todo = [p for p in planned if p.state in wanted]
+        for p in todo:
+            if p.state == "failed" and p.run_dir.exists():  # a failed run restarts from scratch, in a new run
+                shutil.move(str(p.run_dir), str(p.run_dir.with_name(f"{p.run_dir.name}.failed-{int(time.time())}")))
+    print(format_plan(planned))
+    if not todo:
+        print("nothing to train: every selected cell is finished, failed (use --retry-failed) or running elsewhere")
+        return 0
+    resumed = sum(p.state == "interrupted" for p in todo)
+    print(f"training {len(todo)} cell(s) ({resumed} resumed) with up to {args.max_parallel} in parallel")
+    result = run_local(todo, args.exp, args.max_parallel)
+    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped")
+    if result.interrupted:
+        return 130
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,69 @@
+"""mIoU vs number of labeled images: one subplot per (dataset, backbone), one line per method.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it works headless.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from reports.tables import Table, method_order
+
+_MARKERS = "osD^vP*Xhp<>"
+
+
+def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") -> Path:
+    """Write the figure of ``tables`` to ``path`` (PNG) and return the path.
+
+    x = number of labeled images (log scale, ticks labelled with the split), y = mean of the metric over
+    seeds with error bars = sample std (none for a single seed). Colours and markers follow the method,
+    consistently across subplots.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    path = Path(path)
+    count = max(len(tables), 1)
+    ncols = min(3, count)
+    nrows = math.ceil(count / ncols)
+    fig = Figure(figsize=(5.6 * ncols, 4.3 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+    methods = method_order({m for t in tables for m in t.stats["method"]})
+    cmap = matplotlib.colormaps["tab10"]
+    style = {m: (cmap(i % 10), _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(methods)}
+
+    metric = tables[0].metric if tables else "metric"
+    for ax, table in zip(axes, tables):
+        data = table.stats[table.stats["n"].gt(0) & table.stats["n_labeled"].notna()]
+        ax.set_title(table.title)
+        ax.set_xlabel("labeled images (log scale)")
+        ax.set_ylabel(f"{metric} (mIoU, %)")
+        if data.empty:
+            ax.text(0.5, 0.5, "no finished runs with a known\nnumber of labeled images", ha="center",
+                    va="center", transform=ax.transAxes, color="0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        for method in method_order(data["method"].unique()):
+            rows = data[data["method"].eq(method)].sort_values("n_labeled")
+            color, marker = style[method]
+            ax.errorbar(rows["n_labeled"], rows["mean"], yerr=rows["std"].fillna(0.0), label=method, color=color,
+                        marker=marker, markersize=5, capsize=3, linewidth=1.6, elinewidth=1)
+        ticks = data.drop_duplicates("n_labeled").sort_values("n_labeled")
+        ax.set_xscale("log")
+        ax.set_xticks(ticks["n_labeled"].tolist(), ticks["split_label"].tolist(),
+                      rotation=30 if len(ticks) > 4 else 0, fontsize=8)
+        ax.xaxis.set_minor_locator(NullLocator())
+        low, high = ticks["n_labeled"].min(), ticks["n_labeled"].max()
+        ax.set_xlim(low / 1.5, high * 1.5)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes[len(tables):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{exp + ': ' if exp else ''}{metric} vs labeled images (mean ± sample std over seeds)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,287 @@
+"""Paper-style result tables: pure pandas functions from a runs frame to formatted tables.
+
+Input is the frame of :func:`semiseg.tracking.runs_frame` (one row per MLflow run). The steps are
+
+1. :func:`select_cells` – one row per cell (config hash): its newest FINISHED run, else its newest run,
+   whose state then says why the cell has no result (running/interrupted or failed);
+2. :func:`summarise` – one row per (dataset, backbone, method, split): mean, sample std (ddof=1) and number
+   of seeds of the chosen metric over finished cells, the Δ to the supervised row, the best-per-column flag
+   and the formatted cell text;
+3. :func:`build_tables` – one :class:`Table` per (dataset, backbone) (rows = methods, columns = splits
+   ordered by number of labeled images), rendered by :func:`render_markdown` or flattened by
+   :func:`csv_frame`.
+
+Everything is vectorised (groupby/pivot); the only Python loops run over tables, never over runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: Row order of the methods; methods not listed follow alphabetically.
+METHOD_ORDER = ("supervised", "fixmatch", "unimatch", "unimatch_v2", "prevmatch", "corrmatch")
+#: The ``--metric`` choices → summary metric name logged by the engine.
+METRIC_NAMES = {"best": "best_miou", "last": "last_miou", "ema": "best_miou_ema"}
+BASELINE = "supervised"
+MISSING = "—"
+DELTA_LABEL = "Δ vs supervised"
+#: Identity of one table entry (several seeds = several cells).
+ENTRY = ["dataset", "backbone", "method", "split"]
+UNKNOWN = "?"
+
+_FRACTION = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)_(?P<den>\d+)$")
+
+
+@dataclass
+class Table:
+    """One (dataset, backbone) table."""
+
+    dataset: str
+    backbone: str
+    metric: str
+    #: Display frame: index = row labels (methods, then Δ rows), columns = split labels; markdown cell text.
+    frame: pd.DataFrame
+    #: Numeric long rows of this table (one per method × split that has at least one cell).
+    stats: pd.DataFrame
+    #: Footnote lines printed under the table.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset} / {self.backbone}"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def metric_name(metric: str) -> str:
+    """``best``/``last``/``ema`` → the logged summary metric name (other names pass through)."""
+    return METRIC_NAMES.get(metric, metric)
+
+
+def summary_metrics(frame: pd.DataFrame) -> list[str]:
+    """Names of the summary metrics (no ``/`` in the name) that at least one finished run logged."""
+    finished = frame[frame["state"].eq("finished")] if "state" in frame else frame.iloc[:0]
+    cols = [c for c in finished.columns if c.startswith("metrics.") and "/" not in c]
+    return sorted(c[len("metrics."):] for c in cols if finished[c].notna().any())
+
+
+def split_label(split: str, n_labeled: float | int | None) -> str:
+    """Paper-style column label: ``1_32`` + 24 → ``1/32 (24)``, ``92`` → ``92``, ``all`` + 768 → ``all (768)``."""
+    split = str(split)
+    n = None if n_labeled is None or pd.isna(n_labeled) else int(n_labeled)
+    match = _FRACTION.match(split)
+    if match:
+        prefix = match["prefix"].rstrip("_-")
+        name = f"{prefix + ' ' if prefix else ''}{match['num']}/{match['den']}"
+    else:
+        name = split
+        if split.isdigit() and (n is None or int(split) == n):
+            return split
+    return name if n is None else f"{name} ({n})"
+
+
+def method_order(methods) -> list[str]:
+    """Known methods in :data:`METHOD_ORDER`, then the others alphabetically."""
+    present = {str(m) for m in methods}
+    return [m for m in METHOD_ORDER if m in present] + sorted(present.difference(METHOD_ORDER))
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    return singular if count == 1 else plural
+
+
+def format_value(mean: pd.Series, std: pd.Series, n: pd.Series) -> pd.Series:
+    """``61.3 ± 0.8 (n=3)``, ``61.3 (n=1)`` (no std for a single seed), :data:`MISSING` without a value."""
+    n = n.fillna(0).astype(int)
+    head = mean.map("{:.1f}".format)
+    spread = (" ± " + std.map("{:.1f}".format)).where(std.notna() & n.gt(1), "")
+    text = head + spread + " (n=" + n.astype(str) + ")"
+    return text.where(mean.notna() & n.gt(0), MISSING)
+
+
+def format_delta(delta: pd.Series) -> pd.Series:
+    """``+5.2`` / ``-1.0`` (``+0.0`` instead of ``-0.0``); :data:`MISSING` where undefined."""
+    rounded = delta.round(1) + 0.0
+    return rounded.map("{:+.1f}".format).where(delta.notna(), MISSING)
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def select_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell hash: the newest FINISHED run, or the newest run when none finished.
+
+    Runs without a hash tag are their own cell; missing dataset/backbone/method/split tags become ``?``.
+    """
+    df = frame.copy()
+    for col in ("hash", *ENTRY, "seed", "n_labeled", "state"):
+        if col not in df:
+            df[col] = None
+    df["hash"] = df["hash"].replace("", np.nan).fillna(df["run_id"])
+    df[ENTRY] = df[ENTRY].replace("", np.nan).fillna(UNKNOWN).astype(str)
+    df["start_time"] = pd.to_numeric(df.get("start_time"), errors="coerce").fillna(0)
+    df["_finished"] = df["state"].eq("finished")
+    df = df.sort_values(["_finished", "start_time"], ascending=[False, False], kind="stable")
+    return df.drop_duplicates("hash", keep="first").drop(columns="_finished").reset_index(drop=True)
+
+
+def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (dataset, backbone, method, split) present in ``cells`` (output of :func:`select_cells`).
+
+    Columns: the entry keys, ``n_labeled``, ``split_label``, ``mean``, ``std`` (sample std, ddof=1; NaN for one
+    seed), ``n`` (finished cells with the metric), ``seeds`` (distinct seeds among them), ``running``, ``failed``
+    and ``no_metric`` (cells counted per reason of having no value), ``delta`` (mean − supervised mean),
+    ``best`` (best rounded mean of its column) and ``cell`` / ``delta_text`` (formatted text).
+    """
+    name = metric_name(metric)
+    col = f"metrics.{name}"
+    value = pd.to_numeric(cells[col], errors="coerce") if col in cells else pd.Series(np.nan, index=cells.index)
+    finished = cells["state"].eq("finished")
+    has_value = finished & value.notna()
+    df = cells[ENTRY].assign(
+        value=value.where(finished),
+        seed=cells["seed"].where(has_value),
+        n_labeled=pd.to_numeric(cells["n_labeled"], errors="coerce"),
+        running=cells["state"].eq("interrupted"),
+        failed=~finished & ~cells["state"].eq("interrupted"),
+        no_metric=finished & value.isna(),
+    )
+    stats = (
+        df.groupby(ENTRY, sort=False)
+        .agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"), seeds=("seed", "nunique"),
+             running=("running", "sum"), failed=("failed", "sum"), no_metric=("no_metric", "sum"))
+        .reset_index()
+    )
+    # The number of labeled images belongs to the dataset's split, whatever the method or backbone.
+    n_lab = df.groupby(["dataset", "split"])["n_labeled"].max().rename("n_labeled").reset_index()
+    stats = stats.merge(n_lab, on=["dataset", "split"], how="left")
+    labels = stats[["split", "n_labeled"]].drop_duplicates()
+    labels["split_label"] = [split_label(s, n) for s, n in zip(labels["split"], labels["n_labeled"])]
+    stats = stats.merge(labels, on=["split", "n_labeled"], how="left")
+
+    column = ["dataset", "backbone", "split"]
+    base = stats.loc[stats["method"].eq(BASELINE), [*column, "mean"]].rename(columns={"mean": "_base"})
+    stats = stats.merge(base, on=column, how="left")
+    stats["delta"] = (stats["mean"] - stats["_base"]).where(stats["method"].ne(BASELINE))
+    shown = stats["mean"].round(1)
+    stats["best"] = shown.notna() & shown.eq(shown.groupby([stats[c] for c in column]).transform("max"))
+    stats["cell"] = format_value(stats["mean"], stats["std"], stats["n"])
+    stats["delta_text"] = format_delta(stats["delta"])
+    for c in ("n", "seeds", "running", "failed", "no_metric"):
+        stats[c] = stats[c].astype(int)
+    return stats.drop(columns="_base")
+
+
+def _column_order(stats: pd.DataFrame) -> pd.DataFrame:
+    """Distinct splits of one table ordered by number of labeled images (unknown last), then name."""
+    cols = stats[["split", "n_labeled", "split_label"]].drop_duplicates("split")
+    return cols.sort_values(["n_labeled", "split"], na_position="last", kind="stable")
+
+
+def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[str]:
+    name = metric_name(metric)
+    has_baseline = stats["method"].eq(BASELINE).any()
+    legend = (f"Cells: mean ± sample std (ddof=1) of `{name}` over seeds, n = number of seeds "
+              "(newest finished run per cell); **bold** = best mean per column")
+    legend += "; Δ = difference of means to supervised (mIoU points)." if has_baseline else "."
+    notes = [legend]
+
+    missing = n_rows * n_cols - int(stats["n"].gt(0).sum())
+    counts = [(int(stats["running"].sum()), "running/interrupted"), (int(stats["failed"].sum()), "failed"),
+              (int(stats["no_metric"].sum()), f"finished without {name}")]
+    parts = []
+    for count, what in counts:
+        if count:
+            noun = "" if parts else _plural(count, "cell ", "cells ")
+            parts.append(f"{count} {noun}{what}")
+    not_run = missing - int(stats["n"].eq(0).sum())
+    if not_run:
+        parts.append(f"{not_run} {_plural(not_run, 'entry', 'entries')} not run")
+    if parts:
+        notes.append(("— : " if missing else "not in n: ") + ", ".join(parts))
+
+    dup = stats[stats["n"].gt(stats["seeds"])]
+    if not dup.empty:
+        which = ", ".join(dup["method"] + " " + dup["split_label"])
+        notes.append(f"note: several finished cells share a seed (configs differ in untagged settings): {which}")
+    return notes
+
+
+def build_tables(frame: pd.DataFrame, metric: str = "best") -> list[Table]:
+    """One :class:`Table` per (dataset, backbone) of the runs frame, sorted by dataset then backbone."""
+    if frame.empty:
+        return []
+    stats = summarise(select_cells(frame), metric)
+    tables = []
+    for (dataset, backbone), sub in stats.groupby(["dataset", "backbone"], sort=True):
+        methods = method_order(sub["method"].unique())
+        cols = _column_order(sub)
+        sub = sub.assign(
+            _method_rank=sub["method"].map({m: i for i, m in enumerate(methods)}),
+            _split_rank=sub["split"].map({s: i for i, s in enumerate(cols["split"])}),
+        ).sort_values(["_method_rank", "_split_rank"]).drop(columns=["_method_rank", "_split_rank"])
+        sub = sub.reset_index(drop=True)
+
+        text = sub["cell"].where(~sub["best"], "**" + sub["cell"] + "**")
+        wide = (sub.assign(text=text).pivot(index="method", columns="split", values="text")
+                .reindex(index=methods, columns=list(cols["split"])).fillna(MISSING))
+        if BASELINE in methods and len(methods) > 1:
+            others = [m for m in methods if m != BASELINE]
+            delta = (sub.pivot(index="method", columns="split", values="delta_text")
+                     .reindex(index=others, columns=list(cols["split"])).fillna(MISSING))
+            delta.index = [f"{DELTA_LABEL}: {m}" for m in others]
+            wide = pd.concat([wide, delta])
+        wide.columns = list(cols["split_label"])
+        wide.index.name = "method"
+        tables.append(Table(str(dataset), str(backbone), metric_name(metric), wide, sub,
+                            _notes(sub, len(methods), len(cols), metric)))
+    return tables
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub pipe table of a display frame (index as first column)."""
+    def esc(text) -> str:
+        return str(text).replace("|", "\\|")
+
+    header = [frame.index.name or "", *frame.columns]
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "|:---|" + "".join("---:|" for _ in frame.columns)]
+    body = frame.astype(str).map(esc)
+    rows = pd.Series(body.index.map(esc), index=body.index)
+    for col in body.columns:
+        rows = rows + " | " + body[col]
+    lines += ("| " + rows + " |").tolist()
+    return "\n".join(lines)
+
+
+def render_markdown(tables: list[Table], exp: str) -> str:
+    """The whole report: a title, then per table a heading, the pipe table and its footnotes."""
+    metric = tables[0].metric if tables else ""
+    out = [f"# {exp}: {metric}"]
+    for table in tables:
+        out += ["", f"## {table.title}", "", markdown_table(table.frame)]
+        for note in table.notes:
+            out += ["", note]
+    return "\n".join(out) + "\n"
+
+
+#: Columns of the CSV output, one row per (dataset, backbone, method, split) with at least one cell.
+CSV_COLUMNS = ["exp", "dataset", "backbone", "method", "split", "split_label", "n_labeled", "metric", "mean", "std",
+               "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric"]
+
+
+def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
+    """Tidy numeric rows of all tables (same order as the markdown), for spreadsheets and scripts."""
+    if not tables:
+        return pd.DataFrame(columns=CSV_COLUMNS)
+    rows = pd.concat([t.stats.assign(metric=t.metric) for t in tables], ignore_index=True)
+    rows = rows.assign(exp=exp, delta_vs_supervised=rows["delta"], n_labeled=rows["n_labeled"].astype("Int64"))
+    return rows[CSV_COLUMNS]

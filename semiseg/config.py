@@ -1,0 +1,290 @@
+"""The run-config schema: typed nested dataclasses, loaded from YAML and validated on load.
+
+A :class:`RunConfig` fully describes one training run (one *cell* of a grid). Everything except the
+``runtime`` section (device, workers, where to write and track) defines the cell's identity, hashed
+by :func:`config_hash`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from semiseg.errors import ConfigError
+
+
+def _opt(default: Any, help: str, **rules: Any) -> Any:
+    """A dataclass field with a help text and validation rules (choices, ge, le, gt, registry)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _opt("demo", "dataset name", registry="dataset")
+    root: str = _opt("", "dataset root folder; empty = the dataset's default location")
+    split: str = _opt("1_16", "labeled split name (folder under the dataset's splits)")
+    crop_size: int = _opt(321, "square training crop size in pixels", ge=8)
+    sup_nsample: int = _opt(
+        0, "supervised only: upsample the labeled list to this many samples per epoch (V2); 0 = one pass (V1)", ge=0
+    )
+    mix_same_index: bool = _opt(
+        False, "Style-A CutMix: mix batch uses the same image indices as the main batch (the official DDP quirk)"
+    )
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = _opt("resnet101", "encoder name", registry="backbone")
+    pretrained: str = _opt("", "path of an encoder weights file; empty = random init")
+    output_stride: int = _opt(16, "encoder output stride", choices=[8, 16])
+    aspp_dilations: list[int] = _opt([6, 12, 18], "ASPP atrous rates at output stride 16")
+
+
+@dataclass
+class OptimConfig:
+    name: str = _opt("sgd", "optimizer", choices=["sgd", "adamw"])
+    lr: float = _opt(0.001, "backbone learning rate", gt=0.0)
+    lr_multi: float = _opt(10.0, "head learning-rate multiplier", gt=0.0)
+    momentum: float = _opt(0.9, "SGD momentum", ge=0.0, le=1.0)
+    weight_decay: float = _opt(1e-4, "weight decay (applied to every parameter)", ge=0.0)
+    poly_power: float = _opt(0.9, "poly schedule power", ge=0.0)
+
+
+@dataclass
+class LossConfig:
+    criterion: str = _opt("ce", "labeled loss", choices=["ce", "ohem"])
+    ohem_thresh: float = _opt(0.7, "OHEM probability threshold", ge=0.0, le=1.0)
+    ohem_min_kept: int = _opt(200000, "OHEM minimum kept pixels", ge=1)
+    conf_thresh: float = _opt(0.95, "pseudo-label confidence threshold τ", ge=0.0, le=1.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(80, "number of epochs", ge=1)
+    batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
+    amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
+    max_iters_per_epoch: int = _opt(0, "cap on iterations per epoch; 0 = as defined by the data", ge=0)
+
+
+@dataclass
+class EvalConfig:
+    mode: str = _opt("original", "evaluation protocol", choices=["original"])
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how to run; not part of the config hash."""
+
+    device: str = _opt("auto", "device", choices=["auto", "cpu", "cuda"])
+    num_workers: int = _opt(1, "data-loader worker processes", ge=0)
+    threads: int = _opt(0, "torch CPU threads; 0 = torch default", ge=0)
+    output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
+    tracking_uri: str = _opt("sqlite:///mlflow.db", "MLflow tracking URI")
+    experiment: str = _opt("semiseg", "MLflow experiment name")
+
+
+@dataclass
+class RunConfig:
+    method: str = _opt("unimatch", "training method", registry="method")
+    seed: int = _opt(0, "seed for every random number generator", ge=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def _registry_names(kind: str) -> list[str]:
+    if kind == "method":
+        from semiseg.methods import METHODS
+
+        return METHODS.names()
+    if kind == "dataset":
+        from semiseg.data.datasets import DATASETS
+
+        return DATASETS.names()
+    if kind == "backbone":
+        from semiseg.models import BACKBONES
+
+        return BACKBONES.names()
+    raise ValueError(kind)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotated type ``tp``; ints are accepted (and stored) as floats."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"key '{key}': expected {_type_name(tp)}, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        hint = " (YAML read it as a number: quote it, e.g. '1_32')" if tp is str and isinstance(value, (int, float)) else ""
+        raise ConfigError(f"key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}")
+    return float(value) if tp is float else value
+
+
+def _check_rules(value: Any, meta: dict, key: str) -> None:
+    choices = meta.get("choices")
+    if meta.get("registry"):
+        choices = _registry_names(meta["registry"])
+    if choices is not None and value not in choices:
+        raise ConfigError(f"key '{key}': unknown value {value!r}; valid: {', '.join(map(str, choices))}")
+    for rule, test, word in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
+                             ("le", lambda a, b: a <= b, "<=")):
+        if rule in meta and not test(value, meta[rule]):
+            raise ConfigError(f"key '{key}': value {value!r} is out of range; it must be {word} {meta[rule]}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        where = f"section '{prefix[:-1]}'" if prefix else "the config"
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"unknown key '{prefix}{key}'{hint}; valid keys here: {', '.join(prefix + f for f in fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        tp = hints[name]
+        key = prefix + name
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], key + ".")
+        else:
+            value = _coerce(data[name], tp, key)
+            _check_rules(value, f.metadata, key)
+            kwargs[name] = value
+    obj = cls(**kwargs)
+    for name, f in fields.items():  # defaults must satisfy registries too (e.g. after a rename)
+        if name not in data and not dataclasses.is_dataclass(hints[name]):
+            _check_rules(getattr(obj, name), f.metadata, prefix + name)
+    return obj
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build and validate a :class:`RunConfig` from a plain (YAML-loaded) mapping."""
+    return _build(RunConfig, data, "")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value in YAML syntax) into (["a", "b", "c"], value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. train.epochs=10")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted ``key=value`` overrides applied."""
+    out = json.loads(json.dumps(data))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: '{part}' is not a section")
+        node[path[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must contain a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load, override and validate a run config from a YAML file; errors name the file."""
+    data = apply_overrides(load_yaml(path), overrides or [])
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def identity_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The part of the config that defines the run's identity (everything but ``runtime``)."""
+    data = config_to_dict(cfg)
+    data.pop("runtime")
+    return data
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Stable content hash (hex SHA-256) of the config's identity; same config → same hash everywhere."""
+    canonical = json.dumps(identity_dict(cfg), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def short_hash(cfg: RunConfig) -> str:
+    return config_hash(cfg)[:10]
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys (``{'a': {'b': 1}}`` → ``{'a.b': 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,19 @@
+"""User-facing error types: raised for bad input, printed without a traceback by the CLIs."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error caused by the user's input (config, data, command line), not by a bug."""
+
+
+class ConfigError(UserError):
+    """A configuration file or value is invalid."""
+
+
+class DataError(UserError):
+    """A dataset file or folder is missing or malformed."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""

@@ -1,0 +1,188 @@
+"""Trainer hooks: LR schedule, evaluation, checkpoint/resume, MLflow logging, progress.
+
+Each hook may implement ``before_train``, ``after_step``, ``after_epoch``, ``after_train`` and
+``on_failure``; the base class makes all of them no-ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from semiseg.config import config_hash, config_to_dict, flatten, save_config
+from semiseg.errors import TrainingDiverged
+from semiseg.evaluate import evaluate
+from semiseg.optim import poly_lr
+
+
+class Hook:
+    def before_train(self, trainer) -> None: ...
+    def after_step(self, trainer, out) -> None: ...
+    def after_epoch(self, trainer) -> None: ...
+    def after_train(self, trainer) -> None: ...
+    def on_failure(self, trainer, exc: BaseException) -> None: ...
+
+
+class PolyLR(Hook):
+    """Poly decay after every optimizer step, per parameter group (spec §1.5)."""
+
+    def after_step(self, trainer, out) -> None:
+        it = trainer.state.iteration - 1
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = poly_lr(group["base_lr"], it, trainer.total_iters, trainer.cfg.optim.poly_power)
+
+
+class Evaluate(Hook):
+    """Evaluate after every epoch; track the last and best mIoU."""
+
+    def after_epoch(self, trainer) -> None:
+        result = evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
+                          trainer.autocast)
+        state = trainer.state
+        trainer.last_eval = result
+        trainer.is_best = result.miou > state.best_miou or state.best_epoch < 0
+        state.last_miou = result.miou
+        if trainer.is_best:
+            state.best_miou, state.best_epoch = result.miou, state.epoch - 1
+            state.extra["best_iou"] = result.iou
+
+
+class Checkpointing(Hook):
+    """Atomic ``last.pth`` every epoch (everything needed for an exact resume) and ``best.pth`` on improvement.
+
+    ``before_train`` resumes from ``last.pth`` when it exists.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.last = run_dir / "last.pth"
+        self.best = run_dir / "best.pth"
+
+    def before_train(self, trainer) -> None:
+        if not self.last.exists():
+            return
+        ckpt = load_checkpoint(self.last)
+        trainer.model.load_state_dict(ckpt["model"])
+        trainer.optimizer.load_state_dict(ckpt["optimizer"])
+        trainer.scaler.load_state_dict(ckpt["scaler"])
+        trainer.method.load_state_dict(ckpt["method"])
+        trainer.state = type(trainer.state)(**ckpt["state"])
+        trainer.run_id = ckpt.get("mlflow_run_id") or trainer.run_id
+        set_rng_state(ckpt["rng"])
+        trainer.resumed_from = trainer.state.epoch
+        print(f"resumed from {self.last} at epoch {trainer.state.epoch}", flush=True)
+
+    def after_epoch(self, trainer) -> None:
+        state = {
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scaler": trainer.scaler.state_dict(),
+            "method": trainer.method.state_dict(),
+            "state": dataclasses.asdict(trainer.state),
+            "rng": rng_state(),
+            "config": config_to_dict(trainer.cfg),
+            "config_hash": config_hash(trainer.cfg),
+            "mlflow_run_id": trainer.run_id,
+        }
+        save_checkpoint(state, self.last)
+        if trainer.is_best:
+            save_checkpoint({"model": state["model"], "state": state["state"], "config": state["config"],
+                             "config_hash": state["config_hash"]}, self.best)
+
+
+class MLflowLogging(Hook):
+    """One MLflow run per training run: params, tags, per-epoch metrics, final metrics, artifacts, status."""
+
+    def __init__(self, tracker, run_dir: Path, tags: dict, params: dict) -> None:
+        self.tracker, self.run_dir, self.tags, self.params = tracker, run_dir, tags, params
+
+    def before_train(self, trainer) -> None:
+        run_id = trainer.run_id
+        if run_id is None and (self.run_dir / "run.json").exists():  # started before without a checkpoint
+            run_id = json.loads((self.run_dir / "run.json").read_text()).get("run_id")
+        trainer.run_id = self.tracker.start(self.tags["semiseg.hash"][:10], self.tags, run_id)
+        (self.run_dir / "run.json").write_text(json.dumps({"run_id": trainer.run_id}))
+        self.tracker.log_params({**flatten(config_to_dict(trainer.cfg)), **self.params})
+        if getattr(trainer, "resumed_from", None) is not None:
+            self.tracker.set_tags({"semiseg.resumed_at_epoch": trainer.resumed_from})
+
+    def after_epoch(self, trainer) -> None:
+        state, names = trainer.state, trainer.data.class_names
+        metrics = {f"train/{k}": v for k, v in trainer.epoch_terms.items()}
+        metrics.update({
+            "train/lr": trainer.optimizer.param_groups[0]["lr"],
+            "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
+            "train/images_per_s": trainer.images_per_second,
+            "train/epoch_seconds": trainer.epoch_seconds,
+            "val/miou": trainer.last_eval.miou,
+            "val/best_miou": state.best_miou,
+        })
+        metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
+        self.tracker.log_metrics(metrics, step=state.epoch - 1)
+
+    def after_train(self, trainer) -> None:
+        state, names = trainer.state, trainer.data.class_names
+        self.tracker.log_metrics({"best_miou": state.best_miou, "last_miou": state.last_miou,
+                                  "best_epoch": state.best_epoch}, step=state.epoch - 1)
+        per_class = {"best_epoch": state.best_epoch,
+                     "best": dict(zip(names, state.extra.get("best_iou", []))),
+                     "last": dict(zip(names, trainer.last_eval.iou))}
+        (self.run_dir / "per_class_iou.json").write_text(json.dumps(per_class, indent=1))
+        ckpts = {"last": str((self.run_dir / "last.pth").resolve()), "best": str((self.run_dir / "best.pth").resolve())}
+        (self.run_dir / "checkpoints.json").write_text(json.dumps(ckpts, indent=1))
+        save_config(trainer.cfg, self.run_dir / "config.yaml")
+        for name in ("per_class_iou.json", "checkpoints.json", "config.yaml"):
+            self.tracker.log_artifact(self.run_dir / name)
+        self.tracker.set_tags({"semiseg.checkpoint.best": ckpts["best"], "semiseg.checkpoint.last": ckpts["last"]})
+        self.tracker.finish("FINISHED")
+
+    def on_failure(self, trainer, exc: BaseException) -> None:
+        if trainer.run_id is None or self.tracker.run_id is None:
+            return
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self.tracker.set_tags({"semiseg.interrupted_at_epoch": trainer.state.epoch})
+            self.tracker.finish("KILLED")
+            return
+        kind = "diverged" if isinstance(exc, TrainingDiverged) else type(exc).__name__
+        self.tracker.set_tags({"semiseg.error": f"{kind}: {exc}"})
+        self.tracker.finish("FAILED")
+
+
+class Progress(Hook):
+    """A line per epoch on stdout, and ``progress.json`` for the orchestrator's status display."""
+
+    def __init__(self, run_dir: Path, label: str) -> None:
+        self.path, self.label = run_dir / "progress.json", label
+        self.start = time.time()
+
+    def _write(self, trainer, status: str) -> None:
+        state = trainer.state
+        data = {"epoch": state.epoch, "epochs": trainer.cfg.train.epochs, "iteration": state.iteration,
+                "last_miou": state.last_miou, "best_miou": state.best_miou, "status": status,
+                "pid": os.getpid(), "updated": time.time()}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+
+    def before_train(self, trainer) -> None:
+        self._write(trainer, "running")
+
+    def after_epoch(self, trainer) -> None:
+        s, terms = trainer.state, trainer.epoch_terms
+        print(f"[{self.label}] epoch {s.epoch}/{trainer.cfg.train.epochs} it {s.iteration} "
+              f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f} best {s.best_miou:.2f} "
+              f"({trainer.epoch_seconds:.1f}s, {trainer.images_per_second:.0f} img/s)", flush=True)
+        self._write(trainer, "running")
+
+    def after_train(self, trainer) -> None:
+        self._write(trainer, "finished")
+        print(f"[{self.label}] done: best mIoU {trainer.state.best_miou:.2f} at epoch "
+              f"{trainer.state.best_epoch + 1} ({time.time() - self.start:.0f}s)", flush=True)
+
+    def on_failure(self, trainer, exc: BaseException) -> None:
+        self._write(trainer, "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed")
+        sys.stdout.flush()

@@ -1,0 +1,61 @@
+"""The method interface shared by every training method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from semiseg.config import RunConfig
+from semiseg.losses import labeled_loss
+from semiseg.registry import Registry
+
+METHODS: Registry = Registry("method")
+
+
+@dataclass
+class StepOutput:
+    """The loss to back-propagate and the named terms to log (detached scalars)."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method:
+    """One training method over the shared trainer.
+
+    ``streams`` names the loaders the method consumes each iteration (``labeled``, ``unlabeled``,
+    ``mix``); :meth:`step` receives one batch per stream and returns a :class:`StepOutput`.
+    """
+
+    streams: tuple[str, ...] = ("labeled",)
+
+    def __init__(self, cfg: RunConfig, model: nn.Module) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.thresh = cfg.loss.conf_thresh
+
+    def labeled_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.cfg.loss
+        return labeled_loss(logits, target, loss.criterion, loss.ohem_thresh, loss.ohem_min_kept)
+
+    @torch.no_grad()
+    def eval_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """An eval-mode forward (BN running stats), then back to train mode: the Style-A mix teacher."""
+        self.model.eval()
+        try:
+            return self.model(images)
+        finally:
+            self.model.train()
+
+    def step(self, batch: dict[str, dict[str, torch.Tensor]]) -> StepOutput:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state beyond the model and optimizer (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

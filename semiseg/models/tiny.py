@@ -1,0 +1,46 @@
+"""A small residual encoder that makes the built-in demo practical on a 2-core CPU."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, conv1x1
+
+from semiseg.models.registry import BACKBONES
+
+
+def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> BasicBlock:
+    """A torchvision BasicBlock; dilation is set on its convs (BasicBlock's constructor refuses it)."""
+    down = None
+    if stride != 1 or cin != cout:
+        down = nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+    block = BasicBlock(cin, cout, stride, down)
+    if dilation > 1:
+        for conv in (block.conv1, block.conv2):
+            conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
+    return block
+
+
+class TinyEncoder(nn.Module):
+    """Stem (stride 2) → stride-4 stage (c1, 32 ch) → stride-8 stage → dilated stage (c4, 128 ch)."""
+
+    low_channels = 32
+    high_channels = 128
+    head_widths = {"aspp": 64, "reduce": 16, "decoder": 64}
+
+    def __init__(self, output_stride: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(inplace=True))
+        self.layer1 = nn.Sequential(_block(24, 32, 2), _block(32, 32))
+        last_stride = 2 if output_stride == 16 else 1
+        self.layer2 = nn.Sequential(_block(32, 64, 2), _block(64, 64))
+        self.layer3 = nn.Sequential(_block(64, 128, last_stride), _block(128, 128, dilation=2))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c1 = self.layer1(self.stem(x))
+        return c1, self.layer3(self.layer2(c1))
+
+
+@BACKBONES.register("tiny")
+def tiny(output_stride: int = 8) -> TinyEncoder:
+    return TinyEncoder(output_stride)

@@ -1,0 +1,24 @@
+"""Optimizer factory (two LR groups, spec §1.5) and the poly schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from semiseg.config import OptimConfig
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Group 0 = ``model.backbone`` at lr, group 1 = everything else at lr·lr_multi; decay on every parameter."""
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    groups = [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
+              {"params": rest, "lr": cfg.lr * cfg.lr_multi, "base_lr": cfg.lr * cfg.lr_multi}]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+
+
+def poly_lr(base_lr: float, iteration: int, total_iters: int, power: float) -> float:
+    """lr·(1 − it/total)^power, set after the optimizer step of iteration ``it`` (0-based)."""
+    return base_lr * (1 - iteration / total_iters) ** power

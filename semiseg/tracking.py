@@ -1,0 +1,182 @@
+"""Every MLflow call of the project lives here.
+
+A training run is one MLflow run, tagged with its cell identity (``semiseg.*`` tags). The
+orchestration and the reports read runs back through :func:`search_cells` and :func:`runs_frame`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+TAG_PREFIX = "semiseg."
+#: Tags identifying a cell; reports and the planner rely on these names.
+CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
+#: MLflow status → semiseg cell state.
+STATE_OF_STATUS = {"FINISHED": "finished", "FAILED": "failed", "RUNNING": "interrupted",
+                   "KILLED": "interrupted", "SCHEDULED": "interrupted"}
+
+
+def _client(uri: str):
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on every start
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=resolve_uri(uri))
+
+
+def resolve_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///file.db`` URI absolute so every process (SLURM, Ray) hits the same file."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Absolute artifact folder beside a sqlite store (MLflow's default is relative to the cwd)."""
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlruns").as_uri()
+    return None
+
+
+def get_or_create_experiment(uri: str, name: str) -> str:
+    """Return the id of experiment ``name``, creating it (with an absolute artifact root) if needed."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_root(uri))
+    except Exception:  # another process created it between the two calls
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str:
+    """The project's current git commit, or 'unknown' outside a checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class RunTracker:
+    """Logs one training run into MLflow (new run, or resumed into an existing run id)."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self.client = _client(uri)
+        self.run_id: str | None = None
+
+    def start(self, run_name: str, tags: dict[str, Any], run_id: str | None = None) -> str:
+        """Create a run (or reopen ``run_id`` as RUNNING) and return its id."""
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            self.run_id = run_id
+        else:
+            exp_id = get_or_create_experiment(self.uri, self.experiment)
+            run = self.client.create_run(exp_id, run_name=run_name)
+            self.run_id = run.info.run_id
+        self.set_tags(tags)
+        return self.run_id
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log params; values already logged (a resumed run) are skipped, as MLflow forbids changing them."""
+        from mlflow.entities import Param
+
+        known = self.client.get_run(self.run_id).data.params
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in known]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """Mark the run FINISHED, FAILED or KILLED (KILLED = interrupted, resumable)."""
+        self.client.set_terminated(self.run_id, status=status)
+
+
+@dataclass
+class CellRun:
+    """The MLflow view of one run of a cell."""
+
+    run_id: str
+    cell_hash: str
+    status: str
+    start_time: int
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+    @property
+    def state(self) -> str:
+        return STATE_OF_STATUS.get(self.status, "failed")
+
+
+def search_cells(uri: str, experiment: str, hashes: Iterable[str] | None = None) -> list[CellRun]:
+    """All runs of ``experiment`` (optionally only those with the given cell hashes), newest first."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    wanted = set(hashes) if hashes is not None else None
+    out: list[CellRun] = []
+    token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], max_results=5000, page_token=token,
+                                  order_by=["attributes.start_time DESC"])
+        for run in page:
+            cell = run.data.tags.get(TAG_PREFIX + "hash", "")
+            if wanted is None or cell in wanted:
+                out.append(CellRun(run.info.run_id, cell, run.info.status, run.info.start_time or 0,
+                                   dict(run.data.tags), dict(run.data.metrics)))
+        token = page.token
+        if not token:
+            return out
+
+
+def list_experiments(uri: str) -> list[str]:
+    """Names of the experiments in the store."""
+    return [exp.name for exp in _client(uri).search_experiments()]
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of one metric of one run."""
+    return [(m.step, m.value) for m in _client(uri).get_metric_history(run_id, key)]
+
+
+def runs_frame(uri: str, experiment: str):
+    """One row per run of ``experiment``: run_id, status, state, the cell tags and every final metric."""
+    import pandas as pd
+
+    rows = []
+    for run in search_cells(uri, experiment):
+        row = {"run_id": run.run_id, "status": run.status, "state": run.state, "start_time": run.start_time}
+        row.update({name: run.tags.get(TAG_PREFIX + name) for name in CELL_TAGS})
+        row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "status", "state", "start_time", *CELL_TAGS])

@@ -1,0 +1,117 @@
+"""Train one run: ``python -m semiseg.train --config run.yaml [--set key=value ...]``.
+
+The same entry point runs on a laptop, in a SLURM job or in a Ray worker. A run whose folder
+(``<runtime.output_dir>/<hash>``) holds ``last.pth`` resumes from it into the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semiseg.cli import run_cli
+from semiseg.config import RunConfig, config_hash, load_config, short_hash
+from semiseg.data.sampling import build_data
+from semiseg.errors import TrainingDiverged
+from semiseg.hooks import Checkpointing, Evaluate, MLflowLogging, PolyLR, Progress
+from semiseg.methods import METHODS
+from semiseg.models import build_model, count_parameters
+from semiseg.optim import build_optimizer
+from semiseg.tracking import RunTracker, git_commit
+from semiseg.trainer import Trainer, TrainState
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from semiseg.errors import ConfigError
+
+        raise ConfigError("runtime.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def run_dir_of(cfg: RunConfig) -> Path:
+    return Path(cfg.runtime.output_dir) / short_hash(cfg)
+
+
+def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> Trainer:
+    """Everything for one run: data, model, method, optimizer and the standard hooks."""
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = pick_device(cfg.runtime.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    seed_everything(cfg.seed)
+    method_cls = METHODS.get(cfg.method)
+    data = build_data(cfg, method_cls.streams)  # data errors surface before any MLflow run exists
+    model = build_model(cfg, data.num_classes).to(device)
+    method = method_cls(cfg, model)
+    optimizer = build_optimizer(model, cfg.optim)
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    tags = {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
+            "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
+            "semiseg.n_labeled": data.n_labeled, "semiseg.git_commit": git_commit(),
+            "semiseg.run_dir": str(run_dir.resolve()), **(extra_tags or {})}
+    params = {"derived.iters_per_epoch": data.iters_per_epoch,
+              "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
+              "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
+              "derived.parameters": count_parameters(model), "derived.device": str(device)}
+    tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
+    hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir), MLflowLogging(tracker, run_dir, tags, params),
+             Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
+    trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
+    trainer.run_id = None
+    print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M parameters, "
+          f"{data.iters_per_epoch} it/epoch, device {device}", flush=True)
+    return trainer
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def train(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> TrainState:
+    """Train (or resume) the run described by ``cfg``; SIGTERM leaves it resumable."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    return build_trainer(cfg, extra_tags).train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m semiseg.train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python -m semiseg.train --config runs/ab12cd34ef/config.yaml --set train.epochs=2")
+    parser.add_argument("--config", required=True, help="run config YAML (see semiseg/config.py for every key)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set optim.lr=0.002 (repeatable)")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra MLflow tag for the run, e.g. --tag semiseg.exp=demo (repeatable)")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
+    try:
+        state = train(cfg, tags)
+    except TrainingDiverged as exc:
+        print(f"error: run failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"best mIoU {state.best_miou:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

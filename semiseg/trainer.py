@@ -1,0 +1,106 @@
+"""The shared trainer: a loop that calls the method's step; everything else is a hook.
+
+Hooks (see :mod:`semiseg.hooks`) get ``before_train``, ``after_step``, ``after_epoch``,
+``after_train`` and ``on_failure`` calls, in list order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from semiseg.config import RunConfig
+from semiseg.data.sampling import TrainData
+from semiseg.errors import TrainingDiverged
+from semiseg.methods.base import Method, StepOutput
+
+
+@dataclass
+class TrainState:
+    """Progress counters; saved in checkpoints. ``epoch`` counts completed epochs."""
+
+    epoch: int = 0
+    iteration: int = 0
+    best_miou: float = 0.0
+    best_epoch: int = -1
+    last_miou: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, model: nn.Module, method: Method, data: TrainData,
+                 optimizer: torch.optim.Optimizer, device: torch.device, hooks: list) -> None:
+        self.cfg, self.model, self.method, self.data = cfg, model, method, data
+        self.optimizer, self.device, self.hooks = optimizer, device, hooks
+        self.state = TrainState()
+        self.total_iters = data.iters_per_epoch * cfg.train.epochs
+        amp = cfg.train.amp if device.type == "cuda" else "off"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self.epoch_terms: dict[str, float] = {}
+        self.epoch_seconds = 0.0
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _call(self, event: str, *args) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)(self, *args)
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def run_step(self, batch: dict) -> StepOutput:
+        """One iteration: method step under autocast, finite check, backward, optimizer step."""
+        with self.autocast():
+            out = self.method.step(batch)
+        if not torch.isfinite(out.loss):
+            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.terms.items())
+            raise TrainingDiverged(f"loss is {float(out.loss.detach())} at epoch {self.state.epoch} iteration "
+                                   f"{self.state.iteration} ({terms})")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return out
+
+    def train_epoch(self) -> None:
+        self.data.set_epoch(self.state.epoch)
+        self.model.train()
+        iterators = {name: iter(self.data.loaders[name]) for name in self.method.streams}
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        for _ in range(self.data.iters_per_epoch):
+            batch = {name: self._to_device(next(it)) for name, it in iterators.items()}
+            out = self.run_step(batch)
+            self.state.iteration += 1
+            for key, value in {"loss": out.loss.detach(), **out.terms}.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            self._call("after_step", out)
+        self.epoch_seconds = time.perf_counter() - start
+        self.epoch_terms = {k: v / self.data.iters_per_epoch for k, v in sums.items()}
+
+    def train(self) -> TrainState:
+        self._call("before_train")
+        try:
+            while self.state.epoch < self.cfg.train.epochs:
+                self.train_epoch()
+                self.state.epoch += 1
+                self._call("after_epoch")
+            self._call("after_train")
+        except BaseException as exc:
+            self._call("on_failure", exc)
+            raise
+        return self.state
+
+    @property
+    def images_per_second(self) -> float:
+        per_iter = self.cfg.train.batch_size * len(self.method.streams)
+        return per_iter * self.data.iters_per_epoch / max(self.epoch_seconds, 1e-9)

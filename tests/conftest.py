@@ -1,0 +1,35 @@
+"""Shared fixtures: the demo dataset generated once per session, and small run configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from semiseg.config import RunConfig, apply_overrides, config_from_dict
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    from semiseg.data.demo import ensure_demo
+
+    return ensure_demo(tmp_path_factory.mktemp("data") / "demo")
+
+
+def small_config(tmp: Path, demo: Path, *overrides: str) -> RunConfig:
+    """A seconds-long CPU run on the demo data, tracked in ``tmp/mlflow.db``."""
+    base = {
+        "method": "unimatch", "seed": 0,
+        "data": {"dataset": "demo", "root": str(demo), "split": "1_32", "crop_size": 32},
+        "model": {"backbone": "tiny", "output_stride": 8, "aspp_dilations": [1, 2, 3]},
+        "optim": {"name": "sgd", "lr": 0.01, "lr_multi": 1.0},
+        "train": {"epochs": 2, "batch_size": 4, "max_iters_per_epoch": 2},
+        "runtime": {"num_workers": 0, "threads": 1, "output_dir": str(tmp / "runs"),
+                    "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "tests"},
+    }
+    return config_from_dict(apply_overrides(base, list(overrides)))
+
+
+@pytest.fixture
+def make_config(tmp_path, demo_root):
+    return lambda *overrides: small_config(tmp_path, demo_root, *overrides)

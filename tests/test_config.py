@@ -1,0 +1,72 @@
+"""Config schema: validation errors name key, value and what is valid; hashes are stable."""
+
+import subprocess
+import sys
+
+import pytest
+
+from semiseg.config import apply_overrides, config_from_dict, config_hash, load_config
+from semiseg.errors import ConfigError
+
+
+def test_defaults_validate():
+    cfg = config_from_dict({})
+    assert cfg.method == "unimatch" and cfg.model.backbone == "resnet101"
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"train": {"epcohs": 3}}, ["unknown key 'train.epcohs'", "did you mean 'train.epochs'"]),
+    ({"methd": "unimatch"}, ["unknown key 'methd'", "did you mean 'method'"]),
+    ({"train": {"epochs": "ten"}}, ["train.epochs", "expected an integer", "'ten'"]),
+    ({"train": {"epochs": 2.5}}, ["train.epochs", "expected an integer", "2.5"]),
+    ({"train": {"epochs": 0}}, ["train.epochs", "out of range", ">= 1"]),
+    ({"loss": {"conf_thresh": 1.5}}, ["loss.conf_thresh", "1.5", "<= 1"]),
+    ({"method": "unimatch_v3"}, ["key 'method'", "'unimatch_v3'", "valid: supervised, fixmatch, unimatch"]),
+    ({"data": {"dataset": "imagenet"}}, ["data.dataset", "'imagenet'", "demo"]),
+    ({"model": {"backbone": "vgg16"}}, ["model.backbone", "'vgg16'", "resnet101"]),
+    ({"train": {"amp": "fp8"}}, ["train.amp", "'fp8'", "off, bf16, fp16"]),
+    ({"data": {"split": 132}}, ["data.split", "expected a string", "quote it"]),
+    ({"train": 5}, ["section 'train'", "mapping"]),
+    ({"model": {"aspp_dilations": [6, "x", 18]}}, ["model.aspp_dilations[1]", "'x'"]),
+])
+def test_validation_messages(data, expected):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    for fragment in expected:
+        assert fragment in str(info.value)
+
+
+def test_load_config_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epochs: -1\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: key 'train.epochs'"):
+        load_config(path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_overrides_parse_yaml_values():
+    data = apply_overrides({"train": {"epochs": 3}}, ["train.epochs=5", "optim.lr=2e-3", "data.split='1_32'"])
+    cfg = config_from_dict(data)
+    assert cfg.train.epochs == 5 and cfg.optim.lr == 0.002 and cfg.data.split == "1_32"
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["train.epochs"])
+
+
+def test_hash_is_stable_and_ignores_runtime():
+    a = config_from_dict({"optim": {"lr": 1}, "runtime": {"num_workers": 4}})
+    b = config_from_dict({"optim": {"lr": 1.0}, "runtime": {"output_dir": "/elsewhere"}})
+    assert config_hash(a) == config_hash(b)  # int/float spelling and runtime settings do not matter
+    assert config_hash(a) != config_hash(config_from_dict({"optim": {"lr": 2}}))
+    assert config_hash(a) != config_hash(config_from_dict({"seed": 1, "optim": {"lr": 1}}))
+
+
+def test_hash_is_the_same_in_another_process():
+    code = ("from semiseg.config import config_from_dict, config_hash;"
+            "print(config_hash(config_from_dict({'method': 'fixmatch', 'data': {'split': '92'}})))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"}).stdout.strip()
+    assert other == config_hash(config_from_dict({"method": "fixmatch", "data": {"split": "92"}}))
