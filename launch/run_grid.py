@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,10 @@ def plan_json(planned: list[PlannedCell]) -> str:
                         "state": p.state, "run_id": p.run_id} for p in planned], indent=1)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_parallel < 1:
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     resumed = sum(p.state == "interrupted" for p in todo)
     print(f"training {len(todo)} cell(s) ({resumed} resumed) with up to {args.max_parallel} in parallel")
+    signal.signal(signal.SIGTERM, _stop)  # a killed launcher stops its cells (resumable) instead of orphaning them
     result = run_local(todo, args.exp, args.max_parallel)
     print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped")
     if result.interrupted:

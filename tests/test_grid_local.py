@@ -1,0 +1,73 @@
+"""The demo grid on the local backend, for real: skip finished cells, resume a SIGKILLed cell."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from semiseg.tracking import search_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def grid(tmp, demo_root, *extra, epochs=1, iters=2):
+    return [sys.executable, str(ROOT / "launch" / "run_grid.py"), "--exp", "demo", "--splits", "1_32",
+            "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs"),
+            "--set", f"data.root={demo_root}", "--set", "data.crop_size=32", "--set", f"train.epochs={epochs}",
+            "--set", f"train.max_iters_per_epoch={iters}", "--set", "train.batch_size=4", *extra]
+
+
+def test_second_launch_trains_nothing(tmp_path, demo_root):
+    cmd = grid(tmp_path, demo_root, "--methods", "supervised,unimatch", "--max-parallel", "2")
+    first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "done: 2 finished, 0 failed" in first.stdout
+    runs = search_cells(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo")
+    assert sorted(r.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert {r.tags["semiseg.exp"] for r in runs} == {"demo"}
+
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "nothing to train" in second.stdout
+    assert len(search_cells(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo")) == 2
+
+    plan = json.loads(subprocess.run(cmd + ["--dry-run", "--json"], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert [c["state"] for c in plan] == ["finished", "finished"]
+    assert {c["method"] for c in plan} == {"supervised", "unimatch"}
+
+
+def test_sigkilled_cell_resumes_into_the_same_run(tmp_path, demo_root):
+    cmd = grid(tmp_path, demo_root, "--methods", "fixmatch", epochs=3, iters=3)
+    launcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    progress = None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        found = list((tmp_path / "runs").glob("*/progress.json"))
+        if found:
+            data = json.loads(found[0].read_text() or "{}")
+            if data.get("epoch", 0) >= 1:
+                progress = data
+                break
+        time.sleep(0.2)
+    assert progress is not None, "the cell never finished its first epoch"
+    os.killpg(launcher.pid, signal.SIGKILL)  # the launcher and the training process die without a word
+    launcher.wait()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (killed,) = search_cells(uri, "demo")
+    assert killed.status == "RUNNING"  # nobody could mark it
+
+    plan = json.loads(subprocess.run(cmd + ["--dry-run", "--json"], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert plan[0]["state"] == "interrupted"
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout
+    assert "1 resumed" in again.stdout
+    (run,) = search_cells(uri, "demo")
+    assert run.run_id == killed.run_id and run.status == "FINISHED"
+    assert int(run.tags["semiseg.resumed_at_epoch"]) >= 1
+    log = (next((tmp_path / "runs").glob("*/train.log"))).read_text()
+    assert "resumed from" in log
