@@ -22,7 +22,7 @@ from semiseg.errors import ConfigError
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
-    """A dataclass field with a help text and validation rules (choices, ge, le, gt, registry)."""
+    """A dataclass field with a help text and validation rules (choices, ge, le, gt, registry, check)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **rules})
     return field(default=default, metadata={"help": help, **rules})
@@ -37,6 +37,9 @@ class DataConfig:
     sup_nsample: int = _opt(
         0, "supervised only: upsample the labeled list to this many samples per epoch (V2); 0 = one pass (V1)", ge=0
     )
+    scale_range: list[float] = _opt([0.5, 2.0], "random rescale range of the long side (spec: 0.5–2.0)",
+                                    check=lambda v: None if len(v) == 2 and 0 < v[0] <= v[1] else
+                                    "it must be [low, high] with 0 < low <= high")
     mix_same_index: bool = _opt(
         False, "Style-A CutMix: mix batch uses the same image indices as the main batch (the official DDP quirk)"
     )
@@ -160,6 +163,8 @@ def _check_rules(value: Any, meta: dict, key: str) -> None:
         choices = _registry_names(meta["registry"])
     if choices is not None and value not in choices:
         raise ConfigError(f"key '{key}': unknown value {value!r}; valid: {', '.join(map(str, choices))}")
+    if "check" in meta and meta["check"](value) is not None:
+        raise ConfigError(f"key '{key}': invalid value {value!r}; {meta['check'](value)}")
     for rule, test, word in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
                              ("le", lambda a, b: a <= b, "<=")):
         if rule in meta and not test(value, meta[rule]):

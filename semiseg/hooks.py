@@ -107,7 +107,7 @@ class MLflowLogging(Hook):
         trainer.run_id = self.tracker.start(self.tags["semiseg.hash"][:10], self.tags, run_id)
         (self.run_dir / "run.json").write_text(json.dumps({"run_id": trainer.run_id}))
         self.tracker.log_params({**flatten(config_to_dict(trainer.cfg)), **self.params})
-        if getattr(trainer, "resumed_from", None) is not None:
+        if trainer.resumed_from is not None:
             self.tracker.set_tags({"semiseg.resumed_at_epoch": trainer.resumed_from})
 
     def after_epoch(self, trainer) -> None:

@@ -75,7 +75,6 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir), MLflowLogging(tracker, run_dir, tags, params),
              Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
     trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
-    trainer.run_id = None
     print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M parameters, "
           f"{data.iters_per_epoch} it/epoch, device {device}", flush=True)
     return trainer

@@ -7,7 +7,6 @@ Hooks (see :mod:`semiseg.hooks`) get ``before_train``, ``after_step``, ``after_e
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -44,6 +43,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         self.epoch_terms: dict[str, float] = {}
         self.epoch_seconds = 0.0
+        # filled in by hooks: the latest evaluation, whether it is a new best, the MLflow run, resume point
+        self.last_eval = None
+        self.is_best = False
+        self.run_id: str | None = None
+        self.resumed_from: int | None = None
 
     def autocast(self):
         if self.amp_dtype is None:

@@ -27,6 +27,7 @@ def test_defaults_validate():
     ({"train": {"amp": "fp8"}}, ["train.amp", "'fp8'", "off, bf16, fp16"]),
     ({"data": {"split": 132}}, ["data.split", "expected a string", "quote it"]),
     ({"train": 5}, ["section 'train'", "mapping"]),
+    ({"data": {"scale_range": [2.0, 0.5]}}, ["data.scale_range", "[2.0, 0.5]", "0 < low <= high"]),
     ({"model": {"aspp_dilations": [6, "x", 18]}}, ["model.aspp_dilations[1]", "'x'"]),
 ])
 def test_validation_messages(data, expected):
