@@ -32,4 +32,5 @@ def small_config(tmp: Path, demo: Path, *overrides: str) -> RunConfig:
 
 @pytest.fixture
 def make_config(tmp_path, demo_root):
-    return lambda *overrides: small_config(tmp_path, demo_root, *overrides)
+    """``make_config(*overrides, folder="")``: a small config tracked under ``tmp_path/folder``."""
+    return lambda *overrides, folder="": small_config(tmp_path / folder, demo_root, *overrides)

@@ -24,13 +24,11 @@ def weights(trainer):
 
 
 @pytest.mark.parametrize("method", ["unimatch", "fixmatch", "supervised"])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, demo_root, method):
-    from tests.conftest import small_config
-
-    straight = build_trainer(small_config(tmp_path / "a", demo_root, f"method={method}"))
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(make_config, method):
+    straight = build_trainer(make_config(f"method={method}", folder="a"))
     straight.train()
 
-    cfg = small_config(tmp_path / "b", demo_root, f"method={method}")
+    cfg = make_config(f"method={method}", folder="b")
     first = build_trainer(cfg)
     first.hooks.append(StopAfterFirstEpoch())
     with pytest.raises(KeyboardInterrupt):
