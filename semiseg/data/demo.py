@@ -1,0 +1,411 @@
+"""The built-in ``demo`` dataset: procedurally generated shape scenes in Pascal VOC layout.
+
+Every image is rendered from its own seeded ``numpy.random.Generator``, so the dataset is
+reproducible image by image. Five object classes differ only by shape (disk, rectangle,
+triangle, star, ring); colour and texture are drawn independently of the class, over varied
+backgrounds with background clutter, so a model has to learn geometry. ``ensure_demo``
+generates the dataset once, atomically, into the layout that the VOC loaders read::
+
+    root/JPEGImages/<id>.jpg                  RGB images
+    root/SegmentationClass/<id>.png           uint8 class indices, 255 = ignore (boundary band)
+    root/splits/<split>/labeled.txt           "JPEGImages/<id>.jpg SegmentationClass/<id>.png"
+    root/splits/<split>/unlabeled.txt         (not for "all")
+    root/splits/val.txt
+    root/meta.json                            written last: marks the dataset complete
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from semiseg.errors import DataError
+
+IMAGE_SIZE = 96
+NUM_TRAIN = 768
+NUM_VAL = 160
+IGNORE_INDEX = 255
+OBJECTS_PER_IMAGE = (2, 6)
+OBJECT_SIZE = (20.0, 50.0)  # object diameter in pixels, sampled uniformly
+MIN_VISIBLE_AREA = 40  # pixels of an object that must lie inside the image
+JPEG_QUALITY = 95
+#: Probability that an object takes its class's typical hue (as in real data, colour is a cue, not the label).
+CLASS_COLOUR_PROB = 0.85
+#: Typical hue (degrees) per object class, in DEMO_CLASSES order (background has none).
+CLASS_HUES = (None, 350.0, 120.0, 55.0, 215.0, 28.0)
+
+DEMO_VERSION = 3
+DEMO_CLASSES: list[str] = ["background", "disk", "rectangle", "triangle", "star", "ring"]
+DEMO_PALETTE: list[tuple[int, int, int]] = [
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+]
+DEMO_SPLITS: dict[str, int] = {
+    "1_32": NUM_TRAIN // 32,
+    "1_16": NUM_TRAIN // 16,
+    "1_8": NUM_TRAIN // 8,
+    "1_4": NUM_TRAIN // 4,
+    "all": NUM_TRAIN,
+}
+
+_TRAIN, _VAL, _SPLITS = 0, 1, 2  # stream indices of the per-image / per-split generators
+_YY, _XX = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_SCRIBBLE_CHARS = "abcdefghkmnprstuvwxyzABDEFGHKMNPRSTXYZ0123456789&%#?"
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def ensure_demo(root: str | Path, seed: int = 0) -> Path:
+    """Return ``root`` holding the complete demo dataset for ``seed``, generating it if absent.
+
+    Generation goes to a temporary sibling folder that is renamed into place, so concurrent
+    callers never see a half-written dataset. An existing ``root`` that is incomplete, from an
+    older ``DEMO_VERSION`` or from another seed raises ``DataError`` and is left untouched.
+    """
+    root = Path(root)
+    if _is_complete(root, seed):
+        return root
+    if root.is_dir() and not any(root.iterdir()):
+        with contextlib.suppress(OSError):  # a racing process may have just filled it
+            root.rmdir()  # an empty folder holds nothing to lose
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        _generate(tmp, seed)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not _is_complete(root, seed):  # otherwise another process won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def save_preview(root: str | Path, out_png: str | Path, n: int = 8, scale: int = 3) -> Path:
+    """Write a grid of the first ``n`` val images beside their colourised masks (255 = white)."""
+    root, out_png = Path(root), Path(out_png)
+    lut = np.full((256, 3), 255, np.uint8)
+    lut[: len(DEMO_PALETTE)] = np.array(DEMO_PALETTE, np.uint8)[:, ::-1]  # RGB -> BGR
+    from semiseg.data.datasets import read_split  # datasets imports this module at load time
+
+    pairs = read_split(root / "splits" / "val.txt")[:n]
+    if not pairs:
+        raise DataError(f"{root / 'splits' / 'val.txt'} lists no images")
+    gap = np.full((IMAGE_SIZE, 2, 3), 255, np.uint8)
+    cells = []
+    for image_rel, mask_rel in pairs:
+        image = cv2.imread(str(root / image_rel), cv2.IMREAD_COLOR)
+        mask = cv2.imread(str(root / mask_rel), cv2.IMREAD_UNCHANGED)
+        if image is None or mask is None:
+            raise DataError(f"cannot read {root / image_rel} or {root / mask_rel}")
+        cells.append(np.hstack([image, gap, lut[mask], gap, gap]))
+    cols = math.ceil(math.sqrt(len(cells)))
+    cells += [np.full_like(cells[0], 255)] * (-len(cells) % cols)
+    rows = [np.hstack(cells[i : i + cols]) for i in range(0, len(cells), cols)]
+    grid = np.vstack([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows])
+    grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out_png), grid):
+        raise DataError(f"could not write {out_png}")
+    return out_png
+
+
+def render_image(seed: int, stream: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render one scene: an RGB ``uint8`` image (H, W, 3) and its ``uint8`` label map (H, W).
+
+    ``stream`` is 0 for train and 1 for val images; ``index`` numbers the image in its split.
+    """
+    rng = np.random.default_rng([seed, stream, index])
+    image = _background(rng)
+    _draw_clutter(image, rng)
+    image = image.astype(np.float32)
+    label = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    instance = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.int32)
+    areas: list[int] = []
+    lo, hi = OBJECTS_PER_IMAGE
+    for _ in range(rng.integers(lo, hi + 1)):
+        cls = int(rng.integers(1, len(DEMO_CLASSES)))
+        placed = _place_object(rng, cls, instance, areas)
+        if placed is None:
+            continue
+        mask, center, size = placed
+        alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)[..., None]
+        image = image * (1 - alpha) + _texture(rng, image, mask, center, size, cls) * alpha
+        areas.append(int(mask.sum()))
+        instance[mask] = len(areas)
+        label[mask] = cls
+    label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE_INDEX
+    return _photometric(rng, image), label
+
+
+# --------------------------------------------------------------------------- dataset files
+
+
+def _is_complete(root: Path, seed: int) -> bool:
+    """True if ``root`` holds the current dataset for ``seed``; DataError if it holds another."""
+    if not root.exists():
+        return False
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+    except (OSError, ValueError):
+        meta = None
+    expected = {"version": DEMO_VERSION, "counts": _counts()}
+    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
+        raise DataError(
+            f"{root} exists but is not a complete demo dataset of version {DEMO_VERSION} "
+            "(interrupted or outdated); delete that folder and it will be regenerated"
+        )
+    if meta.get("seed") != seed:
+        raise DataError(
+            f"{root} holds the demo dataset for seed {meta.get('seed')}, not {seed}; delete it or use another folder"
+        )
+    return True
+
+
+def _counts() -> dict[str, object]:
+    return {"train": NUM_TRAIN, "val": NUM_VAL, "labeled": dict(DEMO_SPLITS)}
+
+
+def _generate(out: Path, seed: int) -> None:
+    """Write the whole dataset into the (empty) folder ``out``; ``meta.json`` comes last."""
+    (out / "JPEGImages").mkdir()
+    (out / "SegmentationClass").mkdir()
+    train_ids = [f"train_{i:06d}" for i in range(NUM_TRAIN)]
+    val_ids = [f"val_{i:06d}" for i in range(NUM_VAL)]
+    for stream, ids in ((_TRAIN, train_ids), (_VAL, val_ids)):
+        for index, image_id in enumerate(ids):
+            image, label = render_image(seed, stream, index)
+            _write(
+                out / "JPEGImages" / f"{image_id}.jpg",
+                cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+            )
+            _write(out / "SegmentationClass" / f"{image_id}.png", label, [])
+
+    order = np.random.default_rng([seed, _SPLITS]).permutation(NUM_TRAIN)
+    for split, n in DEMO_SPLITS.items():
+        labeled = set(order[:n].tolist())
+        _write_split(out / "splits" / split / "labeled.txt", [train_ids[i] for i in sorted(labeled)])
+        if split != "all":
+            unlabeled = [train_ids[i] for i in range(NUM_TRAIN) if i not in labeled]
+            _write_split(out / "splits" / split / "unlabeled.txt", unlabeled)
+    _write_split(out / "splits" / "val.txt", val_ids)
+
+    meta = {
+        "name": "demo",
+        "version": DEMO_VERSION,
+        "seed": seed,
+        "image_size": [IMAGE_SIZE, IMAGE_SIZE],
+        "classes": DEMO_CLASSES,
+        "palette": [list(c) for c in DEMO_PALETTE],
+        "ignore_index": IGNORE_INDEX,
+        "counts": _counts(),
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _write(path: Path, array: np.ndarray, params: list[int]) -> None:
+    if not cv2.imwrite(str(path), array, params):
+        raise DataError(f"could not write {path}")
+
+
+def _write_split(path: Path, ids: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"JPEGImages/{i}.jpg SegmentationClass/{i}.png\n" for i in ids))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0, 255, 3).astype(np.float32)
+
+
+def _class_colour(rng: np.random.Generator, cls: int) -> np.ndarray:
+    """An RGB colour near the class's typical hue (w.p. CLASS_COLOUR_PROB), otherwise any colour."""
+    if rng.random() >= CLASS_COLOUR_PROB:
+        return _colour(rng)
+    hue = (CLASS_HUES[cls] + rng.uniform(-20, 20)) % 360
+    hsv = np.array([[[hue / 2, rng.uniform(130, 255), rng.uniform(120, 255)]]], np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _scalar(rng: np.random.Generator) -> tuple[float, float, float]:
+    """A random colour as the tuple that OpenCV drawing functions take."""
+    r, g, b = _colour(rng).tolist()
+    return (r, g, b)
+
+
+def _field(rng: np.random.Generator, low_res: int) -> np.ndarray:
+    """A smooth random field in [0, 1]: a ``low_res``-square noise grid upsampled bicubically."""
+    grid = rng.random((low_res, low_res), dtype=np.float32)
+    field = cv2.resize(grid, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+    return np.clip(field, 0, 1)
+
+
+def _axis(rng: np.random.Generator, origin: np.ndarray | None = None) -> np.ndarray:
+    """Pixel coordinates (relative to ``origin``) projected on a random direction."""
+    angle = rng.uniform(0, 2 * math.pi)
+    ox, oy = (0.0, 0.0) if origin is None else origin
+    return (_XX - ox) * math.cos(angle) + (_YY - oy) * math.sin(angle)
+
+
+def _mix(c1: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return c1 + (c2 - c1) * t[..., None].astype(np.float32)
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """A ``uint8`` background: gradient, smooth colour noise, stripes or a colour patchwork."""
+    kind = rng.integers(4)
+    c1, c2 = _colour(rng), _colour(rng)
+    if kind == 0:  # linear gradient
+        u = _axis(rng)
+        bg = _mix(c1, c2, (u - u.min()) / (u.max() - u.min()))
+    elif kind == 1:  # smooth colour noise
+        low = int(rng.integers(2, 7))
+        grid = rng.uniform(0, 255, (low, low, 3)).astype(np.float32)
+        bg = cv2.resize(grid, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+    elif kind == 2:  # low-contrast stripes
+        c2 = np.clip(c1 + rng.normal(0, 45, 3), 0, 255).astype(np.float32)
+        period = rng.uniform(4, 16)
+        bg = _mix(c1, c2, (_axis(rng) / period + rng.random()) % 1 < 0.5)
+    else:  # patchwork of flat colour fields (Voronoi cells)
+        seeds = rng.uniform(0, IMAGE_SIZE, (int(rng.integers(3, 7)), 2)).astype(np.float32)
+        nearest = np.argmin((_XX[..., None] - seeds[:, 0]) ** 2 + (_YY[..., None] - seeds[:, 1]) ** 2, -1)
+        bg = rng.uniform(0, 255, (len(seeds), 3)).astype(np.float32)[nearest]
+    bg = bg + rng.normal(0, rng.uniform(0, 10), bg.shape).astype(np.float32)
+    return np.clip(bg, 0, 255).astype(np.uint8)
+
+
+def _draw_clutter(image: np.ndarray, rng: np.random.Generator) -> None:
+    """Draw background distractors in place: thin lines, small blobs and text-like scribbles."""
+    for _ in range(rng.integers(0, 5)):  # thin lines and bent polylines
+        points = rng.uniform(-10, IMAGE_SIZE + 10, (int(rng.integers(2, 4)), 2))
+        cv2.polylines(image, [np.round(points * 16).astype(np.int32)], False, _scalar(rng), 1, cv2.LINE_AA, 4)
+    for _ in range(rng.integers(0, 5)):  # small irregular blobs
+        k = int(rng.integers(5, 9))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, k))
+        radii = rng.uniform(1.5, 4.5) * rng.uniform(0.4, 1.0, k)
+        center = rng.uniform(0, IMAGE_SIZE, 2)
+        points = center + np.stack([np.cos(angles), np.sin(angles)], 1) * radii[:, None]
+        cv2.fillPoly(image, [np.round(points * 16).astype(np.int32)], _scalar(rng), cv2.LINE_AA, 4)
+    for _ in range(rng.integers(0, 3)):  # text-like scribbles
+        text = "".join(rng.choice(list(_SCRIBBLE_CHARS), int(rng.integers(2, 6))))
+        origin = (int(rng.integers(-10, IMAGE_SIZE - 10)), int(rng.integers(8, IMAGE_SIZE)))
+        font = _FONTS[rng.integers(len(_FONTS))]
+        cv2.putText(image, text, origin, font, float(rng.uniform(0.25, 0.45)), _scalar(rng), 1, cv2.LINE_AA)
+
+
+def _polygon(points: np.ndarray) -> np.ndarray:
+    mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    return mask
+
+
+def _ellipse(mask: np.ndarray, center: np.ndarray, axes: tuple[float, float], angle: float, value: int) -> None:
+    c = tuple(int(round(v * 16)) for v in center)
+    a = tuple(max(1, int(round(v * 16))) for v in axes)
+    cv2.ellipse(mask, c, a, angle, 0, 360, value, -1, cv2.LINE_8, 4)
+
+
+def _shape_mask(rng: np.random.Generator, cls: int, center: np.ndarray, size: float) -> np.ndarray:
+    """A binary mask of one object of class ``cls``, ``size`` pixels across, randomly posed."""
+    r = size / 2
+    angle = rng.uniform(0, 2 * math.pi)
+    name = DEMO_CLASSES[cls]
+    if name in ("disk", "ring"):
+        mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        minor = r * rng.uniform(0.65 if name == "disk" else 0.75, 1.0)
+        _ellipse(mask, center, (r, minor), math.degrees(angle), 1)
+        if name == "ring":
+            inner = min(rng.uniform(0.4, 0.65), (minor - 3) / minor)
+            _ellipse(mask, center, (r * inner, minor * inner), math.degrees(angle), 0)
+        return mask
+    if name == "rectangle":
+        w, h = r, r * rng.uniform(0.35, 1.0)
+        local = np.array([[-w, -h], [w, -h], [w, h], [-w, h]])
+    elif name == "triangle":
+        corners = np.arange(3) * 2 * math.pi / 3 + rng.uniform(-0.3, 0.3, 3)
+        local = np.stack([np.cos(corners), np.sin(corners)], 1) * r * rng.uniform(0.95, 1.15, (3, 1))
+        local[:, 1] *= rng.uniform(0.7, 1.0)
+    else:  # star
+        points = int(rng.integers(5, 7))
+        corners = np.arange(2 * points) * math.pi / points
+        radii = np.where(np.arange(2 * points) % 2 == 0, r, r * rng.uniform(0.4, 0.55))
+        local = np.stack([np.cos(corners), np.sin(corners)], 1) * radii[:, None]
+        local[:, 1] *= rng.uniform(0.8, 1.0)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return _polygon(local @ rotation.T + center)
+
+
+def _place_object(
+    rng: np.random.Generator, cls: int, instance: np.ndarray, areas: list[int], tries: int = 10
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Pose an object so that it stays visible and hides at most half of any earlier object.
+
+    Returns its boolean mask, centre and size, or None if no pose out of ``tries`` fits.
+    """
+    lo, hi = OBJECT_SIZE
+    for _ in range(tries):
+        size = float(rng.uniform(lo, hi))
+        center = rng.uniform(2, IMAGE_SIZE - 2, 2)
+        mask = _shape_mask(rng, cls, center, size).astype(bool)
+        if mask.sum() < MIN_VISIBLE_AREA:  # mostly outside the image
+            continue
+        if areas:
+            visible = np.bincount(instance.ravel(), minlength=len(areas) + 1)[1:]
+            hidden = np.bincount(instance[mask], minlength=len(areas) + 1)[1:]
+            if np.any(visible - hidden < 0.5 * np.array(areas)):
+                continue
+        return mask, center, size
+    return None
+
+
+def _texture(
+    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, center: np.ndarray, size: float, cls: int
+) -> np.ndarray:
+    """A full-frame float texture for an object of class ``cls``, contrasting with ``image`` under ``mask``."""
+    under = image[mask].mean(0)
+    c1 = _class_colour(rng, cls)
+    for _ in range(5):
+        if np.linalg.norm(c1 - under) >= 70:
+            break
+        c1 = _class_colour(rng, cls)
+    c2 = np.clip(c1 + rng.normal(0, 40, 3), 0, 255).astype(np.float32)
+    kind = rng.integers(5)
+    if kind == 0:  # solid
+        tex = np.broadcast_to(c1, image.shape)
+    elif kind == 1:  # stripes
+        tex = _mix(c1, c2, (_axis(rng) / rng.uniform(2.5, 8) + rng.random()) % 1 < 0.5)
+    elif kind == 2:  # checker
+        cell = rng.uniform(2.5, 7)
+        u, v = _axis(rng), _axis(rng)
+        tex = _mix(c1, c2, (np.floor(u / cell) + np.floor(v / cell)) % 2)
+    elif kind == 3:  # smooth noise
+        tex = _mix(c1, c2, _field(rng, int(rng.integers(4, 16))))
+    else:  # gradient across the object
+        tex = _mix(c1, c2, np.clip(_axis(rng, center) / size + 0.5, 0, 1))
+    return tex + rng.normal(0, rng.uniform(0, 12), image.shape).astype(np.float32)
+
+
+def _photometric(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Mild global contrast/brightness change plus Gaussian noise; returns ``uint8``."""
+    image = (image - 128) * rng.uniform(0.75, 1.25) + 128 + rng.uniform(-25, 25)
+    image = image + rng.normal(0, rng.uniform(1, 6), image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)

@@ -1,0 +1,109 @@
+"""Seeded epoch samplers and the training/validation loaders of spec §1.2 ("Epoch length and loaders").
+
+A sampler yields ``(index, sample_seed)`` pairs. Both depend only on (run seed, stream, epoch), so an
+epoch replays identically after a resume, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from semiseg.config import RunConfig
+from semiseg.data.datasets import DATASETS, SegDataset, dataset_root, load_split
+from semiseg.errors import DataError
+
+STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2}
+
+
+class EpochSampler(Sampler):
+    """Shuffles ``num_items`` repeated to ``length`` entries each epoch; yields (index, seed) pairs.
+
+    ``order_stream`` lets two samplers share the index order while drawing different augmentations
+    (the same-index Style-A mix quirk).
+    """
+
+    def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None) -> None:
+        self.num_items, self.length, self.seed = num_items, length, seed
+        self.stream = stream
+        self.order_stream = stream if order_stream is None else order_stream
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        repeated = np.tile(np.arange(self.num_items), math.ceil(self.length / self.num_items))[: self.length]
+        order = np.random.default_rng([self.seed, self.order_stream, self.epoch]).permutation(repeated)
+        seeds = np.random.default_rng([self.seed, self.stream, self.epoch, 1]).integers(0, 2**63 - 1, self.length)
+        return iter(zip(order.tolist(), seeds.tolist()))
+
+
+@dataclass
+class TrainData:
+    """The loaders of one run plus what the trainer needs to know about them."""
+
+    loaders: dict[str, DataLoader]
+    val_loader: DataLoader
+    iters_per_epoch: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    n_labeled: int
+    n_unlabeled: int
+    root: Path
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in self.loaders.values():
+            loader.sampler.set_epoch(epoch)
+
+
+def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
+    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix)."""
+    spec = DATASETS.get(cfg.data.dataset)
+    root = dataset_root(spec, cfg.data.root)
+    labeled = load_split(root, spec.name, cfg.data.split, "labeled")
+    semi = "unlabeled" in streams
+    unlabeled = load_split(root, spec.name, cfg.data.split, "unlabeled", required=semi)
+    if semi and not unlabeled:
+        raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has no unlabeled images; "
+                        f"method '{cfg.method}' needs them")
+    val = load_split(root, spec.name, cfg.data.split, "val")
+    if not labeled:
+        raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has an empty labeled list")
+
+    if semi:
+        epoch_len = len(unlabeled)
+    else:
+        epoch_len = max(len(labeled), cfg.data.sup_nsample)
+    bs = cfg.train.batch_size
+    iters = epoch_len // bs
+    if cfg.train.max_iters_per_epoch:
+        iters = min(iters, cfg.train.max_iters_per_epoch)
+    if iters == 0:
+        raise DataError(f"split '{cfg.data.split}' gives {epoch_len} samples per epoch, fewer than one batch "
+                        f"of train.batch_size={bs}")
+
+    workers = cfg.runtime.num_workers
+    kw = dict(batch_size=bs, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+              pin_memory=torch.cuda.is_available())
+    crop, C, scales = cfg.data.crop_size, spec.num_classes, cfg.data.scale_range
+    loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales),
+                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, 0), **kw)}
+    if semi:
+        u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales)
+        loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed, 1), **kw)
+        if "mix" in streams:
+            order = 1 if cfg.data.mix_same_index else 2
+            loaders["mix"] = DataLoader(
+                u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed, 2, order_stream=order), **kw)
+    val_loader = DataLoader(SegDataset(root, val, "val", C), batch_size=1, shuffle=False,
+                            num_workers=min(workers, 1))
+    return TrainData(loaders, val_loader, iters, C, spec.classes, len(labeled), len(unlabeled), root)
