@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def grid(tmp, demo_root, *extra, epochs=1, iters=2):
-    return [sys.executable, str(ROOT / "launch" / "run_grid.py"), "--exp", "demo", "--splits", "1_32",
+    return [sys.executable, str(ROOT / "launch" / "run_grid.py"), "--exp", "demo", "--splits", "1_16",
             "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs"),
             "--set", f"data.root={demo_root}", "--set", "data.crop_size=32", "--set", f"train.epochs={epochs}",
             "--set", f"train.max_iters_per_epoch={iters}", "--set", "train.batch_size=4", *extra]
@@ -46,6 +46,7 @@ def test_sigkilled_cell_resumes_into_the_same_run(tmp_path, demo_root):
     progress = None
     deadline = time.time() + 300
     while time.time() < deadline:
+        assert launcher.poll() is None, launcher.stdout.read()
         found = list((tmp_path / "runs").glob("*/progress.json"))
         if found:
             data = json.loads(found[0].read_text() or "{}")
