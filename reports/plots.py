@@ -63,7 +63,7 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
         ax.legend(fontsize=8, loc="lower right")
     for ax in axes[len(tables):]:
         ax.set_visible(False)
-    fig.suptitle(f"{exp + ': ' if exp else ''}{metric} vs labeled images (mean ± sample std over seeds)")
+    fig.suptitle(f"{exp + ': ' if exp else ''}{metric} vs labeled images\n(mean ± sample std over seeds)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
