@@ -4,7 +4,7 @@ examples:
   python launch/run_grid.py --exp demo                       # run the demo grid locally
   python launch/run_grid.py --exp demo --dry-run             # show the plan and each cell's state
   python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
-  python launch/run_grid.py --exp demo --methods unimatch --splits 1_32 --seeds 3
+  python launch/run_grid.py --exp demo --methods unimatch --splits 1_16 --seeds 3
   python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
 """
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="local", choices=["local"],
                    help="where cells run (local = processes on this machine), e.g. --backend local")
     p.add_argument("--methods", help="comma-separated subset of methods, e.g. --methods unimatch,fixmatch")
-    p.add_argument("--splits", help="comma-separated subset of splits, e.g. --splits 1_32,1_8")
+    p.add_argument("--splits", help="comma-separated subset of splits, e.g. --splits 1_16,1_4")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, help="run seeds 0..N-1 for every cell, e.g. --seeds 3")
     seeds.add_argument("--seed-list", help="explicit seeds, e.g. --seed-list 0,42")
