@@ -23,12 +23,12 @@ def weights(trainer):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-@pytest.mark.parametrize("method", ["unimatch", "fixmatch", "supervised"])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(make_config, method):
-    straight = build_trainer(make_config(f"method={method}", folder="a"))
+@pytest.mark.parametrize("method, workers", [("unimatch", 0), ("fixmatch", 0), ("supervised", 0), ("unimatch", 1)])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(make_config, method, workers):
+    straight = build_trainer(make_config(f"method={method}", f"runtime.num_workers={workers}", folder="a"))
     straight.train()
 
-    cfg = make_config(f"method={method}", folder="b")
+    cfg = make_config(f"method={method}", f"runtime.num_workers={workers}", folder="b")
     first = build_trainer(cfg)
     first.hooks.append(StopAfterFirstEpoch())
     with pytest.raises(KeyboardInterrupt):

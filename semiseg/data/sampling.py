@@ -92,18 +92,21 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
                         f"of train.batch_size={bs}")
 
     workers = cfg.runtime.num_workers
+    # a private generator: the worker base seed must not consume the global RNG, which a resume restores
     kw = dict(batch_size=bs, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-              pin_memory=torch.cuda.is_available())
+              pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed))
     crop, C, scales = cfg.data.crop_size, spec.num_classes, cfg.data.scale_range
     loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales),
-                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, 0), **kw)}
+                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"]),
+                                     **kw)}
     if semi:
         u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales)
-        loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed, 1), **kw)
+        loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
+                                                                       STREAM_IDS["unlabeled"]), **kw)
         if "mix" in streams:
-            order = 1 if cfg.data.mix_same_index else 2
-            loaders["mix"] = DataLoader(
-                u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed, 2, order_stream=order), **kw)
+            order = STREAM_IDS["unlabeled" if cfg.data.mix_same_index else "mix"]
+            loaders["mix"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
+                                                                    STREAM_IDS["mix"], order_stream=order), **kw)
     val_loader = DataLoader(SegDataset(root, val, "val", C), batch_size=1, shuffle=False,
-                            num_workers=min(workers, 1))
+                            num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed))
     return TrainData(loaders, val_loader, iters, C, spec.classes, len(labeled), len(unlabeled), root)
