@@ -163,8 +163,9 @@ def _check_rules(value: Any, meta: dict, key: str) -> None:
         choices = _registry_names(meta["registry"])
     if choices is not None and value not in choices:
         raise ConfigError(f"key '{key}': unknown value {value!r}; valid: {', '.join(map(str, choices))}")
-    if "check" in meta and meta["check"](value) is not None:
-        raise ConfigError(f"key '{key}': invalid value {value!r}; {meta['check'](value)}")
+    problem = meta["check"](value) if "check" in meta else None
+    if problem is not None:
+        raise ConfigError(f"key '{key}': invalid value {value!r}; {problem}")
     for rule, test, word in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
                              ("le", lambda a, b: a <= b, "<=")):
         if rule in meta and not test(value, meta[rule]):

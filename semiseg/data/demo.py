@@ -1,9 +1,10 @@
 """The built-in ``demo`` dataset: procedurally generated shape scenes in Pascal VOC layout.
 
 Every image is rendered from its own seeded ``numpy.random.Generator``, so the dataset is
-reproducible image by image. Five object classes differ only by shape (disk, rectangle,
-triangle, star, ring); colour and texture are drawn independently of the class, over varied
-backgrounds with background clutter, so a model has to learn geometry. ``ensure_demo``
+reproducible image by image. Five object classes are defined by shape (disk, rectangle,
+triangle, star, ring); an object takes its class's typical hue with probability CLASS_COLOUR_PROB
+and any colour otherwise, with a random texture, over varied backgrounds with background clutter,
+so colour is a cue but only geometry decides the class. ``ensure_demo``
 generates the dataset once, atomically, into the layout that the VOC loaders read::
 
     root/JPEGImages/<id>.jpg                  RGB images
