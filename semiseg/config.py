@@ -85,6 +85,47 @@ class EvalConfig:
 
 
 @dataclass
+class PrevMatchConfig:
+    """PrevMatch's previous guidance (spec §2.5); also read by ``semiovs_prevmatch``."""
+
+    snapshot_on: str = _opt(
+        "best_val", "when the student is stored as a snapshot: best_val = after an epoch whose val mIoU is a new "
+        "best (the spec; validation data then steers training), interval = every snapshot_interval epochs "
+        "(validation-free)", choices=["best_val", "interval"])
+    snapshot_interval: int = _opt(1, "snapshot_on=interval: store a snapshot after every N-th epoch", ge=1)
+    max_len: int = _opt(0, "snapshot capacity, oldest dropped first; 0 = per dataset (ade20k/coco 5, else 8)", ge=0)
+    base_only_epoch: int = _opt(-1, "no snapshot is stored before this epoch; -1 = per dataset (ade20k/coco 5, "
+                                    "else 0)", ge=-1)
+    num_models: int = _opt(3, "K: the largest number of snapshots in one iteration's ensemble", ge=1)
+    random_select: bool = _opt(True, "draw the ensemble size k ~ U{1..K} every iteration (false: k = K)")
+    conf_thresh: float = _opt(0.9, "τ_prev of the previous-guidance loss (conf_mode=pixelwise)", ge=0.0, le=1.0)
+    conf_mode: str = _opt(
+        "pixelwise", "previous-guidance loss: pixelwise (threshold τ_prev), pixelavg (the Cityscapes mode, "
+        "faithful including its scaling bug) or pixelavg_fixed (per-image mean-confidence weights)",
+        choices=["pixelwise", "pixelavg", "pixelavg_fixed"])
+
+
+@dataclass
+class CorrMatchConfig:
+    """CorrMatch (spec §2.6): adaptive threshold and region propagation."""
+
+    thresh_init: float = _opt(0.85, "initial value of the adaptive global threshold τ_g", ge=0.0, le=1.0)
+    thresh_momentum: float = _opt(0.999, "momentum of the τ_g update", ge=0.0, le=1.0)
+    num_regions: int = _opt(128, "correlation rows sampled as region maps per iteration", ge=1)
+
+
+@dataclass
+class SemiOVSConfig:
+    """SemiOVS (spec §2.7): the out-of-distribution stream with precomputed pseudo-labels."""
+
+    ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see python -m semiseg.ood --help); "
+                             "empty = the dataset's built-in companion (demo only: <data root>_ood)")
+    ood_list: str = _opt("ood.txt", "list of '<image> <mask>' lines, paths relative to ood_root; the list path "
+                                    "itself is absolute or relative to ood_root")
+    ood_lambda: float = _opt(1.0, "λ: weight of the OOD loss (config key 'lambda' of the official code)", ge=0.0)
+
+
+@dataclass
 class RuntimeConfig:
     """Where and how to run; not part of the config hash."""
 
@@ -106,6 +147,9 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    prevmatch: PrevMatchConfig = field(default_factory=PrevMatchConfig)
+    corrmatch: CorrMatchConfig = field(default_factory=CorrMatchConfig)
+    semiovs: SemiOVSConfig = field(default_factory=SemiOVSConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 

@@ -52,6 +52,13 @@ class Evaluate(Hook):
             state.extra["best_iou"] = result.iou
 
 
+class MethodEpochEnd(Hook):
+    """Let the method act on the epoch's evaluation (e.g. PrevMatch snapshots); runs before Checkpointing."""
+
+    def after_epoch(self, trainer) -> None:
+        trainer.method.end_epoch(trainer)
+
+
 class Checkpointing(Hook):
     """Atomic ``last.pth`` every epoch (everything needed for an exact resume) and ``best.pth`` on improvement.
 

@@ -37,13 +37,18 @@ def labeled_loss(logits: torch.Tensor, target: torch.Tensor, criterion: str, ohe
     return ce_loss(logits, target)
 
 
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, ign: torch.Tensor) -> torch.Tensor:
+    """Σ CE(logits, target)·keep·[ign ≠ 255] / Σ [ign ≠ 255]  (denominator: all non-padded pixels)."""
+    valid = ign != IGNORE
+    weight = (keep & valid).to(logits.dtype)
+    loss = F.cross_entropy(logits, target, reduction="none") * weight
+    return loss.sum() / valid.sum().clamp_min(1).detach()
+
+
 def unsup_loss(logits: torch.Tensor, pseudo: torch.Tensor, conf: torch.Tensor, ign: torch.Tensor,
                thresh: float) -> torch.Tensor:
     """Σ CE(logits, pseudo)·[conf ≥ τ]·[ign ≠ 255] / Σ [ign ≠ 255]  (denominator: all non-padded pixels)."""
-    valid = ign != IGNORE
-    weight = ((conf >= thresh) & valid).to(logits.dtype)
-    loss = F.cross_entropy(logits, pseudo, reduction="none") * weight
-    return loss.sum() / valid.sum().clamp_min(1).detach()
+    return masked_loss(logits, pseudo, conf >= thresh, ign)
 
 
 def pseudo_labels(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ from semiseg.cli import run_cli
 from semiseg.config import RunConfig, config_hash, load_config, short_hash
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged
-from semiseg.hooks import Checkpointing, Evaluate, MLflowLogging, PolyLR, Progress
+from semiseg.hooks import Checkpointing, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR, Progress
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
@@ -57,7 +57,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     seed_everything(cfg.seed)
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams)  # data errors surface before any MLflow run exists
-    model = build_model(cfg, data.num_classes).to(device)
+    model = build_model(cfg, data.num_classes, **method_cls.model_kwargs).to(device)
     method = method_cls(cfg, model)
     optimizer = build_optimizer(model, cfg.optim)
     run_dir = run_dir_of(cfg)
@@ -72,7 +72,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
               "derived.parameters": count_parameters(model), "derived.device": str(device)}
     tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
-    hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir), MLflowLogging(tracker, run_dir, tags, params),
+    hooks = [PolyLR(), Evaluate(), MethodEpochEnd(), Checkpointing(run_dir),
+             MLflowLogging(tracker, run_dir, tags, params),
              Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
     trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
     print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M parameters, "

@@ -77,6 +77,7 @@ class Trainer:
 
     def train_epoch(self) -> None:
         self.data.set_epoch(self.state.epoch)
+        self.method.begin_epoch(self.state.epoch)
         self.model.train()
         iterators = {name: iter(self.data.loaders[name]) for name in self.method.streams}
         sums: dict[str, float] = {}

@@ -126,15 +126,17 @@ def read_mask(path: Path, num_classes: int) -> np.ndarray:
 
 
 class SegDataset(torch.utils.data.Dataset):
-    """Samples of one split list in one mode: ``train_l``, ``train_u`` or ``val``.
+    """Samples of one split list in one mode: ``train_l``, ``train_u``, ``train_u_ood`` or ``val``.
 
     Training modes are indexed by ``(index, seed)`` pairs from a seeded sampler, so every sample's
-    augmentation is reproducible; ``val`` is indexed by plain integers.
+    augmentation is reproducible; ``val`` is indexed by plain integers. ``train_u_ood`` (SemiOVS) reads
+    precomputed pseudo-label masks: labeled geometry (mask pad 255), then ``ign`` = 255 on padding
+    (where those mask pixels become 0), plus two strong views.
     """
 
     def __init__(self, root: Path, entries: list[tuple[str, str]], mode: str, num_classes: int,
                  crop_size: int = 0, scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
-        assert mode in ("train_l", "train_u", "val")
+        assert mode in ("train_l", "train_u", "train_u_ood", "val")
         self.root, self.entries, self.mode = root, entries, mode
         self.num_classes, self.crop_size, self.scale_range = num_classes, crop_size, tuple(scale_range)
 
@@ -158,11 +160,16 @@ class SegDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng(seed)
         img, mask = self._load(index)
         img, mask = T.random_rescale(img, mask, rng, self.scale_range)
-        pad = T.IGNORE if self.mode == "train_l" else T.PAD_SENTINEL
+        pad = T.PAD_SENTINEL if self.mode == "train_u" else T.IGNORE
         img, mask = T.pad_and_crop(img, mask, self.crop_size, rng, mask_pad=pad)
         img, mask = T.random_hflip(img, mask, rng)
         if self.mode == "train_l":
             return {"img": T.normalize(img), "mask": T.to_long(mask)}
+        if self.mode == "train_u_ood":
+            ign = np.where(mask == T.IGNORE, T.IGNORE, 0).astype(np.uint8)
+            return {"w": T.normalize(img), "mask": T.to_long(np.where(ign == T.IGNORE, 0, mask)),
+                    "s1": T.normalize(T.strong_colour(img, rng)), "s2": T.normalize(T.strong_colour(img, rng)),
+                    "ign": T.to_long(ign)}
         ign = np.where(mask == T.PAD_SENTINEL, T.IGNORE, 0).astype(np.uint8)
         s1 = T.strong_colour(img, rng)
         box1 = T.cutmix_box(self.crop_size, rng)

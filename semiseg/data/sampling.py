@@ -18,7 +18,7 @@ from semiseg.config import RunConfig
 from semiseg.data.datasets import DATASETS, SegDataset, dataset_root, load_split
 from semiseg.errors import DataError
 
-STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2}
+STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2, "ood": 3}
 
 
 class EpochSampler(Sampler):
@@ -66,7 +66,11 @@ class TrainData:
 
 
 def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
-    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix)."""
+    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood).
+
+    The ``ood`` stream (SemiOVS) is repeated to the unlabeled epoch length, so a short OOD list is cycled
+    instead of shortening the epoch (the official ``zip`` quirk of spec §2.7).
+    """
     spec = DATASETS.get(cfg.data.dataset)
     root = dataset_root(spec, cfg.data.root)
     labeled = load_split(root, spec.name, cfg.data.split, "labeled")
@@ -107,6 +111,13 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
             order = STREAM_IDS["unlabeled" if cfg.data.mix_same_index else "mix"]
             loaders["mix"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
                                                                     STREAM_IDS["mix"], order_stream=order), **kw)
+    if "ood" in streams:
+        from semiseg.data.ood import ood_source
+
+        ood_root, ood_entries = ood_source(cfg, root)
+        loaders["ood"] = DataLoader(SegDataset(ood_root, ood_entries, "train_u_ood", C, crop, scales),
+                                    sampler=EpochSampler(len(ood_entries), epoch_len, cfg.seed, STREAM_IDS["ood"]),
+                                    **kw)
     val_loader = DataLoader(SegDataset(root, val, "val", C), batch_size=1, shuffle=False,
                             num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed))
     return TrainData(loaders, val_loader, iters, C, spec.classes, len(labeled), len(unlabeled), root)

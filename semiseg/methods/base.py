@@ -31,11 +31,21 @@ class Method:
     """
 
     streams: tuple[str, ...] = ("labeled",)
+    #: extra keyword arguments of :func:`semiseg.models.build_model` this method needs (e.g. CorrMatch's branch)
+    model_kwargs: dict[str, Any] = {}
 
     def __init__(self, cfg: RunConfig, model: nn.Module) -> None:
         self.cfg = cfg
         self.model = model
         self.thresh = cfg.loss.conf_thresh
+        self.epoch = 0
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called by the trainer before the iterations of (0-based) ``epoch``."""
+        self.epoch = epoch
+
+    def end_epoch(self, trainer) -> None:
+        """Called after each epoch's evaluation and before its checkpoint (``trainer.is_best`` is set)."""
 
     def labeled_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.cfg.loss

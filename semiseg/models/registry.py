@@ -47,11 +47,14 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_model(cfg, num_classes: int) -> nn.Module:
-    """The segmentation network for run config ``cfg`` (DeepLabV3+ over the configured encoder)."""
+def build_model(cfg, num_classes: int, corr: bool = False) -> nn.Module:
+    """The segmentation network for run config ``cfg`` (DeepLabV3+ over the configured encoder).
+
+    ``corr`` adds CorrMatch's correlation branch (a method asks for it via ``Method.model_kwargs``).
+    """
     from semiseg.models.deeplabv3plus import DeepLabV3Plus
 
     encoder = BACKBONES.get(cfg.model.backbone)(cfg.model.output_stride)
     if cfg.model.pretrained:
         load_pretrained(encoder, cfg.model.pretrained)
-    return DeepLabV3Plus(encoder, num_classes, tuple(cfg.model.aspp_dilations))
+    return DeepLabV3Plus(encoder, num_classes, tuple(cfg.model.aspp_dilations), corr=corr)
