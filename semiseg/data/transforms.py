@@ -91,9 +91,9 @@ def cutmix_box(size: int, rng: np.random.Generator, p: float = 0.5,
     return mask
 
 
-def normalize(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 RGB → float CHW tensor normalised with the ImageNet mean/std."""
-    arr = (img.astype(np.float32) / 255.0 - MEAN) / STD
+def normalize(img: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> torch.Tensor:
+    """uint8 HxWx3 RGB → float CHW tensor: scaled to [0, 1], then (x - mean) / std (ImageNet by default)."""
+    arr = (img.astype(np.float32) / 255.0 - mean) / std
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
