@@ -43,6 +43,11 @@ class DataConfig:
     mix_same_index: bool = _opt(
         False, "Style-A CutMix: mix batch uses the same image indices as the main batch (the official DDP quirk)"
     )
+    mask_encoding: str = _opt(
+        "index", "how masks are stored: 'index' = class ids 0..C-1 and 255 ignore (every official list, UniMatch "
+        "V2's pre-reduced ADE20K); 'reduce_zero' = raw ids with 0 = unlabeled (raw ADEChallengeData2016), reduced "
+        "on load (0 -> 255, id - 1); checked per mask so a reduction is never applied twice",
+        choices=["index", "reduce_zero"])
 
 
 @dataclass
@@ -81,7 +86,19 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    mode: str = _opt("original", "evaluation protocol", choices=["original"])
+    """Validation protocol (spec §1.6); the resolved protocol is logged as ``derived.eval_protocol``."""
+
+    mode: str = _opt("auto", "evaluation protocol: whole image, central crop, or sliding windows; 'auto' = the "
+                     "dataset's default (sliding_window for cityscapes, original elsewhere)",
+                     choices=["auto", "original", "center_crop", "sliding_window"])
+    crop_size: int = _opt(0, "window / center-crop size in pixels; 0 = data.crop_size", ge=0)
+    stride: int = _opt(0, "sliding-window stride; 0 = int(2/3 of the window), as in every official repo", ge=0)
+    window_rule: str = _opt("truncate", "sliding windows at the border: 'truncate' (V1, PrevMatch, CorrMatch: "
+                            "smaller border windows) or 'shift' (UniMatch V2: windows shifted to stay full size)",
+                            choices=["truncate", "shift"])
+    multiple: int = _opt(0, "resize every network input bilinearly to the nearest multiple of this (UniMatch V2 "
+                         "with DINOv2: 14) and its logits back; 0 = native size", ge=0)
+    window_batch: int = _opt(4, "sliding windows of equal size predicted per forward pass", ge=1)
 
 
 @dataclass

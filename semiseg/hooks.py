@@ -42,7 +42,7 @@ class Evaluate(Hook):
 
     def after_epoch(self, trainer) -> None:
         result = evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
-                          trainer.autocast)
+                          trainer.autocast, trainer.data.protocol)
         state = trainer.state
         trainer.last_eval = result
         trainer.is_best = result.miou > state.best_miou or state.best_epoch < 0

@@ -31,7 +31,8 @@ from semiseg.checkpoint import load_checkpoint
 from semiseg.cli import run_cli
 from semiseg.config import config_from_dict
 from semiseg.data import transforms as T
-from semiseg.data.datasets import DATASETS, read_image, read_mask, read_split
+from semiseg.data.datasets import DATASETS, read_split
+from semiseg.data.io import MaskCodec, read_image, read_pair
 from semiseg.errors import DataError
 from semiseg.methods import METHODS
 from semiseg.models import build_model
@@ -108,11 +109,7 @@ def check(root: Path, list_name: str, num_classes: int) -> np.ndarray:
     if not entries:
         raise DataError(f"{path} lists no images")
     for image_rel, mask_rel in entries:
-        img = read_image(root / image_rel)
-        mask = read_mask(root / mask_rel, num_classes)
-        if mask.shape != img.shape[:2]:
-            raise DataError(f"mask {root / mask_rel} is {mask.shape[1]}x{mask.shape[0]} but image "
-                            f"{root / image_rel} is {img.shape[1]}x{img.shape[0]}")
+        _, mask = read_pair(root, image_rel, mask_rel, MaskCodec(num_classes))
         hist = np.bincount(mask.ravel(), minlength=256)
         counts[:num_classes] += hist[:num_classes]
         counts[num_classes] += hist[T.IGNORE]

@@ -70,7 +70,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
-              "derived.parameters": count_parameters(model), "derived.device": str(device)}
+              "derived.parameters": count_parameters(model), "derived.device": str(device),
+              "derived.eval_protocol": data.protocol.describe()}
     tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
     hooks = [PolyLR(), Evaluate(), MethodEpochEnd(), Checkpointing(run_dir),
              MLflowLogging(tracker, run_dir, tags, params),
