@@ -10,10 +10,13 @@ An experiment file ``experiments/<name>.yaml`` holds::
       split: ['1_32', '1_8']
       seed: [0]
     overrides:                       # partial configs applied to matching cells, in order
-      - when: {method: supervised}
+      - when: {method: supervised}   # axes not in the grid match the value set in defaults
         set: {train: {batch_size: 16}}
     exclude:                         # cells to drop (all given axes must match)
       - {method: fixmatch, split: '1_8'}
+
+Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of spec §1.5) are abstract
+bases: they are only inherited from, never listed or run.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class Cell:
 
 
 def list_experiments() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    """Names of the runnable experiments (abstract bases, named ``_*``, are left out)."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +123,9 @@ def _matches(rule: dict[str, Any], axes: dict[str, Any]) -> bool:
 def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list[str] | None = None,
            runtime: dict[str, Any] | None = None) -> list[Cell]:
     """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides."""
+    if not exp.grid:
+        raise ConfigError(f"experiment {exp.name!r} has no grid (an abstract base to inherit from); "
+                          f"runnable experiments: {', '.join(list_experiments())}")
     grid = dict(exp.grid)
     for axis, values in (only or {}).items():
         grid[axis] = values
@@ -126,13 +133,14 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
     cells = []
     for combo in itertools.product(*(grid[a] for a in axes_names)):
         axes = dict(zip(axes_names, combo))
-        if any(_matches(rule, axes) for rule in exp.exclude):
-            continue
         data = copy.deepcopy(exp.defaults)
         for axis, value in axes.items():
             _set_dotted(data, AXES[axis], value)
+        view = {axis: _get_dotted(data, key) for axis, key in AXES.items()}  # grid values + defaults
+        if any(_matches(rule, view) for rule in exp.exclude):
+            continue
         for rule in exp.overrides:
-            if _matches(rule.get("when") or {}, axes):
+            if _matches(rule.get("when") or {}, view):
                 data = _merge(data, rule["set"])
         if sets:
             data = apply_overrides(data, sets)
@@ -144,6 +152,14 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
             raise ConfigError(f"experiment {exp.name!r}, cell {where}: {exc}") from None
         cells.append(Cell(axes, cfg, config_hash(cfg)))
     return cells
+
+
+def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

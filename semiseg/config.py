@@ -66,6 +66,10 @@ class OptimConfig:
     momentum: float = _opt(0.9, "SGD momentum", ge=0.0, le=1.0)
     weight_decay: float = _opt(1e-4, "weight decay (applied to every parameter)", ge=0.0)
     poly_power: float = _opt(0.9, "poly schedule power", ge=0.0)
+    reference_batch: int = _opt(
+        0, "global batch size (labeled images per step over all GPUs) at which optim.lr was tuned, e.g. 8 for "
+           "UniMatch V1 on Pascal (2 per GPU x 4 GPUs); the LR actually used is scaled linearly to this run's "
+           "global batch, train.gpus x train.batch_size (spec §1.5); 0 = use optim.lr as given", ge=0)
 
 
 @dataclass
@@ -80,6 +84,7 @@ class LossConfig:
 class TrainConfig:
     epochs: int = _opt(80, "number of epochs", ge=1)
     batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
+    gpus: int = _opt(1, "GPUs (data-parallel processes) the run uses; global batch = gpus x batch_size", ge=1)
     amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
     max_iters_per_epoch: int = _opt(0, "cap on iterations per epoch; 0 = as defined by the data", ge=0)
 

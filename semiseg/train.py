@@ -22,7 +22,7 @@ from semiseg.errors import TrainingDiverged
 from semiseg.hooks import Checkpointing, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR, Progress
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
-from semiseg.optim import build_optimizer
+from semiseg.optim import build_optimizer, effective_lr, global_batch
 from semiseg.tracking import RunTracker, git_commit
 from semiseg.trainer import Trainer, TrainState
 
@@ -59,7 +59,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     data = build_data(cfg, method_cls.streams)  # data errors surface before any MLflow run exists
     model = build_model(cfg, data.num_classes, **method_cls.model_kwargs).to(device)
     method = method_cls(cfg, model)
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer = build_optimizer(model, cfg.optim, effective_lr(cfg))
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -71,6 +71,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
               "derived.parameters": count_parameters(model), "derived.device": str(device),
+              "derived.global_batch": global_batch(cfg), "derived.effective_lr": effective_lr(cfg),
               "derived.eval_protocol": data.protocol.describe()}
     tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
     hooks = [PolyLR(), Evaluate(), MethodEpochEnd(), Checkpointing(run_dir),
