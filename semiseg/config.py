@@ -51,6 +51,7 @@ class ModelConfig:
     pretrained: str = _opt("", "path of an encoder weights file; empty = random init")
     output_stride: int = _opt(16, "encoder output stride", choices=[8, 16])
     aspp_dilations: list[int] = _opt([6, 12, 18], "ASPP atrous rates at output stride 16")
+    lock_backbone: bool = _opt(False, "freeze the encoder and train the head only (V2 'frozen' runs)")
 
 
 @dataclass
@@ -82,6 +83,21 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     mode: str = _opt("original", "evaluation protocol", choices=["original"])
+    report_model: str = _opt(
+        "ema", "methods with an EMA teacher: the model whose mIoU is the reported best (and best.pth): 'ema' as "
+        "the V2 README numbers, or 'student' as the official best.pth", choices=["ema", "student"])
+
+
+@dataclass
+class EMAConfig:
+    """The EMA teacher of the V2 methods (spec §2.4)."""
+
+    decay: float = _opt(0.996, "maximum EMA ratio: α = min(1 − 1/(it+1), decay)", ge=0.0, le=1.0)
+
+
+@dataclass
+class UniMatchV2Config:
+    comp_drop: bool = _opt(True, "Complementary Dropout on the DPT inputs of the strong stream (needs a DPT model)")
 
 
 @dataclass
@@ -106,6 +122,8 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    unimatch_v2: UniMatchV2Config = field(default_factory=UniMatchV2Config)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
