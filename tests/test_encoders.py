@@ -239,7 +239,12 @@ def test_dinov2_needs_a_crop_multiple_of_14():
 
 
 def test_lock_backbone_freezes_the_encoder_only():
-    model = build_model(config_from_dict({"model": {"backbone": "dinov2_small", "lock_backbone": True},
-                                          "data": {"crop_size": 56}}), 3)
+    from semiseg.optim import build_optimizer
+
+    cfg = config_from_dict({"model": {"backbone": "dinov2_small", "lock_backbone": True}, "data": {"crop_size": 56},
+                            "optim": {"name": "adamw"}})
+    model = build_model(cfg, 3)
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
+    groups = build_optimizer(model, cfg.optim).param_groups  # frozen encoder: group 0 is empty (spec §1.5)
+    assert [len(g["params"]) for g in groups] == [0, len(list(model.head.parameters()))]
