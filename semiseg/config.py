@@ -56,6 +56,7 @@ class ModelConfig:
     pretrained: str = _opt("", "path of an encoder weights file; empty = random init")
     output_stride: int = _opt(16, "encoder output stride", choices=[8, 16])
     aspp_dilations: list[int] = _opt([6, 12, 18], "ASPP atrous rates at output stride 16")
+    lock_backbone: bool = _opt(False, "freeze the encoder and train the head only (V2 'frozen' runs)")
 
 
 @dataclass
@@ -104,6 +105,9 @@ class EvalConfig:
     multiple: int = _opt(0, "resize every network input bilinearly to the nearest multiple of this (UniMatch V2 "
                          "with DINOv2: 14) and its logits back; 0 = native size", ge=0)
     window_batch: int = _opt(4, "sliding windows of equal size predicted per forward pass", ge=1)
+    report_model: str = _opt(
+        "ema", "methods with an EMA teacher: the model whose mIoU is the reported best (and best.pth): 'ema' as "
+        "the V2 README numbers, or 'student' as the official best.pth", choices=["ema", "student"])
 
 
 @dataclass
@@ -148,6 +152,18 @@ class SemiOVSConfig:
 
 
 @dataclass
+class EMAConfig:
+    """The EMA teacher of the V2 methods (spec §2.4)."""
+
+    decay: float = _opt(0.996, "maximum EMA ratio: α = min(1 − 1/(it+1), decay)", ge=0.0, le=1.0)
+
+
+@dataclass
+class UniMatchV2Config:
+    comp_drop: bool = _opt(True, "Complementary Dropout on the DPT inputs of the strong stream (needs a DPT model)")
+
+
+@dataclass
 class RuntimeConfig:
     """Where and how to run; not part of the config hash."""
 
@@ -169,6 +185,8 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    unimatch_v2: UniMatchV2Config = field(default_factory=UniMatchV2Config)
     prevmatch: PrevMatchConfig = field(default_factory=PrevMatchConfig)
     corrmatch: CorrMatchConfig = field(default_factory=CorrMatchConfig)
     semiovs: SemiOVSConfig = field(default_factory=SemiOVSConfig)

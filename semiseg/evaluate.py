@@ -55,6 +55,12 @@ def resolve_protocol(eval_cfg, dataset_default: str, train_crop: int) -> EvalPro
     return EvalProtocol(mode, crop, stride, eval_cfg.window_rule, eval_cfg.multiple, eval_cfg.window_batch)
 
 
+def model_multiple(model: nn.Module) -> int:
+    """The input multiple a model needs (DPT over DINOv2: 14, its ``input_multiple``); 0 = any size."""
+    m = getattr(model, "input_multiple", 1)
+    return m if m > 1 else 0
+
+
 def forward_at_multiple(model: Predict, img: torch.Tensor, multiple: int) -> torch.Tensor:
     """Logits at the input size; with ``multiple`` > 0 the input is resized (bilinear, align_corners=True) to
     ``int(h/m + 0.5)·m`` × ``int(w/m + 0.5)·m`` and the logits resized back (UniMatch V2)."""
@@ -110,8 +116,10 @@ def center_crop(img: torch.Tensor, mask: torch.Tensor, crop: int) -> tuple[torch
 
 def predict(model: Predict, img: torch.Tensor, num_classes: int, protocol: EvalProtocol) -> torch.Tensor:
     """Class scores (N×C×H×W) of one batch under ``protocol`` (center cropping is done by the caller)."""
+    multiple = protocol.multiple or model_multiple(model)
+
     def net(x: torch.Tensor) -> torch.Tensor:
-        return forward_at_multiple(model, x, protocol.multiple)
+        return forward_at_multiple(model, x, multiple)
 
     if protocol.mode == "sliding_window":
         return sliding_window(net, img, num_classes, protocol.crop, protocol.stride, protocol.rule,

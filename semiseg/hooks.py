@@ -18,6 +18,7 @@ from semiseg.config import config_hash, config_to_dict, flatten, save_config
 from semiseg.errors import TrainingDiverged
 from semiseg.evaluate import evaluate
 from semiseg.optim import poly_lr
+from semiseg.tracking import REPORTED_MODEL_TAG
 
 
 class Hook:
@@ -38,11 +39,20 @@ class PolyLR(Hook):
 
 
 class Evaluate(Hook):
-    """Evaluate after every epoch; track the last and best mIoU."""
+    """Evaluate every model of the method (the student; also the EMA teacher for V2) after every epoch.
+
+    The *reported* model (``eval.report_model`` when the method has it, else the student) drives the
+    last/best mIoU of the run state and ``best.pth``; each model's own best is kept in
+    ``state.extra['best'][name]`` (``{'miou', 'epoch'}``).
+    """
 
     def after_epoch(self, trainer) -> None:
-        result = evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
-                          trainer.autocast, trainer.data.protocol)
+        models = trainer.method.eval_models()
+        trainer.evals = {name: evaluate(model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
+                                        trainer.autocast, trainer.data.protocol) for name, model in models.items()}
+        wanted = trainer.cfg.eval.report_model
+        trainer.reported_model = wanted if wanted in models else "student"
+        result = trainer.evals[trainer.reported_model]
         state = trainer.state
         trainer.last_eval = result
         trainer.is_best = result.miou > state.best_miou or state.best_epoch < 0
@@ -50,6 +60,10 @@ class Evaluate(Hook):
         if trainer.is_best:
             state.best_miou, state.best_epoch = result.miou, state.epoch - 1
             state.extra["best_iou"] = result.iou
+        best = state.extra.setdefault("best", {})
+        for name, res in trainer.evals.items():
+            if name not in best or res.miou > best[name]["miou"]:
+                best[name] = {"miou": res.miou, "epoch": state.epoch - 1}
 
 
 class MethodEpochEnd(Hook):
@@ -60,7 +74,8 @@ class MethodEpochEnd(Hook):
 
 
 class Checkpointing(Hook):
-    """Atomic ``last.pth`` every epoch (everything needed for an exact resume) and ``best.pth`` on improvement.
+    """Atomic ``last.pth`` every epoch (everything needed for an exact resume, the method's EMA teacher
+    included) and ``best.pth`` (the reported model's weights) on improvement.
 
     ``before_train`` resumes from ``last.pth`` when it exists.
     """
@@ -97,8 +112,9 @@ class Checkpointing(Hook):
         }
         save_checkpoint(state, self.last)
         if trainer.is_best:
-            save_checkpoint({"model": state["model"], "state": state["state"], "config": state["config"],
-                             "config_hash": state["config_hash"]}, self.best)
+            reported = trainer.method.eval_models()[trainer.reported_model].state_dict()
+            save_checkpoint({"model": reported, "reported_model": trainer.reported_model, "state": state["state"],
+                             "config": state["config"], "config_hash": state["config_hash"]}, self.best)
 
 
 class MLflowLogging(Hook):
@@ -129,13 +145,21 @@ class MLflowLogging(Hook):
             "val/best_miou": state.best_miou,
         })
         metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
+        if len(trainer.evals) > 1:  # e.g. V2: student and EMA side by side; val/miou is the reported one
+            for model, result in trainer.evals.items():
+                metrics[f"val/miou_{model}"] = result.miou
+                metrics[f"val/best_miou_{model}"] = state.extra["best"][model]["miou"]
         self.tracker.log_metrics(metrics, step=state.epoch - 1)
+        self.tracker.set_tags({REPORTED_MODEL_TAG: trainer.reported_model})
 
     def after_train(self, trainer) -> None:
         state, names = trainer.state, trainer.data.class_names
-        self.tracker.log_metrics({"best_miou": state.best_miou, "last_miou": state.last_miou,
-                                  "best_epoch": state.best_epoch}, step=state.epoch - 1)
-        per_class = {"best_epoch": state.best_epoch,
+        final = {"best_miou": state.best_miou, "last_miou": state.last_miou, "best_epoch": state.best_epoch}
+        if len(trainer.evals) > 1:
+            for model, best in state.extra["best"].items():
+                final.update({f"best_miou_{model}": best["miou"], f"best_epoch_{model}": best["epoch"]})
+        self.tracker.log_metrics(final, step=state.epoch - 1)
+        per_class = {"reported_model": trainer.reported_model, "best_epoch": state.best_epoch,
                      "best": dict(zip(names, state.extra.get("best_iou", []))),
                      "last": dict(zip(names, trainer.last_eval.iou))}
         (self.run_dir / "per_class_iou.json").write_text(json.dumps(per_class, indent=1))
@@ -180,8 +204,9 @@ class Progress(Hook):
 
     def after_epoch(self, trainer) -> None:
         s, terms = trainer.state, trainer.epoch_terms
+        models = "".join(f" {name} {r.miou:.2f}" for name, r in trainer.evals.items()) if len(trainer.evals) > 1 else ""
         print(f"[{self.label}] epoch {s.epoch}/{trainer.cfg.train.epochs} it {s.iteration} "
-              f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f} best {s.best_miou:.2f} "
+              f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f}{models} best {s.best_miou:.2f} "
               f"({trainer.epoch_seconds:.1f}s, {trainer.images_per_second:.0f} img/s)", flush=True)
         self._write(trainer, "running")
 

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 TAG_PREFIX = "semiseg."
 #: Tags identifying a cell; reports and the planner rely on these names.
 CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
+#: Tag naming the model whose mIoU is the run's ``val/miou``/``best_miou`` ('student', or 'ema' for V2 methods).
+REPORTED_MODEL_TAG = TAG_PREFIX + "reported_model"
 #: MLflow status → semiseg cell state.
 STATE_OF_STATUS = {"FINISHED": "finished", "FAILED": "failed", "RUNNING": "interrupted",
                    "KILLED": "interrupted", "SCHEDULED": "interrupted"}

@@ -62,6 +62,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     optimizer = build_optimizer(model, cfg.optim, effective_lr(cfg))
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    n_params, n_backbone = count_parameters(model), count_parameters(model.backbone)
 
     tags = {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
             "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
@@ -70,7 +71,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
-              "derived.parameters": count_parameters(model), "derived.device": str(device),
+              "derived.parameters": n_params, "derived.parameters_backbone": n_backbone,
+              "derived.parameters_head": n_params - n_backbone, "derived.device": str(device),
               "derived.global_batch": global_batch(cfg), "derived.effective_lr": effective_lr(cfg),
               "derived.eval_protocol": data.protocol.describe()}
     tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
@@ -78,7 +80,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
              MLflowLogging(tracker, run_dir, tags, params),
              Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
     trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
-    print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M parameters, "
+    print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(model).__name__} {cfg.model.backbone} "
+          f"{n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head {(n_params - n_backbone) / 1e6:.2f}M), "
           f"{data.iters_per_epoch} it/epoch, device {device}", flush=True)
     return trainer
 

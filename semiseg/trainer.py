@@ -43,8 +43,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         self.epoch_terms: dict[str, float] = {}
         self.epoch_seconds = 0.0
-        # filled in by hooks: the latest evaluation, whether it is a new best, the MLflow run, resume point
+        # filled in by hooks: the latest evaluation (of the reported model; of every model by name), which
+        # model is reported, whether it is a new best, the MLflow run, resume point
         self.last_eval = None
+        self.evals: dict = {}
+        self.reported_model = "student"
         self.is_best = False
         self.run_id: str | None = None
         self.resumed_from: int | None = None
@@ -62,7 +65,7 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def run_step(self, batch: dict) -> StepOutput:
-        """One iteration: method step under autocast, finite check, backward, optimizer step."""
+        """One iteration: method step under autocast, finite check, backward, optimizer step, method's after_step."""
         with self.autocast():
             out = self.method.step(batch)
         if not torch.isfinite(out.loss):
@@ -73,6 +76,7 @@ class Trainer:
         self.scaler.scale(out.loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.method.after_step(self.state.iteration)
         return out
 
     def train_epoch(self) -> None:

@@ -63,6 +63,13 @@ class Method:
     def step(self, batch: dict[str, dict[str, torch.Tensor]]) -> StepOutput:
         raise NotImplementedError
 
+    def after_step(self, iteration: int) -> None:
+        """Called after the optimizer step of global iteration ``iteration`` (0-based), e.g. an EMA update."""
+
+    def eval_models(self) -> dict[str, nn.Module]:
+        """The models evaluated after every epoch, by name (``student`` always; ``ema`` for V2 methods)."""
+        return {"student": self.model}
+
     def state_dict(self) -> dict[str, Any]:
         """Method state beyond the model and optimizer (saved in checkpoints)."""
         return {}
