@@ -65,13 +65,22 @@ def list_experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
 
 
+def _copy(data: Any) -> Any:
+    """Copy of YAML data (dicts, lists, scalars): ``copy.deepcopy`` without its memo overhead."""
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
+    out = _copy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _copy(value)
     return out
 
 
@@ -133,7 +142,7 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
     cells = []
     for combo in itertools.product(*(grid[a] for a in axes_names)):
         axes = dict(zip(axes_names, combo))
-        data = copy.deepcopy(exp.defaults)
+        data = _copy(exp.defaults)
         for axis, value in axes.items():
             _set_dotted(data, AXES[axis], value)
         view = {axis: _get_dotted(data, key) for axis, key in AXES.items()}  # grid values + defaults

@@ -5,20 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from semiseg.config import OptimConfig, RunConfig
-
-
-def global_batch(cfg: RunConfig) -> int:
-    """Labeled images per optimizer step over all GPUs."""
-    return cfg.train.gpus * cfg.train.batch_size
-
-
-def effective_lr(cfg: RunConfig) -> float:
-    """The backbone LR actually used: ``optim.lr`` scaled linearly from ``optim.reference_batch`` to the run's
-    global batch (spec §1.5: e.g. lr 1e-3 tuned for 8 images per step becomes 5e-4 at 4); unscaled when
-    ``reference_batch`` is 0."""
-    ref = cfg.optim.reference_batch
-    return cfg.optim.lr if ref == 0 else cfg.optim.lr * global_batch(cfg) / ref
+from semiseg.config import OptimConfig
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:

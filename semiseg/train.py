@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from semiseg.cli import run_cli
-from semiseg.config import RunConfig, config_hash, load_config, short_hash
+from semiseg.config import RunConfig, config_hash, effective_lr, global_batch, load_config, short_hash
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged
 from semiseg.hooks import Checkpointing, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR, Progress
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
-from semiseg.optim import build_optimizer, effective_lr, global_batch
+from semiseg.optim import build_optimizer
 from semiseg.tracking import RunTracker, git_commit
 from semiseg.trainer import Trainer, TrainState
 

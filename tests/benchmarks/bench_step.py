@@ -25,6 +25,7 @@ from semiseg.cli import run_cli
 from semiseg.config import apply_overrides, config_from_dict
 from semiseg.data.sampling import TrainData
 from semiseg.data.transforms import cutmix_box
+from semiseg.evaluate import EvalProtocol
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
@@ -76,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = build_model(cfg, args.classes).to(device)
-    method = METHODS.get(cfg.method)(cfg, model)
-    data = TrainData({}, None, args.warmup + args.steps, args.classes, (), 0, 0, Path("."))
+    method_cls = METHODS.get(cfg.method)
+    model = build_model(cfg, args.classes, **method_cls.model_kwargs).to(device)
+    method = method_cls(cfg, model)
+    data = TrainData({}, None, args.warmup + args.steps, args.classes, (), 0, 0, Path("."), EvalProtocol())
     trainer = Trainer(cfg, model, method, data, build_optimizer(model, cfg.optim), device, hooks=[])
     rng = np.random.default_rng(0)
     batches = [synthetic_batch(method.streams, args.batch, args.crop, args.classes, device, rng) for _ in range(2)]
