@@ -19,7 +19,7 @@ from semiseg.cli import run_cli
 from semiseg.config import RunConfig, config_hash, load_config, short_hash
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged
-from semiseg.hooks import Checkpointing, Evaluate, MLflowLogging, PolyLR, Progress
+from semiseg.hooks import Checkpointing, EpochCallback, EpochFn, Evaluate, MLflowLogging, PolyLR, Progress
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
@@ -47,8 +47,13 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.runtime.output_dir) / short_hash(cfg)
 
 
-def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> Trainer:
-    """Everything for one run: data, model, method, optimizer and the standard hooks."""
+def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
+                  callbacks: list[EpochFn] | None = None) -> Trainer:
+    """Everything for one run: data, model, method, optimizer, the standard hooks and ``callbacks``.
+
+    Each callback gets ``(epoch, metrics, last_checkpoint_path)`` after every epoch, once the checkpoint
+    and the MLflow metrics of that epoch are written (this is how a tuner plugs in).
+    """
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     device = pick_device(cfg.runtime.device)
@@ -74,6 +79,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
     hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir), MLflowLogging(tracker, run_dir, tags, params),
              Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
+    hooks += [EpochCallback(fn, run_dir) for fn in callbacks or []]
     trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
     print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M parameters, "
           f"{data.iters_per_epoch} it/epoch, device {device}", flush=True)
