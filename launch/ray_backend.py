@@ -4,8 +4,9 @@ Why the task runs the engine in-process rather than spawning ``python -m semiseg
 *is* the training process, so Ray's grant (CPU slots, ``CUDA_VISIBLE_DEVICES``) applies to the training
 itself, a worker that dies takes its training with it (no orphaned child keeps writing), and Ray's own
 retry of tasks whose worker died (``max_retries``) re-runs the cell, which resumes from ``last.pth`` into
-the same MLflow run (the run id is in the checkpoint and in ``run.json``). ``max_calls=1`` gives each
-cell a fresh worker process, so no state (torch threads, CUDA memory, MLflow clients) leaks between cells.
+the same MLflow run (the run id is in the checkpoint and in ``run.json``). A GPU cell gets a fresh worker
+(``max_calls=1``) so its CUDA context and cached memory go away with it; CPU workers are reused, which
+saves a torch import per cell (every cell seeds and configures its own run in ``build_trainer``).
 Idempotence is the local backend's: the plan decides what runs, a lock in the run folder (held by this
 launcher's pid) keeps two launches off one cell. On a multi-node cluster the output folder, the data and
 the tracking store must be shared (a network file system, or an MLflow server URI).
@@ -142,7 +143,7 @@ def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace,
     gpus = args.gpus_per_cell
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(max_calls=1)(run_cell)
+    task = ray.remote(max_calls=1 if gpus else 0)(run_cell)
     options = dict(num_cpus=args.cpus_per_cell, num_gpus=gpus, max_retries=args.max_retries, retry_exceptions=False)
     log(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "
         f"each cell asks for {args.cpus_per_cell:g} CPU(s), {gpus:g} GPU(s)")
