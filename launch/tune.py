@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import shutil
 import sys
 import tempfile
@@ -234,8 +235,10 @@ def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, ex
             "semiseg.backend": "ray-tune"}
     trainable = tune.with_resources(tune.with_parameters(train_trial, bases=bases, tags=tags),
                                     {"cpu": args.cpus_per_trial, "gpu": gpus})
+    # Ctrl-C raises KeyboardInterrupt here instead of Tune ending the trials as if they were complete
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     if args.resume:
-        return tune.Tuner.restore(str(storage / study), trainable, resume_errored=True).fit()
+        return _fit_or_none(tune.Tuner.restore(str(storage / study), trainable, resume_errored=True))
     epochs = max(c.config.train.epochs for c in cells)
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(args.grace_period, epochs),
                                reduction_factor=args.reduction_factor)
@@ -249,13 +252,26 @@ def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, ex
         run_config=tune.RunConfig(name=study, storage_path=str(storage), verbose=1,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                   failure_config=tune.FailureConfig(max_failures=args.max_failures)))
-    return tuner.fit()
+    return _fit_or_none(tuner)
+
+
+def _fit_or_none(tuner):
+    """The study's results, or None when it was interrupted."""
+    try:
+        return tuner.fit()
+    except KeyboardInterrupt:
+        return None
 
 
 def _summarise(results, args, study: str, exp_name: str, dims, cells, uri: str, mlflow_exp: str,
                parent: RunTracker) -> int:
+    if results is None:  # Ctrl-C: Tune's periodic state plus the trials' checkpoints allow --resume
+        parent.set_tags({"semiseg.interrupted": "true"})
+        parent.finish("KILLED")
+        print(f"study {study} interrupted; continue it with the same command plus --study {study} --resume")
+        return 130
     rows = []
-    for res in results:
+    for res in sorted(results, key=lambda r: (r.metrics or {}).get("trial_id", "")):  # ties go to the first trial
         m = res.metrics or {}
         cell = res.config["cell"]
         epochs = cells[cell].config.train.epochs
@@ -286,7 +302,7 @@ def _summarise(results, args, study: str, exp_name: str, dims, cells, uri: str, 
     print(f"wrote {out}: run it with python launch/run_grid.py --exp {out}")
     parent.log_metrics({"best_miou": overall["best"], "trials": len(rows),
                         "trials_stopped_early": sum(r["status"].startswith("stopped") for r in rows)}, step=0)
-    parent.set_tags({"semiseg.best_trial": overall["trial"],
+    parent.set_tags({"semiseg.best_trial": overall["trial"], "semiseg.interrupted": "false",
                      **{f"semiseg.best.{k}": v for k, v in overall["params"].items()}})
     parent.log_artifact(out)
     parent.finish("FINISHED" if len(scored) == len(rows) else "FAILED")
