@@ -14,6 +14,11 @@ An experiment file ``experiments/<name>.yaml`` holds::
         set: {train: {batch_size: 16}}
     exclude:                         # cells to drop (all given axes must match)
       - {method: fixmatch, split: '1_8'}
+    search:                          # optional: hyperparameter space for launch/tune.py (experiments/search.py)
+      loss.conf_thresh: {grid: [0.9, 0.95]}
+
+``load_experiment`` also accepts the path of such a file outside ``experiments/`` (e.g. one written by
+``launch/tune.py``); ``inherit`` names are always looked up in ``experiments/``.
 
 Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of spec §1.5) are abstract
 bases: they are only inherited from, never listed or run.
@@ -21,12 +26,12 @@ bases: they are only inherited from, never listed or run.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.search import SearchDim, parse_block
 from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml
 from semiseg.errors import ConfigError
 
@@ -34,7 +39,7 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parent
 #: grid axis → dotted config key
 AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "backbone": "model.backbone",
         "seed": "seed"}
-TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude"}
+TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude", "search"}
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Experiment:
     grid: dict[str, list[Any]]
     overrides: list[dict[str, Any]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
+    search: dict[str, SearchDim] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,8 +91,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
-    """Load ``experiments/<name>.yaml`` (following ``inherit``); errors name the file and key."""
+    """Load ``experiments/<name>.yaml`` or a ``.yaml`` path (following ``inherit``); errors name the file and key."""
     path = EXPERIMENTS_DIR / f"{name}.yaml"
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        path = Path(name).resolve()
+        name = path.stem
     if not path.is_file():
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(list_experiments())}")
     if name in _seen:
@@ -98,9 +107,9 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     if "inherit" in data:
         parent = load_experiment(data["inherit"], _seen + (name,))
         base_defaults, grid = parent.defaults, dict(parent.grid)
-        overrides, exclude = list(parent.overrides), list(parent.exclude)
+        overrides, exclude, search = list(parent.overrides), list(parent.exclude), dict(parent.search)
     else:
-        base_defaults, grid, overrides, exclude = {}, {}, [], []
+        base_defaults, grid, overrides, exclude, search = {}, {}, [], [], {}
     for axis, values in (data.get("grid") or {}).items():
         if axis not in AXES:
             raise ConfigError(f"{path}: unknown grid axis {axis!r}; valid: {', '.join(AXES)}")
@@ -113,8 +122,10 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     for rule in data.get("exclude") or []:
         _check_axes(path, rule)
         exclude.append(rule)
+    if "search" in data:
+        search.update(parse_block(data["search"], str(path)))
     return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
-                      overrides, exclude)
+                      overrides, exclude, search)
 
 
 def _check_axes(path: Path, rule: Any) -> None:

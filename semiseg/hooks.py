@@ -1,4 +1,4 @@
-"""Trainer hooks: LR schedule, evaluation, checkpoint/resume, MLflow logging, progress.
+"""Trainer hooks: LR schedule, evaluation, checkpoint/resume, MLflow logging, progress, epoch callbacks.
 
 Each hook may implement ``before_train``, ``after_step``, ``after_epoch``, ``after_train`` and
 ``on_failure``; the base class makes all of them no-ops.
@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
@@ -19,6 +20,9 @@ from semiseg.errors import TrainingDiverged
 from semiseg.evaluate import evaluate
 from semiseg.optim import poly_lr
 from semiseg.tracking import REPORTED_MODEL_TAG
+
+#: ``callback(epoch, metrics, last_checkpoint)``: called after each epoch by :class:`EpochCallback`
+EpochFn = Callable[[int, dict[str, float], Path], None]
 
 
 class Hook:
@@ -71,6 +75,22 @@ class MethodEpochEnd(Hook):
 
     def after_epoch(self, trainer) -> None:
         trainer.method.end_epoch(trainer)
+
+
+def epoch_metrics(trainer) -> dict[str, float]:
+    """The metrics of the epoch just completed (train terms, learning rates, speed, validation IoUs)."""
+    state, names = trainer.state, trainer.data.class_names
+    metrics = {f"train/{k}": v for k, v in trainer.epoch_terms.items()}
+    metrics.update({
+        "train/lr": trainer.optimizer.param_groups[0]["lr"],
+        "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
+        "train/images_per_s": trainer.images_per_second,
+        "train/epoch_seconds": trainer.epoch_seconds,
+        "val/miou": trainer.last_eval.miou,
+        "val/best_miou": state.best_miou,
+    })
+    metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
+    return metrics
 
 
 class Checkpointing(Hook):
@@ -134,22 +154,12 @@ class MLflowLogging(Hook):
             self.tracker.set_tags({"semiseg.resumed_at_epoch": trainer.resumed_from})
 
     def after_epoch(self, trainer) -> None:
-        state, names = trainer.state, trainer.data.class_names
-        metrics = {f"train/{k}": v for k, v in trainer.epoch_terms.items()}
-        metrics.update({
-            "train/lr": trainer.optimizer.param_groups[0]["lr"],
-            "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
-            "train/images_per_s": trainer.images_per_second,
-            "train/epoch_seconds": trainer.epoch_seconds,
-            "val/miou": trainer.last_eval.miou,
-            "val/best_miou": state.best_miou,
-        })
-        metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
+        metrics = epoch_metrics(trainer)
         if len(trainer.evals) > 1:  # e.g. V2: student and EMA side by side; val/miou is the reported one
             for model, result in trainer.evals.items():
                 metrics[f"val/miou_{model}"] = result.miou
-                metrics[f"val/best_miou_{model}"] = state.extra["best"][model]["miou"]
-        self.tracker.log_metrics(metrics, step=state.epoch - 1)
+                metrics[f"val/best_miou_{model}"] = trainer.state.extra["best"][model]["miou"]
+        self.tracker.log_metrics(metrics, step=trainer.state.epoch - 1)
         self.tracker.set_tags({REPORTED_MODEL_TAG: trainer.reported_model})
 
     def after_train(self, trainer) -> None:
@@ -218,3 +228,17 @@ class Progress(Hook):
     def on_failure(self, trainer, exc: BaseException) -> None:
         self._write(trainer, "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed")
         sys.stdout.flush()
+
+
+class EpochCallback(Hook):
+    """Hand each epoch's metrics and the fresh ``last.pth`` to a plain function (e.g. a tuner's report).
+
+    Place it after :class:`Checkpointing` so the checkpoint it names is the one of this epoch. The engine
+    knows nothing of the caller: the function may stop training by raising.
+    """
+
+    def __init__(self, fn: EpochFn, run_dir: Path) -> None:
+        self.fn, self.last = fn, run_dir / "last.pth"
+
+    def after_epoch(self, trainer) -> None:
+        self.fn(trainer.state.epoch, epoch_metrics(trainer), self.last)

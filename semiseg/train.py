@@ -19,7 +19,8 @@ from semiseg.cli import run_cli
 from semiseg.config import RunConfig, config_hash, effective_lr, global_batch, load_config, short_hash
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged
-from semiseg.hooks import Checkpointing, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR, Progress
+from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR,
+                           Progress)
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
@@ -47,8 +48,13 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.runtime.output_dir) / short_hash(cfg)
 
 
-def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> Trainer:
-    """Everything for one run: data, model, method, optimizer and the standard hooks."""
+def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
+                  callbacks: list[EpochFn] | None = None) -> Trainer:
+    """Everything for one run: data, model, method, optimizer, the standard hooks and ``callbacks``.
+
+    Each callback gets ``(epoch, metrics, last_checkpoint_path)`` after every epoch, once the checkpoint
+    and the MLflow metrics of that epoch are written (this is how a tuner plugs in).
+    """
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     device = pick_device(cfg.runtime.device)
@@ -79,6 +85,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     hooks = [PolyLR(), Evaluate(), MethodEpochEnd(), Checkpointing(run_dir),
              MLflowLogging(tracker, run_dir, tags, params),
              Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
+    hooks += [EpochCallback(fn, run_dir) for fn in callbacks or []]
     trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
     print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(model).__name__} {cfg.model.backbone} "
           f"{n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head {(n_params - n_backbone) / 1e6:.2f}M), "
