@@ -14,6 +14,7 @@ An experiment file ``experiments/<name>.yaml`` holds::
         set: {train: {batch_size: 16}}
     exclude:                         # cells to drop (all given axes must match)
       - {method: fixmatch, split: '1_8'}
+    official: {file: ../UniMatch/configs/pascal.yaml, gpus: 4}   # optional: start from an official config
     search:                          # optional: hyperparameter space for launch/tune.py (experiments/search.py)
       loss.conf_thresh: {grid: [0.9, 0.95]}
 
@@ -39,7 +40,7 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parent
 #: grid axis → dotted config key
 AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "backbone": "model.backbone",
         "seed": "seed"}
-TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude", "search"}
+TOP_KEYS = {"description", "inherit", "official", "defaults", "grid", "overrides", "exclude", "search"}
 
 
 @dataclass
@@ -124,8 +125,21 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
         exclude.append(rule)
     if "search" in data:
         search.update(parse_block(data["search"], str(path)))
+    if "official" in data:
+        base_defaults = _merge(base_defaults, _official_defaults(path, data["official"]))
     return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
                       overrides, exclude, search)
+
+
+def _official_defaults(path: Path, spec: Any) -> dict[str, Any]:
+    """``official: {file: PATH, gpus: N}``: an official repo's YAML config converted to ours (PATH relative to
+    the experiment file)."""
+    from experiments.official import load_official
+
+    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "gpus"}:
+        raise ConfigError(f"{path}: 'official' must be {{file: PATH, gpus: N}}, got {spec!r}")
+    file = Path(str(spec["file"])).expanduser()
+    return load_official(file if file.is_absolute() else path.parent / file, int(spec.get("gpus", 0)))
 
 
 def _check_axes(path: Path, rule: Any) -> None:

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.registry import Cell
+from semiseg.config import recipe_hash
 from semiseg.tracking import search_cells
+
+RECIPE_TAG = "semiseg.recipe"
 
 LOCK_NAME = "lock"
 
@@ -20,6 +23,7 @@ class PlannedCell:
     run_id: str | None
     run_dir: Path
     error: str = ""
+    est_hours: float | None = None  # device-hours (GPUs x wall hours) of finished runs of the same recipe
 
     def progress(self) -> dict:
         path = self.run_dir / "progress.json"
@@ -49,10 +53,16 @@ def lock_holder(run_dir: Path) -> int | None:
 
 
 def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path) -> list[PlannedCell]:
-    """The state of every cell: its newest MLflow run decides, a live lock means running."""
-    newest = {}
+    """The state of every cell: its newest MLflow run decides, a live lock means running.
+
+    A cell's cost estimate is the mean wall time of finished runs of the same recipe (same config but the
+    seed, tag ``semiseg.recipe``) times its GPU count; cells of an unseen recipe have none.
+    """
+    newest, durations = {}, {}
     for run in search_cells(tracking_uri, experiment):  # newest first
         newest.setdefault(run.cell_hash, run)
+        if run.state == "finished" and run.hours:
+            durations.setdefault(run.tags.get(RECIPE_TAG, ""), []).append(run.hours)
     planned = []
     for cell in cells:
         run = newest.get(cell.hash)
@@ -61,5 +71,7 @@ def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path
         if state != "finished" and lock_holder(run_dir):
             state = "running"
         error = run.tags.get("semiseg.error", "") if run else ""
-        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error))
+        hours = durations.get(recipe_hash(cell.config)) if durations else None
+        est = sum(hours) / len(hours) * cell.config.train.gpus if hours else None
+        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error, est))
     return planned

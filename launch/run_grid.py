@@ -28,6 +28,7 @@ from launch import ray_backend  # noqa: E402
 from launch.local import run_local  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
+from semiseg.config import effective_lr  # noqa: E402
 from semiseg.errors import UserError  # noqa: E402
 
 
@@ -92,15 +93,29 @@ def select_cells(args) -> list:
 
 
 def format_plan(planned: list[PlannedCell]) -> str:
-    lines = [f"{'hash':10}  {'method':12} {'dataset':10} {'split':8} {'backbone':10} {'seed':>4}  state"]
+    """One line per cell (hash, axes, GPUs x batch, the LR after linear scaling, cost estimate, state), totals."""
+    lines = [f"{'hash':10}  {'method':17} {'dataset':14} {'split':8} {'backbone':12} {'seed':>4}  "
+             f"{'gpus x bs':>9}  {'lr':>9}  {'est.h':>6}  state"]
     for p in planned:
         c = p.cell.config
-        lines.append(f"{p.cell.short:10}  {c.method:12} {c.data.dataset:10} {c.data.split:8} "
-                     f"{c.model.backbone:10} {c.seed:>4}  {p.state}")
+        lr = f"{effective_lr(c):.3g}" + ("*" if effective_lr(c) != c.optim.lr else " ")
+        est = f"{p.est_hours:6.2f}" if p.est_hours is not None else f"{'-':>6}"
+        lines.append(f"{p.cell.short:10}  {c.method:17} {c.data.dataset:14} {c.data.split:8} {c.model.backbone:12} "
+                     f"{c.seed:>4}  {f'{c.train.gpus} x {c.train.batch_size}':>9}  {lr:>9}  {est}  {p.state}")
     counts = {}
     for p in planned:
         counts[p.state] = counts.get(p.state, 0) + 1
     lines.append(f"{len(planned)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    todo = [p for p in planned if p.state in ("new", "interrupted", "failed")]
+    known = [p.est_hours for p in todo if p.est_hours is not None]
+    if todo and known:
+        lines.append(f"estimated cost of {len(known)} of the {len(todo)} unfinished cell(s): {sum(known):.2f} "
+                     f"device-hours (GPUs x hours of finished runs of the same recipe)")
+    elif todo:
+        lines.append(f"no cost estimate for the {len(todo)} unfinished cell(s): no finished run of their recipes "
+                     f"in this MLflow store yet")
+    if any(effective_lr(p.cell.config) != p.cell.config.optim.lr for p in planned):
+        lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs)")
     return "\n".join(lines)
 
 
@@ -108,7 +123,10 @@ def plan_json(planned: list[PlannedCell]) -> str:
     return json.dumps([{"hash": p.cell.hash, "short": p.cell.short, "method": p.cell.config.method,
                         "dataset": p.cell.config.data.dataset, "split": p.cell.config.data.split,
                         "backbone": p.cell.config.model.backbone, "seed": p.cell.config.seed,
-                        "state": p.state, "run_id": p.run_id} for p in planned], indent=1)
+                        "state": p.state, "run_id": p.run_id, "gpus": p.cell.config.train.gpus,
+                        "batch_size": p.cell.config.train.batch_size, "lr": p.cell.config.optim.lr,
+                        "effective_lr": effective_lr(p.cell.config), "est_hours": p.est_hours} for p in planned],
+                      indent=1)
 
 
 def _stop(signum, frame):

@@ -408,6 +408,14 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def recipe_hash(cfg: RunConfig) -> str:
+    """Hash of the identity without the seed: the runs of one recipe over several seeds share it."""
+    data = identity_dict(cfg)
+    data.pop("seed")
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def short_hash(cfg: RunConfig) -> str:
     return config_hash(cfg)[:10]
 

@@ -7,6 +7,7 @@ A tuning study is a parent run; its trials are training runs nested under it wit
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -27,12 +28,30 @@ STATE_OF_STATUS = {"FINISHED": "finished", "FAILED": "failed", "RUNNING": "inter
                    "KILLED": "interrupted", "SCHEDULED": "interrupted"}
 
 
+_READY: set[str] = set()
+
+
 def _client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on every start
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=resolve_uri(uri))
+    uri = resolve_uri(uri)
+    if not uri.startswith("sqlite:///") or uri in _READY:
+        return MlflowClient(tracking_uri=uri)
+    # MLflow creates and migrates a new sqlite store when a client first opens it; two processes doing it at
+    # once (two launches, parallel cells) corrupt the migration, so the first open is serialised by a file lock.
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(uri)
+    return client
 
 
 def resolve_uri(uri: str) -> str:
@@ -141,6 +160,12 @@ class CellRun:
     start_time: int
     tags: dict[str, str]
     metrics: dict[str, float]
+    end_time: int = 0
+
+    @property
+    def hours(self) -> float:
+        """Wall-clock hours from start to end (0 while unfinished)."""
+        return max(self.end_time - self.start_time, 0) / 3.6e6 if self.end_time else 0.0
 
     @property
     def state(self) -> str:
@@ -163,7 +188,7 @@ def search_cells(uri: str, experiment: str, hashes: Iterable[str] | None = None)
             cell = run.data.tags.get(TAG_PREFIX + "hash", "")
             if wanted is None or cell in wanted:
                 out.append(CellRun(run.info.run_id, cell, run.info.status, run.info.start_time or 0,
-                                   dict(run.data.tags), dict(run.data.metrics)))
+                                   dict(run.data.tags), dict(run.data.metrics), run.info.end_time or 0))
         token = page.token
         if not token:
             return out

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from semiseg.cli import run_cli
-from semiseg.config import RunConfig, config_hash, effective_lr, global_batch, load_config, short_hash
+from semiseg.config import (RunConfig, config_hash, config_to_dict, effective_lr, flatten, global_batch, load_config,
+                            recipe_hash, short_hash)
 from semiseg.data.sampling import build_data
-from semiseg.errors import TrainingDiverged
+from semiseg.errors import TrainingDiverged, UserError
 from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR,
                            Progress)
 from semiseg.methods import METHODS
@@ -48,6 +49,26 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.runtime.output_dir) / short_hash(cfg)
 
 
+def cell_tags(cfg: RunConfig) -> dict[str, str]:
+    """The MLflow tags that identify a run's cell (method, dataset, split, backbone, seed, hashes, code)."""
+    return {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
+            "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
+            "semiseg.recipe": recipe_hash(cfg), "semiseg.git_commit": git_commit(),
+            "semiseg.run_dir": str(run_dir_of(cfg).resolve())}
+
+
+def record_setup_failure(cfg: RunConfig, extra_tags: dict[str, str] | None, exc: Exception) -> None:
+    """Record a run that could not start (missing data, bad weights file, ...) as FAILED with its error, so
+    the grid's status shows it. A cell with a checkpoint is left alone: it stays resumable once fixed."""
+    if (run_dir_of(cfg) / "last.pth").exists():
+        return
+    tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
+    tracker.start(short_hash(cfg), {**cell_tags(cfg), **(extra_tags or {}),
+                                    "semiseg.error": f"{type(exc).__name__}: {exc}"})
+    tracker.log_params(flatten(config_to_dict(cfg)))
+    tracker.finish("FAILED")
+
+
 def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
                   callbacks: list[EpochFn] | None = None) -> Trainer:
     """Everything for one run: data, model, method, optimizer, the standard hooks and ``callbacks``.
@@ -70,10 +91,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
     run_dir.mkdir(parents=True, exist_ok=True)
     n_params, n_backbone = count_parameters(model), count_parameters(model.backbone)
 
-    tags = {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
-            "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
-            "semiseg.n_labeled": data.n_labeled, "semiseg.git_commit": git_commit(),
-            "semiseg.run_dir": str(run_dir.resolve()), **(extra_tags or {})}
+    tags = {**cell_tags(cfg), "semiseg.n_labeled": data.n_labeled, **(extra_tags or {})}
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
@@ -100,7 +118,12 @@ def _raise_interrupt(signum, frame):
 def train(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> TrainState:
     """Train (or resume) the run described by ``cfg``; SIGTERM leaves it resumable."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    return build_trainer(cfg, extra_tags).train()
+    try:
+        trainer = build_trainer(cfg, extra_tags)
+    except UserError as exc:
+        record_setup_failure(cfg, extra_tags, exc)
+        raise
+    return trainer.train()
 
 
 def main(argv: list[str] | None = None) -> int:

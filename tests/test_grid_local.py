@@ -72,3 +72,31 @@ def test_sigkilled_cell_resumes_into_the_same_run(tmp_path, demo_root):
     assert int(run.tags["semiseg.resumed_at_epoch"]) >= 1
     log = (next((tmp_path / "runs").glob("*/train.log"))).read_text()
     assert "resumed from" in log
+
+
+def test_concurrent_launches_train_each_cell_once(tmp_path, demo_root):
+    cmd = grid(tmp_path, demo_root, "--methods", "supervised,fixmatch", "--max-parallel", "2", iters=3)
+    launchers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in launchers]
+    assert all(p.returncode == 0 for p in launchers), outputs
+    runs = search_cells(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo")
+    assert len(runs) == 2 and len({r.cell_hash for r in runs}) == 2  # one run per cell, none duplicated
+    assert {r.status for r in runs} == {"FINISHED"}
+    starts = sum(out.count("  start ") for out in outputs)
+    assert starts == 2, outputs  # every cell was started by exactly one of the two launchers
+
+
+def test_failed_cell_is_recorded_and_rerun_only_with_retry_failed(tmp_path, demo_root):
+    bad = grid(tmp_path, demo_root, "--methods", "supervised", "--set", "data.dataset=pascal",
+               "--set", f"data.root={tmp_path / 'no_pascal'}")
+    first = subprocess.run(bad, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1 and "0 finished, 1 failed" in first.stdout
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (failed,) = search_cells(uri, "demo")
+    assert failed.status == "FAILED" and "no_pascal" in failed.tags["semiseg.error"]
+    again = subprocess.run(bad, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to train" in again.stdout
+    retried = subprocess.run(bad + ["--retry-failed"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 1 and "1 failed" in retried.stdout
+    assert len(search_cells(uri, "demo")) == 2  # the retry is a new run, the old one is kept
