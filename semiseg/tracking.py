@@ -33,8 +33,9 @@ _READY: set[str] = set()
 
 def _client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on every start
     from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which configures it; no chatter
 
     uri = resolve_uri(uri)
     if not uri.startswith("sqlite:///") or uri in _READY:

@@ -1,4 +1,8 @@
-"""Bad input exits non-zero with a one-paragraph message, no traceback, and nothing half-written."""
+"""Bad input exits non-zero with a one-paragraph message, no traceback, and nothing half-written.
+
+A config error stops before anything is written; a run that cannot start (its dataset is missing) is
+recorded in MLflow as FAILED with the error, so the grid's plan and status show why, and leaves no checkpoint.
+"""
 
 import subprocess
 import sys
@@ -29,7 +33,14 @@ def test_train_rejects_bad_input_cleanly(tmp_path, yaml_text, fragments):
     assert "\n\n" not in proc.stderr.strip()  # one paragraph
     for fragment in fragments:
         assert fragment in proc.stderr
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
+    assert not list((tmp_path / "runs").glob("*/*.pth"))
+    if "dataset: pascal" not in yaml_text:
+        assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
+        return
+    from semiseg.tracking import search_cells
+
+    (failed,) = search_cells(f"sqlite:///{tmp_path / 'mlflow.db'}", "semiseg")
+    assert failed.status == "FAILED" and "/nonexistent/VOC2012" in failed.tags["semiseg.error"]
 
 
 def test_run_grid_unknown_experiment(tmp_path):
