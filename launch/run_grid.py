@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp", required=True, help=f"experiment name, one of: {', '.join(list_experiments())}")
     p.add_argument("--backend", default="local", choices=["local", "ray"],
                    help="where cells run (local = processes on this machine, ray = Ray tasks), e.g. --backend ray")
-    p.add_argument("--methods", help="comma-separated subset of methods, e.g. --methods unimatch,fixmatch")
+    p.add_argument("--methods", help="comma-separated methods to run instead of the grid's: a subset of them, or any "
+                                     "registered method on the same recipe, e.g. --methods unimatch,fixmatch or "
+                                     "--exp demo --methods prevmatch,corrmatch,semiovs_unimatch")
     p.add_argument("--splits", help="comma-separated subset of splits, e.g. --splits 1_16,1_4")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, help="run seeds 0..N-1 for every cell, e.g. --seeds 3")
@@ -82,12 +84,16 @@ def select_cells(args) -> list:
             only["seed"] = [int(s) for s in _csv(args.seed_list)]
         except ValueError:
             raise UserError(f"--seed-list must be comma-separated integers, got {args.seed_list!r}") from None
-    for axis in ("method", "split"):
-        known = {v for v in exp.grid.get(axis, [])}
-        bad = [v for v in only.get(axis, []) if v not in known]
+    from semiseg.methods import METHODS
+
+    known = {"method": list(exp.grid.get("method", [])) + [m for m in METHODS.names()
+                                                           if m not in exp.grid.get("method", [])],
+             "split": list(exp.grid.get("split", []))}
+    for axis, valid in known.items():
+        bad = [v for v in only.get(axis, []) if v not in valid]
         if bad:
-            raise UserError(f"--{axis}s: {', '.join(bad)} not in experiment {args.exp!r}; valid: "
-                            f"{', '.join(map(str, exp.grid.get(axis, [])))}")
+            raise UserError(f"--{axis}s: {', '.join(bad)} not valid for experiment {args.exp!r}; valid: "
+                            f"{', '.join(map(str, valid))}")
     runtime = {"tracking_uri": args.tracking_uri, "output_dir": str(Path(args.output_dir).resolve())}
     return expand(exp, only, args.sets, runtime)
 
