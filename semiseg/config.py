@@ -94,6 +94,9 @@ class RuntimeConfig:
     output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
     tracking_uri: str = _opt("sqlite:///mlflow.db", "MLflow tracking URI")
     experiment: str = _opt("semiseg", "MLflow experiment name")
+    checkpoint_every_iters: int = _opt(
+        0, "also write last.pth every N iterations inside an epoch (long epochs on preemptible jobs); 0 = per epoch",
+        ge=0)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
-from semiseg.errors import TrainingDiverged
+from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import evaluate
 from semiseg.optim import poly_lr
 
@@ -53,8 +53,10 @@ class Evaluate(Hook):
 
 
 class Checkpointing(Hook):
-    """Atomic ``last.pth`` every epoch (everything needed for an exact resume) and ``best.pth`` on improvement.
+    """Atomic ``last.pth`` (everything needed for an exact resume) and ``best.pth`` on improvement.
 
+    ``last.pth`` is written after every epoch, every ``runtime.checkpoint_every_iters`` iterations inside
+    an epoch, and when a graceful stop (:class:`StopRequested`) halts training at a step boundary.
     ``before_train`` resumes from ``last.pth`` when it exists.
     """
 
@@ -74,9 +76,11 @@ class Checkpointing(Hook):
         trainer.run_id = ckpt.get("mlflow_run_id") or trainer.run_id
         set_rng_state(ckpt["rng"])
         trainer.resumed_from = trainer.state.epoch
-        print(f"resumed from {self.last} at epoch {trainer.state.epoch}", flush=True)
+        within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
+            if trainer.state.epoch_iter else ""
+        print(f"resumed from {self.last} at epoch {trainer.state.epoch}{within}", flush=True)
 
-    def after_epoch(self, trainer) -> None:
+    def _save_last(self, trainer) -> dict:
         state = {
             "model": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
@@ -89,9 +93,24 @@ class Checkpointing(Hook):
             "mlflow_run_id": trainer.run_id,
         }
         save_checkpoint(state, self.last)
+        return state
+
+    def after_step(self, trainer, out) -> None:
+        every = trainer.cfg.runtime.checkpoint_every_iters
+        if every and trainer.state.epoch_iter % every == 0 and trainer.state.epoch_iter < trainer.data.iters_per_epoch:
+            self._save_last(trainer)
+
+    def after_epoch(self, trainer) -> None:
+        state = self._save_last(trainer)
         if trainer.is_best:
             save_checkpoint({"model": state["model"], "state": state["state"], "config": state["config"],
                              "config_hash": state["config_hash"]}, self.best)
+
+    def on_failure(self, trainer, exc: BaseException) -> None:
+        if isinstance(exc, StopRequested) and trainer.state.epoch_iter:  # epoch ends are saved already
+            self._save_last(trainer)
+            print(f"checkpointed at iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1} "
+                  f"after {exc}", flush=True)
 
 
 class MLflowLogging(Hook):

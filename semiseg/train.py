@@ -80,14 +80,26 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     return trainer
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+#: Signals that stop training gracefully: SIGTERM (scancel, preemption) and the USR signals SLURM sends
+#: before a time limit (``--signal``). Ctrl-C (SIGINT) still interrupts at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def train(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> TrainState:
-    """Train (or resume) the run described by ``cfg``; SIGTERM leaves it resumable."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    return build_trainer(cfg, extra_tags).train()
+    """Train (or resume) the run described by ``cfg``; a stop signal checkpoints and leaves it resumable."""
+    trainers: list[Trainer] = []
+
+    def stop(signum, frame):
+        if not trainers:  # still setting up: nothing to save
+            raise KeyboardInterrupt(f"signal {signum}")
+        if trainers[0].stop_signal is None:
+            print(f"signal {signum}: stopping after the current step, with a checkpoint", flush=True)
+            trainers[0].request_stop(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    trainers.append(build_trainer(cfg, extra_tags))
+    return trainers[0].train()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ class EpochSampler(Sampler):
     """Shuffles ``num_items`` repeated to ``length`` entries each epoch; yields (index, seed) pairs.
 
     ``order_stream`` lets two samplers share the index order while drawing different augmentations
-    (the same-index Style-A mix quirk).
+    (the same-index Style-A mix quirk). ``start`` skips the epoch's first entries (a mid-epoch resume).
     """
 
     def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None) -> None:
@@ -33,18 +33,19 @@ class EpochSampler(Sampler):
         self.stream = stream
         self.order_stream = stream if order_stream is None else order_stream
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.length
+        return self.length - self.start
 
     def __iter__(self):
         repeated = np.tile(np.arange(self.num_items), math.ceil(self.length / self.num_items))[: self.length]
         order = np.random.default_rng([self.seed, self.order_stream, self.epoch]).permutation(repeated)
         seeds = np.random.default_rng([self.seed, self.stream, self.epoch, 1]).integers(0, 2**63 - 1, self.length)
-        return iter(zip(order.tolist(), seeds.tolist()))
+        return iter(zip(order[self.start:].tolist(), seeds[self.start:].tolist()))
 
 
 @dataclass
@@ -60,9 +61,10 @@ class TrainData:
     n_unlabeled: int
     root: Path
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_iter: int = 0) -> None:
+        """Select the epoch's sample order, starting after ``start_iter`` batches (a mid-epoch resume)."""
         for loader in self.loaders.values():
-            loader.sampler.set_epoch(epoch)
+            loader.sampler.set_epoch(epoch, start_iter * loader.batch_size)
 
 
 def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
