@@ -14,6 +14,7 @@ An experiment file ``experiments/<name>.yaml`` holds::
         set: {train: {batch_size: 16}}
     exclude:                         # cells to drop (all given axes must match)
       - {method: fixmatch, split: '1_8'}
+    slurm: {time_min: 600}           # optional: SLURM resources over the cluster profile (launch/slurm.py)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parent
 #: grid axis → dotted config key
 AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "backbone": "model.backbone",
         "seed": "seed"}
-TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude"}
+TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude", "slurm"}
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Experiment:
     grid: dict[str, list[Any]]
     overrides: list[dict[str, Any]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,10 +86,12 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(TOP_KEYS))}")
     if "inherit" in data:
         parent = load_experiment(data["inherit"], _seen + (name,))
-        base_defaults, grid = parent.defaults, dict(parent.grid)
+        base_defaults, grid, slurm = parent.defaults, dict(parent.grid), parent.slurm
         overrides, exclude = list(parent.overrides), list(parent.exclude)
     else:
-        base_defaults, grid, overrides, exclude = {}, {}, [], []
+        base_defaults, grid, overrides, exclude, slurm = {}, {}, [], [], {}
+    if not isinstance(data.get("slurm") or {}, dict):
+        raise ConfigError(f"{path}: 'slurm' must map resource keys to values, got {data['slurm']!r}")
     for axis, values in (data.get("grid") or {}).items():
         if axis not in AXES:
             raise ConfigError(f"{path}: unknown grid axis {axis!r}; valid: {', '.join(AXES)}")
@@ -101,7 +105,7 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
         _check_axes(path, rule)
         exclude.append(rule)
     return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
-                      overrides, exclude)
+                      overrides, exclude, {**slurm, **(data.get("slurm") or {})})
 
 
 def _check_axes(path: Path, rule: Any) -> None:

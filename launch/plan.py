@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.registry import Cell
@@ -16,10 +16,12 @@ LOCK_NAME = "lock"
 @dataclass
 class PlannedCell:
     cell: Cell
-    state: str  # new | finished | interrupted | failed | running
+    state: str  # new | finished | interrupted | failed | running | queued (a SLURM job waits)
     run_id: str | None
     run_dir: Path
     error: str = ""
+    status: str = ""  # the MLflow status of the newest run ("" = none)
+    job: dict = field(default_factory=dict)  # the backend's job record (SLURM: id, state, log), if any
 
     def progress(self) -> dict:
         path = self.run_dir / "progress.json"
@@ -61,5 +63,6 @@ def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path
         if state != "finished" and lock_holder(run_dir):
             state = "running"
         error = run.tags.get("semiseg.error", "") if run else ""
-        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error))
+        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error,
+                                   run.status if run else ""))
     return planned

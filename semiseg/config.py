@@ -60,6 +60,9 @@ class OptimConfig:
     lr_multi: float = _opt(10.0, "head learning-rate multiplier", gt=0.0)
     momentum: float = _opt(0.9, "SGD momentum", ge=0.0, le=1.0)
     weight_decay: float = _opt(1e-4, "weight decay (applied to every parameter)", ge=0.0)
+    ref_batch: int = _opt(
+        0, "global batch (gpus × batch_size) the lr was tuned for; when set, the lr is scaled linearly to the "
+           "run's global batch (spec §1.5 LR scaling rule); 0 = use lr as given", ge=0)
     poly_power: float = _opt(0.9, "poly schedule power", ge=0.0)
 
 
@@ -75,6 +78,10 @@ class LossConfig:
 class TrainConfig:
     epochs: int = _opt(80, "number of epochs", ge=1)
     batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
+    gpus: int = _opt(1, "GPUs the run trains on: DDP with one process per GPU; global batch = gpus × batch_size",
+                     ge=1)
+    sync_bn: bool = _opt(True, "with gpus > 1: SyncBatchNorm across processes (spec §1.7: V1, V2, CorrMatch, "
+                               "PrevMatch when W > 1)")
     amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
     max_iters_per_epoch: int = _opt(0, "cap on iterations per epoch; 0 = as defined by the data", ge=0)
 

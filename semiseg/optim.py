@@ -5,18 +5,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from semiseg.config import OptimConfig
+from semiseg.config import OptimConfig, RunConfig
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Group 0 = ``model.backbone`` at lr, group 1 = everything else at lr·lr_multi; decay on every parameter."""
+def scaled_lr(cfg: RunConfig) -> float:
+    """The backbone lr of a run: ``optim.lr`` scaled linearly from ``optim.ref_batch`` to the run's global batch
+    (gpus × batch_size); unscaled when ``ref_batch`` is 0."""
+    if not cfg.optim.ref_batch:
+        return cfg.optim.lr
+    return cfg.optim.lr * cfg.train.gpus * cfg.train.batch_size / cfg.optim.ref_batch
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """Group 0 = ``model.backbone`` at lr, group 1 = everything else at lr·lr_multi; decay on every parameter.
+
+    ``lr`` (e.g. from :func:`scaled_lr`) replaces ``cfg.lr``."""
+    lr = cfg.lr if lr is None else lr
     backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
-    groups = [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
-              {"params": rest, "lr": cfg.lr * cfg.lr_multi, "base_lr": cfg.lr * cfg.lr_multi}]
+    groups = [{"params": backbone, "lr": lr, "base_lr": lr},
+              {"params": rest, "lr": lr * cfg.lr_multi, "base_lr": lr * cfg.lr_multi}]
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
 
 
 def poly_lr(base_lr: float, iteration: int, total_iters: int, power: float) -> float:

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from semiseg.cli import run_cli
-from semiseg.config import RunConfig, config_hash, load_config, short_hash
+from semiseg.config import RunConfig, load_config, short_hash
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged
 from semiseg.hooks import Checkpointing, Evaluate, MLflowLogging, PolyLR, Progress
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
-from semiseg.tracking import RunTracker, git_commit
+from semiseg.tracking import RunTracker, cell_tags, git_commit
 from semiseg.trainer import Trainer, TrainState
 
 
@@ -63,9 +63,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    tags = {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
-            "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
-            "semiseg.n_labeled": data.n_labeled, "semiseg.git_commit": git_commit(),
+    tags = {**cell_tags(cfg), "semiseg.n_labeled": data.n_labeled, "semiseg.git_commit": git_commit(),
             "semiseg.run_dir": str(run_dir.resolve()), **(extra_tags or {})}
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
