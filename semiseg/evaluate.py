@@ -20,8 +20,10 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             autocast=contextlib.nullcontext) -> EvalResult:
-    """Whole-image prediction at native resolution (batch 1), eval mode; the model's mode is restored."""
+             autocast=contextlib.nullcontext, reduce=None) -> EvalResult:
+    """Whole-image prediction at native resolution (batch 1), eval mode; the model's mode is restored.
+
+    ``reduce`` sums the confusion matrix over data-parallel processes that each evaluated a shard."""
     was_training = model.training
     model.eval()
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
@@ -32,5 +34,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
             pred = model(img).argmax(dim=1)
         total += confusion_matrix(pred, mask, num_classes)
     model.train(was_training)
+    if reduce is not None:
+        total = reduce(total)
     iou = iou_per_class(total.cpu())
     return EvalResult(float(iou.mean()), [float(v) for v in iou])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
+from semiseg.distributed import sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import evaluate
 from semiseg.optim import poly_lr
@@ -41,8 +42,8 @@ class Evaluate(Hook):
     """Evaluate after every epoch; track the last and best mIoU."""
 
     def after_epoch(self, trainer) -> None:
-        result = evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
-                          trainer.autocast)
+        result = evaluate(unwrap(trainer.model), trainer.data.val_loader, trainer.data.num_classes, trainer.device,
+                          trainer.autocast, reduce=sum_over_ranks)
         state = trainer.state
         trainer.last_eval = result
         trainer.is_best = result.miou > state.best_miou or state.best_epoch < 0
@@ -60,15 +61,16 @@ class Checkpointing(Hook):
     ``before_train`` resumes from ``last.pth`` when it exists.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, save: bool = True) -> None:
         self.last = run_dir / "last.pth"
         self.best = run_dir / "best.pth"
+        self.save = save  # False on data-parallel ranks other than 0: they only load
 
     def before_train(self, trainer) -> None:
         if not self.last.exists():
             return
         ckpt = load_checkpoint(self.last)
-        trainer.model.load_state_dict(ckpt["model"])
+        unwrap(trainer.model).load_state_dict(ckpt["model"])
         trainer.optimizer.load_state_dict(ckpt["optimizer"])
         trainer.scaler.load_state_dict(ckpt["scaler"])
         trainer.method.load_state_dict(ckpt["method"])
@@ -81,8 +83,10 @@ class Checkpointing(Hook):
         print(f"resumed from {self.last} at epoch {trainer.state.epoch}{within}", flush=True)
 
     def _save_last(self, trainer) -> dict:
+        if not self.save:
+            return {}
         state = {
-            "model": trainer.model.state_dict(),
+            "model": unwrap(trainer.model).state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
             "scaler": trainer.scaler.state_dict(),
             "method": trainer.method.state_dict(),
@@ -102,12 +106,12 @@ class Checkpointing(Hook):
 
     def after_epoch(self, trainer) -> None:
         state = self._save_last(trainer)
-        if trainer.is_best:
+        if trainer.is_best and state:
             save_checkpoint({"model": state["model"], "state": state["state"], "config": state["config"],
                              "config_hash": state["config_hash"]}, self.best)
 
     def on_failure(self, trainer, exc: BaseException) -> None:
-        if isinstance(exc, StopRequested) and trainer.state.epoch_iter:  # epoch ends are saved already
+        if isinstance(exc, StopRequested) and trainer.state.epoch_iter and self.save:  # epoch ends are saved
             self._save_last(trainer)
             print(f"checkpointed at iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1} "
                   f"after {exc}", flush=True)

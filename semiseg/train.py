@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from semiseg import distributed
 from semiseg.cli import run_cli
 from semiseg.config import RunConfig, load_config, short_hash
 from semiseg.data.sampling import build_data
@@ -22,7 +23,7 @@ from semiseg.errors import TrainingDiverged
 from semiseg.hooks import Checkpointing, Evaluate, MLflowLogging, PolyLR, Progress
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
-from semiseg.optim import build_optimizer
+from semiseg.optim import build_optimizer, scaled_lr
 from semiseg.tracking import RunTracker, cell_tags, git_commit
 from semiseg.trainer import Trainer, TrainState
 
@@ -33,13 +34,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The run's device; on GPUs, data-parallel process ``local_rank`` takes GPU ``local_rank``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         from semiseg.errors import ConfigError
 
         raise ConfigError("runtime.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if name == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -51,15 +56,19 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     """Everything for one run: data, model, method, optimizer and the standard hooks."""
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    device = pick_device(cfg.runtime.device)
+    world = distributed.world_from_env(cfg.train.gpus)
+    device = pick_device(cfg.runtime.device, world.local_rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    distributed.setup(world, device)
     seed_everything(cfg.seed)
     method_cls = METHODS.get(cfg.method)
-    data = build_data(cfg, method_cls.streams)  # data errors surface before any MLflow run exists
+    data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
     model = build_model(cfg, data.num_classes).to(device)
+    lr = scaled_lr(cfg)
+    optimizer = build_optimizer(model, cfg.optim, lr)
+    model = distributed.wrap(model, world, device, cfg.train.sync_bn)
     method = method_cls(cfg, model)
-    optimizer = build_optimizer(model, cfg.optim)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -68,13 +77,19 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
-              "derived.parameters": count_parameters(model), "derived.device": str(device)}
-    tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
-    hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir), MLflowLogging(tracker, run_dir, tags, params),
-             Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
-    trainer = Trainer(cfg, model, method, data, optimizer, device, hooks)
-    print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M parameters, "
-          f"{data.iters_per_epoch} it/epoch, device {device}", flush=True)
+              "derived.parameters": count_parameters(model), "derived.device": str(device),
+              "derived.world_size": world.size, "derived.global_batch": world.size * cfg.train.batch_size,
+              "derived.lr": lr, "derived.sync_bn": any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())}
+    hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir, save=world.is_main)]
+    if world.is_main:  # one MLflow run and one progress file per training run
+        tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
+        hooks += [MLflowLogging(tracker, run_dir, tags, params),
+                  Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
+    trainer = Trainer(cfg, model, method, data, optimizer, device, hooks, agree=distributed.any_rank)
+    if world.is_main:
+        print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M "
+              f"parameters, {data.iters_per_epoch} it/epoch, device {device}, {world.size} process(es), "
+              f"lr {lr:g}", flush=True)
     return trainer
 
 
@@ -97,7 +112,10 @@ def train(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> TrainStat
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
     trainers.append(build_trainer(cfg, extra_tags))
-    return trainers[0].train()
+    try:
+        return trainers[0].train()
+    finally:
+        distributed.teardown()
 
 
 def main(argv: list[str] | None = None) -> int:

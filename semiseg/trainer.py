@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -39,9 +40,12 @@ class TrainState:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, model: nn.Module, method: Method, data: TrainData,
-                 optimizer: torch.optim.Optimizer, device: torch.device, hooks: list) -> None:
+                 optimizer: torch.optim.Optimizer, device: torch.device, hooks: list,
+                 agree: Callable[[bool], bool] = bool) -> None:
+        """``agree(flag)`` makes a stop request unanimous across data-parallel processes (see
+        :func:`semiseg.distributed.any_rank`); a single process uses it as is."""
         self.cfg, self.model, self.method, self.data = cfg, model, method, data
-        self.optimizer, self.device, self.hooks = optimizer, device, hooks
+        self.optimizer, self.device, self.hooks, self.agree = optimizer, device, hooks, agree
         self.state = TrainState()
         self.total_iters = data.iters_per_epoch * cfg.train.epochs
         amp = cfg.train.amp if device.type == "cuda" else "off"
@@ -88,7 +92,7 @@ class Trainer:
         self.stop_signal = signum
 
     def _check_stop(self) -> None:
-        if self.stop_signal is not None:
+        if self.agree(self.stop_signal is not None):
             raise StopRequested(f"signal {self.stop_signal}")
 
     def train_epoch(self) -> None:

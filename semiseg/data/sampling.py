@@ -26,10 +26,12 @@ class EpochSampler(Sampler):
 
     ``order_stream`` lets two samplers share the index order while drawing different augmentations
     (the same-index Style-A mix quirk). ``start`` skips the epoch's first entries (a mid-epoch resume).
+    Data-parallel process ``rank`` of ``world`` takes every ``world``-th entry of the epoch, from ``rank``.
     """
 
-    def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None) -> None:
-        self.num_items, self.length, self.seed = num_items, length, seed
+    def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None,
+                 rank: int = 0, world: int = 1) -> None:
+        self.num_items, self.length, self.seed, self.rank, self.world = num_items, length, seed, rank, world
         self.stream = stream
         self.order_stream = stream if order_stream is None else order_stream
         self.epoch = 0
@@ -39,13 +41,14 @@ class EpochSampler(Sampler):
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.length - self.start
+        return self.length // self.world - self.start
 
     def __iter__(self):
         repeated = np.tile(np.arange(self.num_items), math.ceil(self.length / self.num_items))[: self.length]
         order = np.random.default_rng([self.seed, self.order_stream, self.epoch]).permutation(repeated)
         seeds = np.random.default_rng([self.seed, self.stream, self.epoch, 1]).integers(0, 2**63 - 1, self.length)
-        return iter(zip(order[self.start:].tolist(), seeds[self.start:].tolist()))
+        mine = slice(self.rank, self.length // self.world * self.world, self.world)
+        return iter(zip(order[mine][self.start:].tolist(), seeds[mine][self.start:].tolist()))
 
 
 @dataclass
@@ -67,8 +70,9 @@ class TrainData:
             loader.sampler.set_epoch(epoch, start_iter * loader.batch_size)
 
 
-def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
-    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix)."""
+def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: int = 1) -> TrainData:
+    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix); data-parallel process
+    ``rank`` of ``world`` gets its share of every epoch and of the validation set."""
     spec = DATASETS.get(cfg.data.dataset)
     root = dataset_root(spec, cfg.data.root)
     labeled = load_split(root, spec.name, cfg.data.split, "labeled")
@@ -86,7 +90,7 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
     else:
         epoch_len = max(len(labeled), cfg.data.sup_nsample)
     bs = cfg.train.batch_size
-    iters = epoch_len // bs
+    iters = epoch_len // (bs * world)
     if cfg.train.max_iters_per_epoch:
         iters = min(iters, cfg.train.max_iters_per_epoch)
     if iters == 0:
@@ -98,17 +102,19 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
     kw = dict(batch_size=bs, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
               pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed))
     crop, C, scales = cfg.data.crop_size, spec.num_classes, cfg.data.scale_range
+    shard = dict(rank=rank, world=world)
     loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales),
-                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"]),
-                                     **kw)}
+                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"],
+                                                          **shard), **kw)}
     if semi:
         u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales)
         loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
-                                                                       STREAM_IDS["unlabeled"]), **kw)
+                                                                       STREAM_IDS["unlabeled"], **shard), **kw)
         if "mix" in streams:
             order = STREAM_IDS["unlabeled" if cfg.data.mix_same_index else "mix"]
             loaders["mix"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
-                                                                    STREAM_IDS["mix"], order_stream=order), **kw)
-    val_loader = DataLoader(SegDataset(root, val, "val", C), batch_size=1, shuffle=False,
+                                                                    STREAM_IDS["mix"], order_stream=order, **shard),
+                                        **kw)
+    val_loader = DataLoader(SegDataset(root, val[rank::world], "val", C), batch_size=1, shuffle=False,
                             num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed))
     return TrainData(loaders, val_loader, iters, C, spec.classes, len(labeled), len(unlabeled), root)
