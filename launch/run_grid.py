@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value in every cell (changes the cells' hashes), "
                         "e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan without running anything")
+    p.add_argument("--status", action="store_true",
+                   help="show each cell's state, progress, best mIoU, SLURM job and log (as launch/status.py)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
     p.add_argument("--max-parallel", type=int, default=1, help="cells running at once, e.g. --max-parallel 2")
     p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
@@ -132,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     cells = select_cells(args)
     output_dir = Path(args.output_dir).resolve()
     planned = plan(cells, args.tracking_uri, args.exp, output_dir)
-    if args.backend == "slurm":
+    if args.backend == "slurm" or args.status:
         planned = slurm.refresh(planned, args.tracking_uri, args.exp)
+    if args.status:
+        from launch.status import format_status
+
+        print(format_status(planned))
+        return 0
     todo = select_todo(planned, args)
     if args.dry_run:
         print(plan_json(planned) if args.json else format_plan(planned))

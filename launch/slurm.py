@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,14 +99,14 @@ def _check_key(source: str, key: str, value: Any) -> None:
     if key not in PROFILE_KEYS:
         raise ConfigError(f"{source}: unknown cluster key {key!r}; valid: {', '.join(PROFILE_KEYS)}")
     default, tp, _ = PROFILE_KEYS[key]
-    ok = value is None if default is None and value is None else isinstance(value, tp) and not (
-        tp is int and isinstance(value, bool))
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
+    if value is None and default is None:
+        return
+    accepted = (int, float) if tp is float else tp
+    if not isinstance(value, accepted) or (tp in (int, float) and isinstance(value, bool)):
         raise ConfigError(f"{source}: cluster key {key!r} must be {tp.__name__}, got {value!r}")
-    if tp in (int, float) and value < (0 if key in ("max_requeues", "signal_delay_s") else 1):
-        raise ConfigError(f"{source}: cluster key {key!r} is out of range: {value!r}")
+    low = 0 if key in ("max_requeues", "signal_delay_s") else 1
+    if tp in (int, float) and value < low:
+        raise ConfigError(f"{source}: cluster key {key!r} must be at least {low}, got {value!r}")
 
 
 def shape_of(cell_cfg) -> int:
@@ -119,6 +120,7 @@ def sbatch_params(profile: dict, tasks: int, job_name: str) -> dict[str, Any]:
               "cpus_per_task": profile["cpus_per_task"], "mem": _mem(profile["mem_gb"]),
               "signal_delay_s": profile["signal_delay_s"], "array_parallelism": profile["array_parallelism"],
               "stderr_to_stdout": True, "additional_parameters": {"requeue": True, **profile["sbatch"]},
+              "srun_args": ["--kill-on-bad-exit=1"],  # a crashed rank must not leave the others waiting
               "setup": [f"export PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
                         *profile["setup"]]}
     if profile["gpu"]:
@@ -245,11 +247,12 @@ def submit(todo: list[PlannedCell], profile: dict, output_dir: Path, exp: str, l
     submitted = 0
     for tasks, cells in _groups(todo).items():
         mine = [p for p in cells if claim(p.run_dir)]
-        try:
-            live = job_states([read_job(p.run_dir)["job_id"] for p in mine if read_job(p.run_dir)])
+        try:  # under the cells' locks: a job another launch submitted since our plan is seen here
+            jobs = {p.cell.hash: read_job(p.run_dir) for p in mine}
+            live = job_states([job["job_id"] for job in jobs.values() if job])
             fresh = []
             for p in mine:
-                job = read_job(p.run_dir)
+                job = jobs[p.cell.hash]
                 if job and live.get(job["job_id"], {}).get("state") in ACTIVE_STATES:
                     log(f"  skip {p.cell.short}: SLURM job {job['job_id']} is already "
                         f"{live[job['job_id']]['state'].lower()}")
@@ -341,7 +344,7 @@ class CellJob(submitit.helpers.Checkpointable):
     def _report_failure(self, error: str, tags: dict) -> None:
         """Record a failure the training process could not record (it died before or without its run)."""
         cfg = load_config(self.config)
-        run_file = Path(cfg.runtime.output_dir) / Path(self.config).parent.name / "run.json"
+        run_file = Path(self.config).parent / "run.json"  # the config lies in the run's folder
         run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
         status = run_status(cfg.runtime.tracking_uri, run_id) if run_id else None
         if status in ("FAILED", "FINISHED", "KILLED"):
@@ -378,5 +381,5 @@ def _error_line(lines: list[str]) -> str:
 
 
 def check_available() -> None:
-    if not any(Path(d, "sbatch").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+    if shutil.which("sbatch") is None:
         raise UserError("--backend slurm: sbatch is not on PATH (is this a SLURM login node? is SLURM_CONF set?)")

@@ -19,15 +19,27 @@ fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-stop_all() {
+stop_all() {  # TERM to every daemon at once, KILL to any still there after 10 s
   [[ -f "$dir/pids" ]] || return 0
-  # stop in reverse start order: slurmd, slurmctld, slurmdbd, mariadbd, munged
-  tac "$dir/pids" | while read -r name pid; do
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+  local pids
+  pids=$(awk '{print $2}' "$dir/pids")
+  kill $pids 2>/dev/null || true
+  for _ in $(seq 100); do
+    local alive=""
+    for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ -n "$alive" ]] || break
+    sleep 0.1
   done
+  kill -9 $pids 2>/dev/null || true
   rm -f "$dir/pids"
+  # job step daemons outlive slurmd; ours carry this cluster's SLURM_CONF (inherited from our slurmd)
+  local proc
+  for proc in /proc/[0-9]*; do
+    [[ "$(cat "$proc/comm" 2>/dev/null)" == slurmstepd ]] || continue
+    tr '\0' '\n' <"$proc/environ" 2>/dev/null | grep -qx "SLURM_CONF=$dir/slurm.conf" || continue
+    pkill -9 -P "${proc#/proc/}" 2>/dev/null || true  # the job's processes
+    kill -9 "${proc#/proc/}" 2>/dev/null || true
+  done
 }
 
 if [[ "$cmd" == stop ]]; then
