@@ -10,21 +10,29 @@ An experiment file ``experiments/<name>.yaml`` holds::
       split: ['1_32', '1_8']
       seed: [0]
     overrides:                       # partial configs applied to matching cells, in order
-      - when: {method: supervised}
+      - when: {method: supervised}   # axes not in the grid match the value set in defaults
         set: {train: {batch_size: 16}}
     exclude:                         # cells to drop (all given axes must match)
       - {method: fixmatch, split: '1_8'}
+    search:                          # optional: hyperparameter space for launch/tune.py (experiments/search.py)
+      loss.conf_thresh: {grid: [0.9, 0.95]}
     slurm: {time_min: 600}           # optional: SLURM resources over the cluster profile (launch/slurm.py)
+
+``load_experiment`` also accepts the path of such a file outside ``experiments/`` (e.g. one written by
+``launch/tune.py``); ``inherit`` names are always looked up in ``experiments/``.
+
+Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of spec §1.5) are abstract
+bases: they are only inherited from, never listed or run.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.search import SearchDim, parse_block
 from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml
 from semiseg.errors import ConfigError
 
@@ -32,7 +40,7 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parent
 #: grid axis → dotted config key
 AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "backbone": "model.backbone",
         "seed": "seed"}
-TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude", "slurm"}
+TOP_KEYS = {"description", "inherit", "defaults", "grid", "overrides", "exclude", "search", "slurm"}
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Experiment:
     grid: dict[str, list[Any]]
     overrides: list[dict[str, Any]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
+    search: dict[str, SearchDim] = field(default_factory=dict)
     slurm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,22 +69,35 @@ class Cell:
 
 
 def list_experiments() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    """Names of the runnable experiments (abstract bases, named ``_*``, are left out)."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _copy(data: Any) -> Any:
+    """Copy of YAML data (dicts, lists, scalars): ``copy.deepcopy`` without its memo overhead."""
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
+    out = _copy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _copy(value)
     return out
 
 
 def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
-    """Load ``experiments/<name>.yaml`` (following ``inherit``); errors name the file and key."""
+    """Load ``experiments/<name>.yaml`` or a ``.yaml`` path (following ``inherit``); errors name the file and key."""
     path = EXPERIMENTS_DIR / f"{name}.yaml"
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        path = Path(name).resolve()
+        name = path.stem
     if not path.is_file():
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(list_experiments())}")
     if name in _seen:
@@ -87,9 +109,9 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     if "inherit" in data:
         parent = load_experiment(data["inherit"], _seen + (name,))
         base_defaults, grid, slurm = parent.defaults, dict(parent.grid), parent.slurm
-        overrides, exclude = list(parent.overrides), list(parent.exclude)
+        overrides, exclude, search = list(parent.overrides), list(parent.exclude), dict(parent.search)
     else:
-        base_defaults, grid, overrides, exclude, slurm = {}, {}, [], [], {}
+        base_defaults, grid, overrides, exclude, search, slurm = {}, {}, [], [], {}, {}
     if not isinstance(data.get("slurm") or {}, dict):
         raise ConfigError(f"{path}: 'slurm' must map resource keys to values, got {data['slurm']!r}")
     for axis, values in (data.get("grid") or {}).items():
@@ -104,8 +126,10 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     for rule in data.get("exclude") or []:
         _check_axes(path, rule)
         exclude.append(rule)
+    if "search" in data:
+        search.update(parse_block(data["search"], str(path)))
     return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
-                      overrides, exclude, {**slurm, **(data.get("slurm") or {})})
+                      overrides, exclude, search, {**slurm, **(data.get("slurm") or {})})
 
 
 def _check_axes(path: Path, rule: Any) -> None:
@@ -123,6 +147,9 @@ def _matches(rule: dict[str, Any], axes: dict[str, Any]) -> bool:
 def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list[str] | None = None,
            runtime: dict[str, Any] | None = None) -> list[Cell]:
     """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides."""
+    if not exp.grid:
+        raise ConfigError(f"experiment {exp.name!r} has no grid (an abstract base to inherit from); "
+                          f"runnable experiments: {', '.join(list_experiments())}")
     grid = dict(exp.grid)
     for axis, values in (only or {}).items():
         grid[axis] = values
@@ -130,13 +157,14 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
     cells = []
     for combo in itertools.product(*(grid[a] for a in axes_names)):
         axes = dict(zip(axes_names, combo))
-        if any(_matches(rule, axes) for rule in exp.exclude):
-            continue
-        data = copy.deepcopy(exp.defaults)
+        data = _copy(exp.defaults)
         for axis, value in axes.items():
             _set_dotted(data, AXES[axis], value)
+        view = {axis: _get_dotted(data, key) for axis, key in AXES.items()}  # grid values + defaults
+        if any(_matches(rule, view) for rule in exp.exclude):
+            continue
         for rule in exp.overrides:
-            if _matches(rule.get("when") or {}, axes):
+            if _matches(rule.get("when") or {}, view):
                 data = _merge(data, rule["set"])
         if sets:
             data = apply_overrides(data, sets)
@@ -148,6 +176,14 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
             raise ConfigError(f"experiment {exp.name!r}, cell {where}: {exc}") from None
         cells.append(Cell(axes, cfg, config_hash(cfg)))
     return cells
+
+
+def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -68,6 +68,16 @@ def _label(p: PlannedCell) -> str:
     return f"{a.get('method', p.cell.config.method)}/{a.get('split', p.cell.config.data.split)}/s{p.cell.config.seed}"
 
 
+def log_epoch(p: PlannedCell, last_epoch: int, log=print) -> int:
+    """Log the cell's progress line when ``progress.json`` shows a new epoch; return the epoch seen."""
+    prog = p.progress()
+    if prog.get("epoch") and prog["epoch"] != last_epoch:
+        log(f"  {_label(p)}: epoch {prog['epoch']}/{prog['epochs']} "
+            f"mIoU {prog['last_miou']:.2f} (best {prog['best_miou']:.2f})")
+        return prog["epoch"]
+    return last_epoch
+
+
 def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=print) -> LocalResult:
     """Run ``cells`` with at most ``max_parallel`` processes (one GPU each when GPUs exist)."""
     result = LocalResult()
@@ -117,11 +127,7 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
                 start(queue.pop(0))
             time.sleep(0.5)
             for slot in list(running):
-                prog = slot.planned.progress()
-                if prog.get("epoch", 0) != slot.last_epoch and prog.get("epoch"):
-                    slot.last_epoch = prog["epoch"]
-                    log(f"  {_label(slot.planned)}: epoch {prog['epoch']}/{prog['epochs']} "
-                        f"mIoU {prog['last_miou']:.2f} (best {prog['best_miou']:.2f})")
+                slot.last_epoch = log_epoch(slot.planned, slot.last_epoch, log)
                 if slot.process.poll() is not None:
                     reap(slot)
     except KeyboardInterrupt:

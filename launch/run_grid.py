@@ -6,6 +6,8 @@ examples:
   python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
   python launch/run_grid.py --exp demo --methods unimatch --splits 1_16 --seeds 3
   python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
+  python launch/run_grid.py --exp demo --backend ray         # cells as Ray tasks on a local Ray runtime
+  python launch/run_grid.py --exp demo --backend ray --ray-address auto --gpus-per-cell 0.5
   python launch/run_grid.py --exp demo --backend slurm --cluster local --dry-run   # show the sbatch files
   python launch/run_grid.py --exp demo --backend slurm --cluster-set time_min=60   # submit job arrays
 """
@@ -23,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.registry import expand, list_experiments, load_experiment  # noqa: E402
-from launch import slurm  # noqa: E402
+from launch import ray_backend, slurm  # noqa: E402
 from launch.local import run_local  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
@@ -34,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python launch/run_grid.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", required=True, help=f"experiment name, one of: {', '.join(list_experiments())}")
-    p.add_argument("--backend", default="local", choices=["local", "slurm"],
-                   help="where cells run (local = processes on this machine, slurm = job arrays via submitit), "
-                        "e.g. --backend slurm")
+    p.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
+                   help="where cells run (local = processes on this machine, ray = Ray tasks, slurm = job arrays "
+                        "via submitit), e.g. --backend slurm")
     p.add_argument("--methods", help="comma-separated subset of methods, e.g. --methods unimatch,fixmatch")
     p.add_argument("--splits", help="comma-separated subset of splits, e.g. --splits 1_16,1_4")
     seeds = p.add_mutually_exclusive_group()
@@ -49,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true",
                    help="show each cell's state, progress, best mIoU, SLURM job and log (as launch/status.py)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
-    p.add_argument("--max-parallel", type=int, default=1, help="cells running at once, e.g. --max-parallel 2")
+    p.add_argument("--max-parallel", type=int, default=None,
+                   help="cells running at once (local default 1; ray default: as many as the cluster's resources "
+                        "allow), e.g. --max-parallel 2")
     p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
@@ -57,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
                    help="MLflow tracking URI, e.g. --tracking-uri sqlite:///mlflow.db or http://127.0.0.1:5000")
     p.add_argument("--output-dir", default="runs", help="folder for run folders (checkpoints, logs), e.g. runs")
+    ray_backend.add_arguments(p)
     slurm.add_arguments(p)
     return p
 
@@ -129,7 +134,7 @@ def _stop(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_parallel < 1:
+    if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
     cells = select_cells(args)
     output_dir = Path(args.output_dir).resolve()
@@ -162,9 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: python launch/status.py "
               f"--exp {args.exp} (with the same selection options)")
         return 0
-    print(f"training {len(todo)} cell(s) ({resumed} resumed) with up to {args.max_parallel} in parallel")
+    print(f"training {len(todo)} cell(s) ({resumed} resumed) on the {args.backend} backend"
+          + (f" with up to {args.max_parallel} in parallel" if args.max_parallel else ""))
     signal.signal(signal.SIGTERM, _stop)  # a killed launcher stops its cells (resumable) instead of orphaning them
-    result = run_local(todo, args.exp, args.max_parallel)
+    if args.backend == "ray":
+        result = ray_backend.run_ray(todo, args.exp, args)
+    else:
+        result = run_local(todo, args.exp, args.max_parallel or 1)
     print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped")
     if result.interrupted:
         return 130

@@ -7,8 +7,10 @@ by :func:`config_hash`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import typing
@@ -43,6 +45,11 @@ class DataConfig:
     mix_same_index: bool = _opt(
         False, "Style-A CutMix: mix batch uses the same image indices as the main batch (the official DDP quirk)"
     )
+    mask_encoding: str = _opt(
+        "index", "how masks are stored: 'index' = class ids 0..C-1 and 255 ignore (every official list, UniMatch "
+        "V2's pre-reduced ADE20K); 'reduce_zero' = raw ids with 0 = unlabeled (raw ADEChallengeData2016), reduced "
+        "on load (0 -> 255, id - 1); checked per mask so a reduction is never applied twice",
+        choices=["index", "reduce_zero"])
 
 
 @dataclass
@@ -51,6 +58,7 @@ class ModelConfig:
     pretrained: str = _opt("", "path of an encoder weights file; empty = random init")
     output_stride: int = _opt(16, "encoder output stride", choices=[8, 16])
     aspp_dilations: list[int] = _opt([6, 12, 18], "ASPP atrous rates at output stride 16")
+    lock_backbone: bool = _opt(False, "freeze the encoder and train the head only (V2 'frozen' runs)")
 
 
 @dataclass
@@ -60,10 +68,11 @@ class OptimConfig:
     lr_multi: float = _opt(10.0, "head learning-rate multiplier", gt=0.0)
     momentum: float = _opt(0.9, "SGD momentum", ge=0.0, le=1.0)
     weight_decay: float = _opt(1e-4, "weight decay (applied to every parameter)", ge=0.0)
-    ref_batch: int = _opt(
-        0, "global batch (gpus × batch_size) the lr was tuned for; when set, the lr is scaled linearly to the "
-           "run's global batch (spec §1.5 LR scaling rule); 0 = use lr as given", ge=0)
     poly_power: float = _opt(0.9, "poly schedule power", ge=0.0)
+    reference_batch: int = _opt(
+        0, "global batch size (labeled images per step over all GPUs) at which optim.lr was tuned, e.g. 8 for "
+           "UniMatch V1 on Pascal (2 per GPU x 4 GPUs); the LR actually used is scaled linearly to this run's "
+           "global batch, train.gpus x train.batch_size (spec §1.5); 0 = use optim.lr as given", ge=0)
 
 
 @dataclass
@@ -78,8 +87,7 @@ class LossConfig:
 class TrainConfig:
     epochs: int = _opt(80, "number of epochs", ge=1)
     batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
-    gpus: int = _opt(1, "GPUs the run trains on: DDP with one process per GPU; global batch = gpus × batch_size",
-                     ge=1)
+    gpus: int = _opt(1, "GPUs (data-parallel processes) the run uses; global batch = gpus x batch_size", ge=1)
     sync_bn: bool = _opt(True, "with gpus > 1: SyncBatchNorm across processes (spec §1.7: V1, V2, CorrMatch, "
                                "PrevMatch when W > 1)")
     amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
@@ -88,7 +96,75 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    mode: str = _opt("original", "evaluation protocol", choices=["original"])
+    """Validation protocol (spec §1.6); the resolved protocol is logged as ``derived.eval_protocol``."""
+
+    mode: str = _opt("auto", "evaluation protocol: whole image, central crop, or sliding windows; 'auto' = the "
+                     "dataset's default (sliding_window for cityscapes, original elsewhere)",
+                     choices=["auto", "original", "center_crop", "sliding_window"])
+    crop_size: int = _opt(0, "window / center-crop size in pixels; 0 = data.crop_size", ge=0)
+    stride: int = _opt(0, "sliding-window stride; 0 = int(2/3 of the window), as in every official repo", ge=0)
+    window_rule: str = _opt("truncate", "sliding windows at the border: 'truncate' (V1, PrevMatch, CorrMatch: "
+                            "smaller border windows) or 'shift' (UniMatch V2: windows shifted to stay full size)",
+                            choices=["truncate", "shift"])
+    multiple: int = _opt(0, "resize every network input bilinearly to the nearest multiple of this (UniMatch V2 "
+                         "with DINOv2: 14) and its logits back; 0 = native size", ge=0)
+    window_batch: int = _opt(4, "sliding windows of equal size predicted per forward pass", ge=1)
+    report_model: str = _opt(
+        "ema", "methods with an EMA teacher: the model whose mIoU is the reported best (and best.pth): 'ema' as "
+        "the V2 README numbers, or 'student' as the official best.pth", choices=["ema", "student"])
+
+
+@dataclass
+class PrevMatchConfig:
+    """PrevMatch's previous guidance (spec §2.5); also read by ``semiovs_prevmatch``."""
+
+    snapshot_on: str = _opt(
+        "best_val", "when the student is stored as a snapshot: best_val = after an epoch whose val mIoU is a new "
+        "best (the spec; validation data then steers training), interval = every snapshot_interval epochs "
+        "(validation-free)", choices=["best_val", "interval"])
+    snapshot_interval: int = _opt(1, "snapshot_on=interval: store a snapshot after every N-th epoch", ge=1)
+    max_len: int = _opt(0, "snapshot capacity, oldest dropped first; 0 = per dataset (ade20k/coco 5, else 8)", ge=0)
+    base_only_epoch: int = _opt(-1, "no snapshot is stored before this epoch; -1 = per dataset (ade20k/coco 5, "
+                                    "else 0)", ge=-1)
+    num_models: int = _opt(3, "K: the largest number of snapshots in one iteration's ensemble", ge=1)
+    random_select: bool = _opt(True, "draw the ensemble size k ~ U{1..K} every iteration (false: k = K)")
+    conf_thresh: float = _opt(0.9, "τ_prev of the previous-guidance loss (conf_mode=pixelwise)", ge=0.0, le=1.0)
+    conf_mode: str = _opt(
+        "pixelwise", "previous-guidance loss: pixelwise (threshold τ_prev), pixelavg (the Cityscapes mode, "
+        "faithful including its scaling bug) or pixelavg_fixed (per-image mean-confidence weights)",
+        choices=["pixelwise", "pixelavg", "pixelavg_fixed"])
+
+
+@dataclass
+class CorrMatchConfig:
+    """CorrMatch (spec §2.6): adaptive threshold and region propagation."""
+
+    thresh_init: float = _opt(0.85, "initial value of the adaptive global threshold τ_g", ge=0.0, le=1.0)
+    thresh_momentum: float = _opt(0.999, "momentum of the τ_g update", ge=0.0, le=1.0)
+    num_regions: int = _opt(128, "correlation rows sampled as region maps per iteration", ge=1)
+
+
+@dataclass
+class SemiOVSConfig:
+    """SemiOVS (spec §2.7): the out-of-distribution stream with precomputed pseudo-labels."""
+
+    ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see python -m semiseg.ood --help); "
+                             "empty = the dataset's built-in companion (demo only: <data root>_ood)")
+    ood_list: str = _opt("ood.txt", "list of '<image> <mask>' lines, paths relative to ood_root; the list path "
+                                    "itself is absolute or relative to ood_root")
+    ood_lambda: float = _opt(1.0, "λ: weight of the OOD loss (config key 'lambda' of the official code)", ge=0.0)
+
+
+@dataclass
+class EMAConfig:
+    """The EMA teacher of the V2 methods (spec §2.4)."""
+
+    decay: float = _opt(0.996, "maximum EMA ratio: α = min(1 − 1/(it+1), decay)", ge=0.0, le=1.0)
+
+
+@dataclass
+class UniMatchV2Config:
+    comp_drop: bool = _opt(True, "Complementary Dropout on the DPT inputs of the strong stream (needs a DPT model)")
 
 
 @dataclass
@@ -116,6 +192,11 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    unimatch_v2: UniMatchV2Config = field(default_factory=UniMatchV2Config)
+    prevmatch: PrevMatchConfig = field(default_factory=PrevMatchConfig)
+    corrmatch: CorrMatchConfig = field(default_factory=CorrMatchConfig)
+    semiovs: SemiOVSConfig = field(default_factory=SemiOVSConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -182,12 +263,17 @@ def _check_rules(value: Any, meta: dict, key: str) -> None:
             raise ConfigError(f"key '{key}': value {value!r} is out of range; it must be {word} {meta[rule]}")
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """(type hints, fields by name) of a config dataclass; cached, as resolving hints is slow."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         where = f"section '{prefix[:-1]}'" if prefix else "the config"
         raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _schema(cls)
     for key in data:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
@@ -202,7 +288,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         tp = hints[name]
         key = prefix + name
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], key + ".")
+            kwargs[name] = _build_section(tp, data[name], key + ".")
         else:
             value = _coerce(data[name], tp, key)
             _check_rules(value, f.metadata, key)
@@ -212,6 +298,25 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if name not in data and not dataclasses.is_dataclass(hints[name]):
             _check_rules(getattr(obj, name), f.metadata, prefix + name)
     return obj
+
+
+_SECTIONS: dict[tuple, Any] = {}
+
+
+def _build_section(cls: type, data: Any, prefix: str) -> Any:
+    """:func:`_build` of one config section, memoised on its content: a grid's cells share most sections,
+    so validating each distinct section once makes planning 10,000 cells fast. Returns a private copy."""
+    if not isinstance(data, dict):
+        return _build(cls, data, prefix)  # reports the error
+    key = (cls, prefix, repr(data))  # the same content in the same key order hits the cache
+    if key not in _SECTIONS:
+        _SECTIONS[key] = _build(cls, data, prefix)
+    section = copy.copy(_SECTIONS[key])
+    for name in _schema(cls)[1]:
+        value = getattr(section, name)
+        if isinstance(value, list):
+            setattr(section, name, list(value))
+    return section
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -270,8 +375,29 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def global_batch(cfg: RunConfig) -> int:
+    """Labeled images per optimizer step over all GPUs."""
+    return cfg.train.gpus * cfg.train.batch_size
+
+
+def effective_lr(cfg: RunConfig) -> float:
+    """The backbone LR actually used: ``optim.lr`` scaled linearly from ``optim.reference_batch`` to the run's
+    global batch (spec §1.5: e.g. lr 1e-3 tuned for 8 images per step becomes 5e-4 at 4); unscaled when
+    ``reference_batch`` is 0."""
+    ref = cfg.optim.reference_batch
+    return cfg.optim.lr if ref == 0 else cfg.optim.lr * global_batch(cfg) / ref
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain nested dicts (like ``dataclasses.asdict``, faster for large grids)."""
+    out = {}
+    for name in _schema(type(cfg))[1]:
+        value = getattr(cfg, name)
+        if hasattr(value, "__dataclass_fields__"):
+            out[name] = config_to_dict(value)
+        else:
+            out[name] = list(value) if isinstance(value, list) else value
+    return out
 
 
 def identity_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Trainer hooks: LR schedule, evaluation, checkpoint/resume, MLflow logging, progress.
+"""Trainer hooks: LR schedule, evaluation, checkpoint/resume, MLflow logging, progress, epoch callbacks.
 
 Each hook may implement ``before_train``, ``after_step``, ``after_epoch``, ``after_train`` and
 ``on_failure``; the base class makes all of them no-ops.
@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
@@ -19,6 +20,10 @@ from semiseg.distributed import sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import evaluate
 from semiseg.optim import poly_lr
+from semiseg.tracking import REPORTED_MODEL_TAG
+
+#: ``callback(epoch, metrics, last_checkpoint)``: called after each epoch by :class:`EpochCallback`
+EpochFn = Callable[[int, dict[str, float], Path], None]
 
 
 class Hook:
@@ -39,11 +44,21 @@ class PolyLR(Hook):
 
 
 class Evaluate(Hook):
-    """Evaluate after every epoch; track the last and best mIoU."""
+    """Evaluate every model of the method (the student; also the EMA teacher for V2) after every epoch.
+
+    The *reported* model (``eval.report_model`` when the method has it, else the student) drives the
+    last/best mIoU of the run state and ``best.pth``; each model's own best is kept in
+    ``state.extra['best'][name]`` (``{'miou', 'epoch'}``).
+    """
 
     def after_epoch(self, trainer) -> None:
-        result = evaluate(unwrap(trainer.model), trainer.data.val_loader, trainer.data.num_classes, trainer.device,
-                          trainer.autocast, reduce=sum_over_ranks)
+        models = trainer.method.eval_models()
+        trainer.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
+                                        trainer.device, trainer.autocast, trainer.data.protocol, reduce=sum_over_ranks)
+                         for name, model in models.items()}
+        wanted = trainer.cfg.eval.report_model
+        trainer.reported_model = wanted if wanted in models else "student"
+        result = trainer.evals[trainer.reported_model]
         state = trainer.state
         trainer.last_eval = result
         trainer.is_best = result.miou > state.best_miou or state.best_epoch < 0
@@ -51,10 +66,38 @@ class Evaluate(Hook):
         if trainer.is_best:
             state.best_miou, state.best_epoch = result.miou, state.epoch - 1
             state.extra["best_iou"] = result.iou
+        best = state.extra.setdefault("best", {})
+        for name, res in trainer.evals.items():
+            if name not in best or res.miou > best[name]["miou"]:
+                best[name] = {"miou": res.miou, "epoch": state.epoch - 1}
+
+
+class MethodEpochEnd(Hook):
+    """Let the method act on the epoch's evaluation (e.g. PrevMatch snapshots); runs before Checkpointing."""
+
+    def after_epoch(self, trainer) -> None:
+        trainer.method.end_epoch(trainer)
+
+
+def epoch_metrics(trainer) -> dict[str, float]:
+    """The metrics of the epoch just completed (train terms, learning rates, speed, validation IoUs)."""
+    state, names = trainer.state, trainer.data.class_names
+    metrics = {f"train/{k}": v for k, v in trainer.epoch_terms.items()}
+    metrics.update({
+        "train/lr": trainer.optimizer.param_groups[0]["lr"],
+        "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
+        "train/images_per_s": trainer.images_per_second,
+        "train/epoch_seconds": trainer.epoch_seconds,
+        "val/miou": trainer.last_eval.miou,
+        "val/best_miou": state.best_miou,
+    })
+    metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
+    return metrics
 
 
 class Checkpointing(Hook):
-    """Atomic ``last.pth`` (everything needed for an exact resume) and ``best.pth`` on improvement.
+    """Atomic ``last.pth`` (everything needed for an exact resume, the method's EMA teacher included) and
+    ``best.pth`` (the reported model's weights) on improvement.
 
     ``last.pth`` is written after every epoch, every ``runtime.checkpoint_every_iters`` iterations inside
     an epoch, and when a graceful stop (:class:`StopRequested`) halts training at a step boundary.
@@ -107,8 +150,9 @@ class Checkpointing(Hook):
     def after_epoch(self, trainer) -> None:
         state = self._save_last(trainer)
         if trainer.is_best and state:
-            save_checkpoint({"model": state["model"], "state": state["state"], "config": state["config"],
-                             "config_hash": state["config_hash"]}, self.best)
+            reported = unwrap(trainer.method.eval_models()[trainer.reported_model]).state_dict()
+            save_checkpoint({"model": reported, "reported_model": trainer.reported_model, "state": state["state"],
+                             "config": state["config"], "config_hash": state["config_hash"]}, self.best)
 
     def on_failure(self, trainer, exc: BaseException) -> None:
         if isinstance(exc, StopRequested) and trainer.state.epoch_iter and self.save:  # epoch ends are saved
@@ -134,24 +178,22 @@ class MLflowLogging(Hook):
             self.tracker.set_tags({"semiseg.resumed_at_epoch": trainer.resumed_from})
 
     def after_epoch(self, trainer) -> None:
-        state, names = trainer.state, trainer.data.class_names
-        metrics = {f"train/{k}": v for k, v in trainer.epoch_terms.items()}
-        metrics.update({
-            "train/lr": trainer.optimizer.param_groups[0]["lr"],
-            "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
-            "train/images_per_s": trainer.images_per_second,
-            "train/epoch_seconds": trainer.epoch_seconds,
-            "val/miou": trainer.last_eval.miou,
-            "val/best_miou": state.best_miou,
-        })
-        metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
-        self.tracker.log_metrics(metrics, step=state.epoch - 1)
+        metrics = epoch_metrics(trainer)
+        if len(trainer.evals) > 1:  # e.g. V2: student and EMA side by side; val/miou is the reported one
+            for model, result in trainer.evals.items():
+                metrics[f"val/miou_{model}"] = result.miou
+                metrics[f"val/best_miou_{model}"] = trainer.state.extra["best"][model]["miou"]
+        self.tracker.log_metrics(metrics, step=trainer.state.epoch - 1)
+        self.tracker.set_tags({REPORTED_MODEL_TAG: trainer.reported_model})
 
     def after_train(self, trainer) -> None:
         state, names = trainer.state, trainer.data.class_names
-        self.tracker.log_metrics({"best_miou": state.best_miou, "last_miou": state.last_miou,
-                                  "best_epoch": state.best_epoch}, step=state.epoch - 1)
-        per_class = {"best_epoch": state.best_epoch,
+        final = {"best_miou": state.best_miou, "last_miou": state.last_miou, "best_epoch": state.best_epoch}
+        if len(trainer.evals) > 1:
+            for model, best in state.extra["best"].items():
+                final.update({f"best_miou_{model}": best["miou"], f"best_epoch_{model}": best["epoch"]})
+        self.tracker.log_metrics(final, step=state.epoch - 1)
+        per_class = {"reported_model": trainer.reported_model, "best_epoch": state.best_epoch,
                      "best": dict(zip(names, state.extra.get("best_iou", []))),
                      "last": dict(zip(names, trainer.last_eval.iou))}
         (self.run_dir / "per_class_iou.json").write_text(json.dumps(per_class, indent=1))
@@ -196,8 +238,9 @@ class Progress(Hook):
 
     def after_epoch(self, trainer) -> None:
         s, terms = trainer.state, trainer.epoch_terms
+        models = "".join(f" {name} {r.miou:.2f}" for name, r in trainer.evals.items()) if len(trainer.evals) > 1 else ""
         print(f"[{self.label}] epoch {s.epoch}/{trainer.cfg.train.epochs} it {s.iteration} "
-              f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f} best {s.best_miou:.2f} "
+              f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f}{models} best {s.best_miou:.2f} "
               f"({trainer.epoch_seconds:.1f}s, {trainer.images_per_second:.0f} img/s)", flush=True)
         self._write(trainer, "running")
 
@@ -209,3 +252,17 @@ class Progress(Hook):
     def on_failure(self, trainer, exc: BaseException) -> None:
         self._write(trainer, "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed")
         sys.stdout.flush()
+
+
+class EpochCallback(Hook):
+    """Hand each epoch's metrics and the fresh ``last.pth`` to a plain function (e.g. a tuner's report).
+
+    Place it after :class:`Checkpointing` so the checkpoint it names is the one of this epoch. The engine
+    knows nothing of the caller: the function may stop training by raising.
+    """
+
+    def __init__(self, fn: EpochFn, run_dir: Path) -> None:
+        self.fn, self.last = fn, run_dir / "last.pth"
+
+    def after_epoch(self, trainer) -> None:
+        self.fn(trainer.state.epoch, epoch_metrics(trainer), self.last)

@@ -37,13 +37,18 @@ def labeled_loss(logits: torch.Tensor, target: torch.Tensor, criterion: str, ohe
     return ce_loss(logits, target)
 
 
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, ign: torch.Tensor) -> torch.Tensor:
+    """Σ CE(logits, target)·keep·[ign ≠ 255] / Σ [ign ≠ 255]  (denominator: all non-padded pixels)."""
+    valid = ign != IGNORE
+    weight = (keep & valid).to(logits.dtype)
+    loss = F.cross_entropy(logits, target, reduction="none") * weight
+    return loss.sum() / valid.sum().clamp_min(1).detach()
+
+
 def unsup_loss(logits: torch.Tensor, pseudo: torch.Tensor, conf: torch.Tensor, ign: torch.Tensor,
                thresh: float) -> torch.Tensor:
     """Σ CE(logits, pseudo)·[conf ≥ τ]·[ign ≠ 255] / Σ [ign ≠ 255]  (denominator: all non-padded pixels)."""
-    valid = ign != IGNORE
-    weight = ((conf >= thresh) & valid).to(logits.dtype)
-    loss = F.cross_entropy(logits, pseudo, reduction="none") * weight
-    return loss.sum() / valid.sum().clamp_min(1).detach()
+    return masked_loss(logits, pseudo, conf >= thresh, ign)
 
 
 def pseudo_labels(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +64,11 @@ def mix(box: torch.Tensor, inside: torch.Tensor, outside: torch.Tensor) -> torch
     return torch.where(box, inside, outside)
 
 
+def flip_mix(box: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Style-B CutMix (V2): inside sample i's box take sample B−1−i of the same batch (the batch reversed)."""
+    return mix(box, value.flip(0), value)
+
+
 def mask_ratio(conf: torch.Tensor, ign: torch.Tensor, thresh: float) -> torch.Tensor:
     """Fraction of non-padded pixels whose confidence passes τ (logged only)."""
     valid = ign != IGNORE
@@ -68,6 +78,16 @@ def mask_ratio(conf: torch.Tensor, ign: torch.Tensor, thresh: float) -> torch.Te
 def fixmatch_total(loss_x: torch.Tensor, loss_s: torch.Tensor) -> torch.Tensor:
     """FixMatch: (L_x + L_s) / 2."""
     return (loss_x + loss_s) / 2
+
+
+def unimatch_v2_total(loss_x: torch.Tensor, loss_s1: torch.Tensor, loss_s2: torch.Tensor) -> torch.Tensor:
+    """UniMatch V2: (L_x + (L_s1 + L_s2)/2) / 2."""
+    return (loss_x + (loss_s1 + loss_s2) / 2) / 2
+
+
+def ema_ratio(iteration: int, decay: float) -> float:
+    """The V2 EMA ratio α = min(1 − 1/(it + 1), decay); ``iteration`` is global and 0-based (α = 0 at it 0)."""
+    return min(1 - 1 / (iteration + 1), decay)
 
 
 def unimatch_total(loss_x: torch.Tensor, loss_s1: torch.Tensor, loss_s2: torch.Tensor,

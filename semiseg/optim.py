@@ -5,21 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from semiseg.config import OptimConfig, RunConfig
-
-
-def scaled_lr(cfg: RunConfig) -> float:
-    """The backbone lr of a run: ``optim.lr`` scaled linearly from ``optim.ref_batch`` to the run's global batch
-    (gpus × batch_size); unscaled when ``ref_batch`` is 0."""
-    if not cfg.optim.ref_batch:
-        return cfg.optim.lr
-    return cfg.optim.lr * cfg.train.gpus * cfg.train.batch_size / cfg.optim.ref_batch
+from semiseg.config import OptimConfig
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
     """Group 0 = ``model.backbone`` at lr, group 1 = everything else at lr·lr_multi; decay on every parameter.
 
-    ``lr`` (e.g. from :func:`scaled_lr`) replaces ``cfg.lr``."""
+    ``lr`` (default ``cfg.lr``) is the backbone LR to use, e.g. :func:`effective_lr` of the run config.
+    """
     lr = cfg.lr if lr is None else lr
     backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]

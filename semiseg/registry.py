@@ -33,6 +33,8 @@ class Registry(Generic[T]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a glob pattern (e.g. ``'uni*'``), in registration order."""
+        if pattern == "*":
+            return list(self._items)
         return [n for n in self._items if fnmatch.fnmatch(n, pattern)]
 
     def __contains__(self, name: object) -> bool:

@@ -2,6 +2,7 @@
 
 A training run is one MLflow run, tagged with its cell identity (``semiseg.*`` tags). The
 orchestration and the reports read runs back through :func:`search_cells` and :func:`runs_frame`.
+A tuning study is a parent run; its trials are training runs nested under it with :data:`PARENT_TAG`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Any, Iterable
 TAG_PREFIX = "semiseg."
 #: Tags identifying a cell; reports and the planner rely on these names.
 CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
+#: Tag naming the model whose mIoU is the run's ``val/miou``/``best_miou`` ('student', or 'ema' for V2 methods).
+REPORTED_MODEL_TAG = TAG_PREFIX + "reported_model"
+#: MLflow's own tag nesting a run under a parent run (the UI lists trials under their study).
+PARENT_TAG = "mlflow.parentRunId"
 #: MLflow status → semiseg cell state.
 STATE_OF_STATUS = {"FINISHED": "finished", "FAILED": "failed", "RUNNING": "interrupted",
                    "KILLED": "interrupted", "SCHEDULED": "interrupted"}
@@ -98,6 +103,11 @@ class RunTracker:
             self.run_id = run.info.run_id
         self.set_tags(tags)
         return self.run_id
+
+    def attach(self, run_id: str) -> "RunTracker":
+        """Log into an existing run without changing its status (e.g. to close a run left RUNNING)."""
+        self.run_id = run_id
+        return self
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -185,6 +195,19 @@ def search_cells(uri: str, experiment: str, hashes: Iterable[str] | None = None)
         token = page.token
         if not token:
             return out
+
+
+def child_runs(uri: str, experiment: str, parent_run_id: str) -> list[CellRun]:
+    """The runs nested under ``parent_run_id`` (a study's trials), newest first."""
+    return [run for run in search_cells(uri, experiment) if run.tags.get(PARENT_TAG) == parent_run_id]
+
+
+def find_tagged_run(uri: str, experiment: str, tag: str, value: str) -> CellRun | None:
+    """The newest run of ``experiment`` whose tag ``tag`` equals ``value`` and that has no parent."""
+    for run in search_cells(uri, experiment):
+        if run.tags.get(tag) == value and PARENT_TAG not in run.tags:
+            return run
+    return None
 
 
 def list_experiments(uri: str) -> list[str]:

@@ -17,13 +17,14 @@ import torch
 
 from semiseg import distributed
 from semiseg.cli import run_cli
-from semiseg.config import RunConfig, load_config, short_hash
+from semiseg.config import RunConfig, config_hash, effective_lr, global_batch, load_config, short_hash
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged
-from semiseg.hooks import Checkpointing, Evaluate, MLflowLogging, PolyLR, Progress
+from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR,
+                           Progress)
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
-from semiseg.optim import build_optimizer, scaled_lr
+from semiseg.optim import build_optimizer
 from semiseg.tracking import RunTracker, cell_tags, git_commit
 from semiseg.trainer import Trainer, TrainState
 
@@ -52,8 +53,13 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.runtime.output_dir) / short_hash(cfg)
 
 
-def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> Trainer:
-    """Everything for one run: data, model, method, optimizer and the standard hooks."""
+def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
+                  callbacks: list[EpochFn] | None = None) -> Trainer:
+    """Everything for one run: data, model, method, optimizer, the standard hooks and ``callbacks``.
+
+    Each callback gets ``(epoch, metrics, last_checkpoint_path)`` after every epoch, once the checkpoint
+    and the MLflow metrics of that epoch are written (this is how a tuner plugs in).
+    """
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     world = distributed.world_from_env(cfg.train.gpus)
@@ -64,32 +70,36 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> T
     seed_everything(cfg.seed)
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
-    model = build_model(cfg, data.num_classes).to(device)
-    lr = scaled_lr(cfg)
-    optimizer = build_optimizer(model, cfg.optim, lr)
+    model = build_model(cfg, data.num_classes, **method_cls.model_kwargs).to(device)
     model = distributed.wrap(model, world, device, cfg.train.sync_bn)
     method = method_cls(cfg, model)
+    optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    n_params, n_backbone = count_parameters(model), count_parameters(distributed.unwrap(model).backbone)
 
     tags = {**cell_tags(cfg), "semiseg.n_labeled": data.n_labeled, "semiseg.git_commit": git_commit(),
             "semiseg.run_dir": str(run_dir.resolve()), **(extra_tags or {})}
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
-              "derived.parameters": count_parameters(model), "derived.device": str(device),
-              "derived.world_size": world.size, "derived.global_batch": world.size * cfg.train.batch_size,
-              "derived.lr": lr, "derived.sync_bn": any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())}
-    hooks = [PolyLR(), Evaluate(), Checkpointing(run_dir, save=world.is_main)]
+              "derived.parameters": n_params, "derived.parameters_backbone": n_backbone,
+              "derived.parameters_head": n_params - n_backbone, "derived.device": str(device),
+              "derived.global_batch": global_batch(cfg), "derived.effective_lr": effective_lr(cfg),
+              "derived.eval_protocol": data.protocol.describe(), "derived.world_size": world.size,
+              "derived.sync_bn": any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())}
+    hooks = [PolyLR(), Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
     if world.is_main:  # one MLflow run and one progress file per training run
         tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
         hooks += [MLflowLogging(tracker, run_dir, tags, params),
                   Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
+        hooks += [EpochCallback(fn, run_dir) for fn in callbacks or []]
     trainer = Trainer(cfg, model, method, data, optimizer, device, hooks, agree=distributed.any_rank)
     if world.is_main:
-        print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {count_parameters(model) / 1e6:.2f}M "
-              f"parameters, {data.iters_per_epoch} it/epoch, device {device}, {world.size} process(es), "
-              f"lr {lr:g}", flush=True)
+        print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(distributed.unwrap(model)).__name__} "
+              f"{cfg.model.backbone} {n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head "
+              f"{(n_params - n_backbone) / 1e6:.2f}M), {data.iters_per_epoch} it/epoch, device {device}, "
+              f"{world.size} process(es), lr {effective_lr(cfg):g}", flush=True)
     return trainer
 
 

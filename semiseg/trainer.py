@@ -53,8 +53,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         self.epoch_terms: dict[str, float] = {}
         self.epoch_seconds = 0.0
-        # filled in by hooks: the latest evaluation, whether it is a new best, the MLflow run, resume point
+        # filled in by hooks: the latest evaluation (of the reported model; of every model by name), which
+        # model is reported, whether it is a new best, the MLflow run, resume point
         self.last_eval = None
+        self.evals: dict = {}
+        self.reported_model = "student"
         self.is_best = False
         self.run_id: str | None = None
         self.resumed_from: int | None = None
@@ -74,7 +77,7 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def run_step(self, batch: dict) -> StepOutput:
-        """One iteration: method step under autocast, finite check, backward, optimizer step."""
+        """One iteration: method step under autocast, finite check, backward, optimizer step, method's after_step."""
         with self.autocast():
             out = self.method.step(batch)
         if not torch.isfinite(out.loss):
@@ -85,6 +88,7 @@ class Trainer:
         self.scaler.scale(out.loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.method.after_step(self.state.iteration)
         return out
 
     def request_stop(self, signum: int = 0) -> None:
@@ -99,6 +103,8 @@ class Trainer:
         """Run the rest of the current epoch (all of it, or from ``state.epoch_iter`` after a mid-epoch resume)."""
         state = self.state
         self.data.set_epoch(state.epoch, start_iter=state.epoch_iter)
+        if state.epoch_iter == 0:  # a mid-epoch checkpoint holds the method state after its epoch start
+            self.method.begin_epoch(state.epoch)
         self.model.train()
         iterators = {name: iter(self.data.loaders[name]) for name in self.method.streams}
         start = time.perf_counter()

@@ -10,11 +10,10 @@ import pytest
 from experiments.registry import expand, load_experiment
 from launch.plan import PlannedCell
 from launch.slurm import describe, load_profile
-from semiseg.config import save_config
+from semiseg.config import effective_lr, save_config
 from semiseg.data.sampling import EpochSampler
 from semiseg.distributed import world_from_env
 from semiseg.errors import ConfigError
-from semiseg.optim import scaled_lr
 from semiseg.tracking import search_cells
 
 
@@ -25,7 +24,7 @@ def free_port() -> int:
 
 
 def test_two_processes_train_one_run_with_the_scaled_lr(tmp_path, make_config):
-    cfg = make_config("train.gpus=2", "optim.ref_batch=4", "method=fixmatch")
+    cfg = make_config("train.gpus=2", "optim.reference_batch=4", "method=fixmatch")
     path = tmp_path / "run.yaml"
     save_config(cfg, path)
     base = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
@@ -42,7 +41,7 @@ def test_two_processes_train_one_run_with_the_scaled_lr(tmp_path, make_config):
     params = _client(cfg.runtime.tracking_uri).get_run(run.run_id).data.params
     assert run.status == "FINISHED"
     assert params["derived.world_size"] == "2" and params["derived.global_batch"] == "8"
-    assert float(params["derived.lr"]) == pytest.approx(0.02) and params["optim.lr"] == "0.01"
+    assert float(params["derived.effective_lr"]) == pytest.approx(0.02) and params["optim.lr"] == "0.01"
 
 
 def test_world_must_match_train_gpus(monkeypatch):
@@ -67,8 +66,9 @@ def test_ranks_share_each_epoch_without_overlap():
 
 
 def test_lr_follows_the_global_batch(make_config):
-    assert scaled_lr(make_config("optim.ref_batch=16", "train.gpus=1", "train.batch_size=4")) == pytest.approx(0.0025)
-    assert scaled_lr(make_config("optim.ref_batch=0", "train.batch_size=4")) == pytest.approx(0.01)
+    assert effective_lr(make_config("optim.reference_batch=16", "train.gpus=2", "train.batch_size=4")) == \
+        pytest.approx(0.005)
+    assert effective_lr(make_config("optim.reference_batch=0", "train.batch_size=4")) == pytest.approx(0.01)
 
 
 def test_one_job_array_per_resource_shape(tmp_path):

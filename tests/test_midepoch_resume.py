@@ -8,7 +8,7 @@ import torch
 
 from semiseg.checkpoint import load_checkpoint
 from semiseg.errors import StopRequested
-from semiseg.hooks import Hook
+from semiseg.hooks import Checkpointing, Hook
 from semiseg.tracking import search_cells
 from semiseg.train import build_trainer
 
@@ -35,6 +35,10 @@ def crash(trainer):
     raise Crash("node lost")
 
 
+def last_path(trainer):
+    return next(h for h in trainer.hooks if isinstance(h, Checkpointing)).last
+
+
 def weights(trainer):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
@@ -58,7 +62,7 @@ def test_graceful_stop_mid_epoch_resumes_exactly(make_config, straight):
     first.hooks.append(At(6, lambda t: t.request_stop(signal.SIGUSR2)))  # iteration 2 of epoch 2
     with pytest.raises(StopRequested):
         first.train()
-    ckpt = load_checkpoint(first.hooks[2].last)
+    ckpt = load_checkpoint(last_path(first))
     assert ckpt["state"]["epoch"] == 1 and ckpt["state"]["epoch_iter"] == 2 and ckpt["state"]["iteration"] == 6
     assert set(ckpt["state"]["epoch_sums"]) >= {"loss"}
     (killed,) = search_cells(cfg.runtime.tracking_uri, "tests")
@@ -77,7 +81,7 @@ def test_periodic_checkpoint_bounds_the_loss_of_a_crash(make_config, straight):
     first.hooks.append(At(7, crash))  # dies one iteration after the checkpoint at iteration 6
     with pytest.raises(Crash):
         first.train()
-    assert load_checkpoint(first.hooks[2].last)["state"]["iteration"] == 6
+    assert load_checkpoint(last_path(first))["state"]["iteration"] == 6
 
     resumed = build_trainer(cfg)
     resumed.train()

@@ -48,10 +48,11 @@ def test_load_pretrained_reports_keys_and_rejects_foreign_files(tmp_path):
     encoder = BACKBONES.get("resnet50")()
     state = encoder.state_dict()
     state["fc.weight"] = torch.zeros(1000, 2048)  # an ImageNet checkpoint carries the classifier
+    state["aux.weight"] = torch.zeros(3)
     del state["layer4.2.bn3.running_mean"]
     torch.save(state, tmp_path / "resnet50.pth")
     report = load_pretrained(BACKBONES.get("resnet50")(), tmp_path / "resnet50.pth")
-    assert report == {"missing": ["layer4.2.bn3.running_mean"], "unexpected": ["fc.weight"]}
+    assert report == {"missing": ["layer4.2.bn3.running_mean"], "unexpected": ["aux.weight"], "ignored": ["fc.weight"]}
 
     torch.save(BACKBONES.get("tiny")().state_dict(), tmp_path / "tiny.pth")
     with pytest.raises(ConfigError, match="does not match"):

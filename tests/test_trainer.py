@@ -65,6 +65,7 @@ def test_run_is_recorded_in_mlflow(tmp_path, make_config):
                 "train/mask_ratio", "train/lr", "val/miou", "val/best_miou", "val/iou/background",
                 "best_miou", "last_miou"):
         assert key in metrics, key
+    assert tags["semiseg.reported_model"] == "student" and "val/miou_student" not in metrics  # one model only
     history = _client(cfg.runtime.tracking_uri).get_metric_history(trainer.run_id, "val/miou")
     assert [m.step for m in history] == [0, 1]
     run_dir = tmp_path / "runs" / short_hash(cfg)

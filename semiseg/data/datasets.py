@@ -1,26 +1,58 @@
-"""Dataset registry, split-list reading and the segmentation dataset of spec §1.1–1.2."""
+"""Dataset registry, split-list reading and the segmentation dataset of spec §1.1–1.2.
+
+Each dataset is one :class:`DatasetSpec` row (class names, palette, normalisation, on-disk layout,
+where its full train list comes from, official split sizes, default evaluation protocol); the
+training/validation pipeline is the same for all of them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image
+import yaml
 
+from semiseg.data import catalog
 from semiseg.data import transforms as T
+from semiseg.data.io import MaskCodec, read_image, read_pair
 from semiseg.errors import DataError
 from semiseg.registry import Registry
 
 PROJECT_SPLITS = Path(__file__).resolve().parents[2] / "splits"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How to enumerate a full image set from the folder tree (used when no train list exists).
+
+    ``glob`` finds images under the root; ``pattern`` (a regex with named groups) parses each relative
+    path; ``template`` formats the groups into the split line ``"<image> <mask>"``.
+    """
+
+    glob: str
+    pattern: str
+    template: str
+
+    def entries(self, root: Path) -> list[tuple[str, str]]:
+        regex = re.compile(self.pattern)
+        out = []
+        for path in sorted(root.glob(self.glob)):
+            match = regex.fullmatch(path.relative_to(root).as_posix())
+            if match:
+                image, mask = self.template.format(**match.groupdict()).split(" ")
+                out.append((image, mask))
+        return out
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What the engine needs to know about a dataset: classes, where it lives, how to prepare it."""
+    """What the engine needs to know about a dataset: classes, where it lives, how to read and evaluate it."""
 
     name: str
     classes: tuple[str, ...]
@@ -28,10 +60,31 @@ class DatasetSpec:
     layout_hint: str
     prepare: Callable[[Path], Path] | None = None  # e.g. generate the built-in data on first use
     palette: tuple[tuple[int, int, int], ...] = field(default=())
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    #: appended to "class id too large" errors (e.g. which mask files the dataset expects)
+    mask_hint: str = ""
+    #: split-list files (relative to a splits folder) holding the full train set, first found wins
+    train_lists: tuple[str, ...] = ()
+    #: fallback: enumerate the train set from the folder tree
+    train_listing: Listing | None = None
+    #: labeled-pool lists of named protocols, for ``semiseg.splits make --protocol``
+    protocols: dict[str, str] = field(default_factory=dict)
+    #: evaluation protocol chosen by ``eval.mode=auto`` (spec §1.6)
+    eval_mode: str = "original"
+    #: reads dataset-specific metadata from the root (the ``folder`` dataset's class file)
+    from_root: Callable[["DatasetSpec", Path], "DatasetSpec"] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def official_counts(self) -> dict[str, int]:
+        return catalog.OFFICIAL_COUNTS.get(self.name, {})
+
+    def codec(self, encoding: str = "index") -> MaskCodec:
+        return MaskCodec(self.num_classes, encoding, self.mask_hint)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -43,17 +96,108 @@ def _prepare_demo(root: Path) -> Path:
     return ensure_demo(root)
 
 
+def _folder_meta(spec: DatasetSpec, root: Path) -> DatasetSpec:
+    """Class names (and optional palette/mean/std) of a ``folder`` dataset from classes.yaml or classes.txt."""
+    yml, txt = root / "classes.yaml", root / "classes.txt"
+    if yml.is_file():
+        try:
+            meta = yaml.safe_load(yml.read_text())
+        except yaml.YAMLError as exc:
+            raise DataError(f"{yml} is not valid YAML: {exc}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
+            raise DataError(f"{yml} must be a mapping with a 'classes' list (and optional palette, mean, std)")
+        unknown = set(meta) - {"classes", "palette", "mean", "std"}
+        if unknown:
+            raise DataError(f"{yml}: unknown keys {sorted(unknown)}; valid: classes, palette, mean, std")
+    elif txt.is_file():
+        meta = {"classes": [line.strip() for line in txt.read_text().splitlines() if line.strip()]}
+    else:
+        raise DataError(f"folder dataset {root}: no classes.yaml or classes.txt (one class name per line, "
+                        f"in index order)")
+    classes = tuple(str(c) for c in meta["classes"])
+    if not 1 <= len(classes) <= 255 or len(set(classes)) != len(classes):
+        raise DataError(f"folder dataset {root}: need 1..255 distinct class names, got {list(classes)}")
+    palette = tuple(tuple(int(v) for v in c) for c in meta.get("palette") or catalog.voc_palette(len(classes)))
+    if len(palette) != len(classes) or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
+        raise DataError(f"{yml}: 'palette' must hold one [r, g, b] (0..255) per class ({len(classes)})")
+    stats = {}
+    for key in ("mean", "std"):
+        if key in meta:
+            value = meta[key]
+            if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)
+                    and (key == "mean" or all(v > 0 for v in value))):
+                raise DataError(f"{yml}: '{key}' must be three numbers (RGB, images scaled to 0..1), got {value!r}")
+            stats[key] = tuple(float(v) for v in value)
+    return replace(spec, classes=classes, palette=palette, **stats)
+
+
+_PASCAL_PAIR = "JPEGImages/{id}.jpg SegmentationClass/{id}.png"
+_SPECS = (
+    DatasetSpec(
+        "pascal", catalog.PASCAL_CLASSES, "data/pascal",
+        "JPEGImages/<id>.jpg and SegmentationClass/<id>.png (the VOC+SBD 'SegmentationClassAug' masks, 0..20, "
+        "255 = void)", palette=catalog.voc_palette(21),
+        mask_hint="Pascal masks are class-index PNGs 0..20 (the SBD-augmented SegmentationClassAug set), "
+                  "not colour renderings",
+        train_lists=("train_aug.txt", "all/labeled.txt"),
+        protocols={"hq": "1464/labeled.txt", "blended": "train_aug.txt"}),
+    DatasetSpec(
+        "cityscapes", catalog.CITYSCAPES_CLASSES, "data/cityscapes",
+        "leftImg8bit/{train,val}/<city>/<name>_leftImg8bit.png and "
+        "gtFine/{train,val}/<city>/<name>_gtFine_labelTrainIds.png", palette=catalog.CITYSCAPES_PALETTE,
+        mask_hint="use the *_gtFine_labelTrainIds.png masks (19 train ids, made by cityscapesscripts' "
+                  "createTrainIdLabelImgs), not *_gtFine_labelIds.png",
+        train_lists=("all/train.txt", "train.txt"),
+        train_listing=Listing("leftImg8bit/train/*/*_leftImg8bit.png",
+                              r"leftImg8bit/train/(?P<city>[^/]+)/(?P<name>.+)_leftImg8bit\.png",
+                              "leftImg8bit/train/{city}/{name}_leftImg8bit.png "
+                              "gtFine/train/{city}/{name}_gtFine_labelTrainIds.png"),
+        eval_mode="sliding_window"),
+    DatasetSpec(
+        "ade20k", catalog.ADE20K_CLASSES, "data/ade20k",
+        "images/{training,validation}/ADE_*.jpg and annotations/{training,validation}/ADE_*.png",
+        palette=catalog.voc_palette(150),
+        mask_hint="raw ADEChallengeData2016 annotations (0 = unlabeled, 1..150) need data.mask_encoding="
+                  "reduce_zero; the pre-reduced UniMatch V2 annotations (0..149, 255) need 'index'",
+        train_lists=("all/labeled.txt", "train.txt"),
+        train_listing=Listing("images/training/*.jpg", r"images/training/(?P<id>[^/]+)\.jpg",
+                              "images/training/{id}.jpg annotations/training/{id}.png")),
+    DatasetSpec(
+        "coco", catalog.COCO_CLASSES, "data/coco",
+        "train2017/<12-digit id>.jpg, val2017/<id>.jpg and masks/<id>.png (the UniMatch 81-class masks, "
+        "0 = background)", palette=catalog.voc_palette(81),
+        mask_hint="COCO masks are the UniMatch semantic masks with 81 classes (0 = background, 255 = ignore)",
+        train_lists=("train.txt", "all/train.txt"),
+        train_listing=Listing("train2017/*.jpg", r"train2017/(?P<id>\d+)\.jpg",
+                              "train2017/{id}.jpg masks/{id}.png")),
+    DatasetSpec(
+        "pascal_context", catalog.PASCAL_CONTEXT_CLASSES, "data/pascal_context",
+        "JPEGImages/<id>.jpg (VOC2010) and SegmentationClassContext60/{train,val}/<id>.png",
+        palette=catalog.voc_palette(60),
+        mask_hint="Pascal Context masks hold the 60-class ids (0 = background, 255 = ignore)",
+        train_lists=("train.txt",),
+        train_listing=Listing("SegmentationClassContext60/train/*.png",
+                              r"SegmentationClassContext60/train/(?P<id>[^/]+)\.png",
+                              "JPEGImages/{id}.jpg SegmentationClassContext60/train/{id}.png")),
+    DatasetSpec(
+        "folder", ("background",), "data/folder",
+        "classes.yaml (or classes.txt), images/<name>.<ext>, masks/<name>.png and splits/<split>/labeled.txt, "
+        "splits/<split>/unlabeled.txt, splits/val.txt",
+        train_lists=("train.txt", "all/labeled.txt"),
+        train_listing=Listing("images/*", r"images/(?P<name>[^/]+)\.(?P<ext>jpg|jpeg|png|bmp|tif|tiff)",
+                              "images/{name}.{ext} masks/{name}.png"),
+        from_root=_folder_meta),
+)
+
+
 def _register_builtin() -> None:
     from semiseg.data.demo import DEMO_CLASSES, DEMO_PALETTE
 
     DATASETS.register("demo")(DatasetSpec(
-        "demo", tuple(DEMO_CLASSES), "data/demo", "generated on first use", _prepare_demo, tuple(DEMO_PALETTE)))
-    DATASETS.register("pascal")(DatasetSpec(
-        "pascal",
-        ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-         "dining table", "dog", "horse", "motorbike", "person", "potted plant", "sheep", "sofa", "train",
-         "tv/monitor"),
-        "data/pascal", "JPEGImages/<id>.jpg and SegmentationClass/<id>.png"))
+        "demo", tuple(DEMO_CLASSES), "data/demo", "generated on first use", _prepare_demo, tuple(DEMO_PALETTE),
+        train_lists=("all/labeled.txt",)))
+    for spec in _SPECS:
+        DATASETS.register(spec.name)(spec)
 
 
 _register_builtin()
@@ -71,19 +215,33 @@ def dataset_root(spec: DatasetSpec, root: str) -> Path:
     return path
 
 
-def split_file(root: Path, dataset: str, split: str, kind: str) -> Path | None:
-    """Locate ``<split>/<kind>.txt`` (or ``val.txt`` for kind 'val') under the dataset root or ``splits/``."""
-    rel = Path("val.txt") if kind == "val" else Path(split) / f"{kind}.txt"
+def open_dataset(name: str, root: str) -> tuple[DatasetSpec, Path]:
+    """The registered spec of ``name`` completed from its root folder, and that folder."""
+    spec = DATASETS.get(name)
+    path = dataset_root(spec, root)
+    return (spec.from_root(spec, path) if spec.from_root else spec), path
+
+
+def _split_path(root: Path, dataset: str, rel: Path) -> Path | None:
     for base in (root / "splits", PROJECT_SPLITS / dataset):
         if (base / rel).is_file():
             return base / rel
     return None
 
 
+def split_file(root: Path, dataset: str, split: str, kind: str) -> Path | None:
+    """Locate ``<split>/<kind>.txt`` (or ``val.txt`` for kind 'val') under the dataset root or ``splits/``."""
+    return _split_path(root, dataset, Path("val.txt") if kind == "val" else Path(split) / f"{kind}.txt")
+
+
 def read_split(path: Path) -> list[tuple[str, str]]:
     """Parse a two-column split file (image path, mask path); a missing trailing newline is fine."""
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read split list {path} ({exc})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -103,70 +261,97 @@ def load_split(root: Path, dataset: str, split: str, kind: str, required: bool =
     return read_split(path)
 
 
-def read_image(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read image {path} (missing or corrupt)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+def train_entries(root: Path, spec: DatasetSpec) -> tuple[list[tuple[str, str]], str]:
+    """The full train set and where it came from: the first train list found, else the folder listing."""
+    for rel in spec.train_lists:
+        path = _split_path(root, spec.name, Path(rel))
+        if path is not None:
+            return read_split(path), str(path)
+    if spec.train_listing is not None:
+        entries = spec.train_listing.entries(root)
+        if entries:
+            return entries, f"{root}/{spec.train_listing.glob}"
+    return [], ""
 
 
-def read_mask(path: Path, num_classes: int) -> np.ndarray:
-    """Read a class-index PNG (palette or grayscale); class ids must be < num_classes or 255."""
-    try:
-        with Image.open(path) as im:
-            mask = np.array(im)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read mask {path} ({exc})") from None
-    if mask.ndim != 2:
-        raise DataError(f"mask {path} has shape {mask.shape}; expected a single-channel class-index image")
-    valid = mask[mask != T.IGNORE]
-    if valid.size and int(valid.max()) >= num_classes:
-        raise DataError(f"mask {path} holds class id {int(valid.max())}; valid ids are 0..{num_classes - 1} and 255")
-    return mask.astype(np.uint8)
+def unlabeled_entries(root: Path, spec: DatasetSpec, split: str,
+                      labeled: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The split's unlabeled list; when it is absent (COCO), the train set minus the labeled images."""
+    path = split_file(root, spec.name, split, "unlabeled")
+    if path is not None:
+        return read_split(path)
+    train, source = train_entries(root, spec)
+    if not train:
+        return []
+    taken = {image for image, _ in labeled}
+    missing = taken - {image for image, _ in train}
+    if missing:
+        raise DataError(f"dataset '{spec.name}' split '{split}': {len(missing)} labeled images are not in the "
+                        f"train set {source}, e.g. {sorted(missing)[0]}")
+    return [entry for entry in train if entry[0] not in taken]
 
 
 class SegDataset(torch.utils.data.Dataset):
-    """Samples of one split list in one mode: ``train_l``, ``train_u`` or ``val``.
+    """Samples of one split list in one mode: ``train_l``, ``train_u``, ``train_u_ood`` or ``val``.
 
     Training modes are indexed by ``(index, seed)`` pairs from a seeded sampler, so every sample's
-    augmentation is reproducible; ``val`` is indexed by plain integers.
+    augmentation is reproducible; ``val`` is indexed by plain integers. ``codec`` is a
+    :class:`MaskCodec` (or just the class count, for index-encoded masks).
+
+    Unlabeled samples never open their mask: the ignore mask marks crop padding only, and GT pixels of
+    unlabeled images are not used (spec §1.2), so an all-zero dummy gives the same result (UniMatch V2).
+    ``train_u_ood`` (SemiOVS) reads precomputed pseudo-label masks: labeled geometry (mask pad 255), then
+    ``ign`` = 255 on padding (where those mask pixels become 0), plus two strong views.
     """
 
-    def __init__(self, root: Path, entries: list[tuple[str, str]], mode: str, num_classes: int,
-                 crop_size: int = 0, scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
-        assert mode in ("train_l", "train_u", "val")
+    def __init__(self, root: Path, entries: list[tuple[str, str]], mode: str, codec: MaskCodec | int,
+                 crop_size: int = 0, scale_range: tuple[float, float] = (0.5, 2.0),
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+        assert mode in ("train_l", "train_u", "train_u_ood", "val")
         self.root, self.entries, self.mode = root, entries, mode
-        self.num_classes, self.crop_size, self.scale_range = num_classes, crop_size, tuple(scale_range)
+        self.codec = codec if isinstance(codec, MaskCodec) else MaskCodec(codec)
+        self.crop_size, self.scale_range = crop_size, tuple(scale_range)
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    @property
+    def num_classes(self) -> int:
+        return self.codec.num_classes
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _normalize(self, img: np.ndarray) -> torch.Tensor:
+        return T.normalize(img, self.mean, self.std)
+
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         img_rel, mask_rel = self.entries[index]
-        img = read_image(self.root / img_rel)
-        mask = read_mask(self.root / mask_rel, self.num_classes)
-        if mask.shape != img.shape[:2]:
-            raise DataError(f"mask {self.root / mask_rel} is {mask.shape[1]}x{mask.shape[0]} but image "
-                            f"{self.root / img_rel} is {img.shape[1]}x{img.shape[0]}")
-        return img, mask
+        if self.mode == "train_u":
+            img = read_image(self.root / img_rel)
+            return img, np.zeros(img.shape[:2], dtype=np.uint8)
+        return read_pair(self.root, img_rel, mask_rel, self.codec)
 
     def __getitem__(self, item):
         if self.mode == "val":
             img, mask = self._load(item)
-            return {"img": T.normalize(img), "mask": T.to_long(mask), "index": item}
+            return {"img": self._normalize(img), "mask": T.to_long(mask), "index": item}
         index, seed = item
         rng = np.random.default_rng(seed)
         img, mask = self._load(index)
         img, mask = T.random_rescale(img, mask, rng, self.scale_range)
-        pad = T.IGNORE if self.mode == "train_l" else T.PAD_SENTINEL
+        pad = T.PAD_SENTINEL if self.mode == "train_u" else T.IGNORE
         img, mask = T.pad_and_crop(img, mask, self.crop_size, rng, mask_pad=pad)
         img, mask = T.random_hflip(img, mask, rng)
         if self.mode == "train_l":
-            return {"img": T.normalize(img), "mask": T.to_long(mask)}
+            return {"img": self._normalize(img), "mask": T.to_long(mask)}
+        if self.mode == "train_u_ood":
+            ign = np.where(mask == T.IGNORE, T.IGNORE, 0).astype(np.uint8)
+            return {"w": self._normalize(img), "mask": T.to_long(np.where(ign == T.IGNORE, 0, mask)),
+                    "s1": self._normalize(T.strong_colour(img, rng)),
+                    "s2": self._normalize(T.strong_colour(img, rng)), "ign": T.to_long(ign)}
         ign = np.where(mask == T.PAD_SENTINEL, T.IGNORE, 0).astype(np.uint8)
         s1 = T.strong_colour(img, rng)
         box1 = T.cutmix_box(self.crop_size, rng)
         s2 = T.strong_colour(img, rng)
         box2 = T.cutmix_box(self.crop_size, rng)
-        return {"w": T.normalize(img), "s1": T.normalize(s1), "s2": T.normalize(s2), "ign": T.to_long(ign),
-                "box1": torch.from_numpy(box1).bool(), "box2": torch.from_numpy(box2).bool()}
+        return {"w": self._normalize(img), "s1": self._normalize(s1), "s2": self._normalize(s2),
+                "ign": T.to_long(ign), "box1": torch.from_numpy(box1).bool(), "box2": torch.from_numpy(box2).bool()}

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -78,8 +79,15 @@ def ensure_demo(root: str | Path, seed: int = 0) -> Path:
     callers never see a half-written dataset. An existing ``root`` that is incomplete, from an
     older ``DEMO_VERSION`` or from another seed raises ``DataError`` and is left untouched.
     """
-    root = Path(root)
-    if _is_complete(root, seed):
+    return generate_atomically(Path(root), lambda path: _is_complete(path, seed), lambda out: _generate(out, seed))
+
+
+def generate_atomically(root: Path, is_complete: Callable[[Path], bool], generate: Callable[[Path], None]) -> Path:
+    """Return ``root`` once ``is_complete(root)``; otherwise ``generate`` into a temporary sibling and rename it.
+
+    Concurrent callers never see a half-written folder; ``is_complete`` may raise for a foreign folder.
+    """
+    if is_complete(root):
         return root
     if root.is_dir() and not any(root.iterdir()):
         with contextlib.suppress(OSError):  # a racing process may have just filled it
@@ -87,11 +95,11 @@ def ensure_demo(root: str | Path, seed: int = 0) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        _generate(tmp, seed)
+        generate(tmp)
         try:
             os.rename(tmp, root)
         except OSError:
-            if not _is_complete(root, seed):  # otherwise another process won the race
+            if not is_complete(root):  # otherwise another process won the race
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -135,11 +143,17 @@ def render_image(seed: int, stream: int, index: int) -> tuple[np.ndarray, np.nda
     rng = np.random.default_rng([seed, stream, index])
     image = _background(rng)
     _draw_clutter(image, rng)
-    image = image.astype(np.float32)
+    image, label = draw_objects(rng, image.astype(np.float32), OBJECTS_PER_IMAGE)
+    label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE_INDEX
+    return _photometric(rng, image), label
+
+
+def draw_objects(rng: np.random.Generator, image: np.ndarray, count: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Blend between ``count[0]`` and ``count[1]`` class objects into the float ``image``; returns it and the labels."""
     label = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     instance = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.int32)
     areas: list[int] = []
-    lo, hi = OBJECTS_PER_IMAGE
+    lo, hi = count
     for _ in range(rng.integers(lo, hi + 1)):
         cls = int(rng.integers(1, len(DEMO_CLASSES)))
         placed = _place_object(rng, cls, instance, areas)
@@ -151,8 +165,7 @@ def render_image(seed: int, stream: int, index: int) -> tuple[np.ndarray, np.nda
         areas.append(int(mask.sum()))
         instance[mask] = len(areas)
         label[mask] = cls
-    label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE_INDEX
-    return _photometric(rng, image), label
+    return image, label
 
 
 # --------------------------------------------------------------------------- dataset files

@@ -15,10 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from semiseg.config import RunConfig
-from semiseg.data.datasets import DATASETS, SegDataset, dataset_root, load_split
+from semiseg.data.datasets import SegDataset, load_split, open_dataset, unlabeled_entries
 from semiseg.errors import DataError
+from semiseg.evaluate import EvalProtocol, resolve_protocol
 
-STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2}
+STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2, "ood": 3}
 
 
 class EpochSampler(Sampler):
@@ -63,6 +64,7 @@ class TrainData:
     n_labeled: int
     n_unlabeled: int
     root: Path
+    protocol: EvalProtocol
 
     def set_epoch(self, epoch: int, start_iter: int = 0) -> None:
         """Select the epoch's sample order, starting after ``start_iter`` batches (a mid-epoch resume)."""
@@ -71,16 +73,23 @@ class TrainData:
 
 
 def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: int = 1) -> TrainData:
-    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix); data-parallel process
-    ``rank`` of ``world`` gets its share of every epoch and of the validation set."""
-    spec = DATASETS.get(cfg.data.dataset)
-    root = dataset_root(spec, cfg.data.root)
+    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood); data-parallel process
+    ``rank`` of ``world`` gets its share of every epoch and of the validation set.
+
+    The ``ood`` stream (SemiOVS) is repeated to the unlabeled epoch length, so a short OOD list is cycled
+    instead of shortening the epoch (the official ``zip`` quirk of spec §2.7).
+    """
+    spec, root = open_dataset(cfg.data.dataset, cfg.data.root)
     labeled = load_split(root, spec.name, cfg.data.split, "labeled")
     semi = "unlabeled" in streams
-    unlabeled = load_split(root, spec.name, cfg.data.split, "unlabeled", required=semi)
+    if semi:
+        unlabeled = unlabeled_entries(root, spec, cfg.data.split, labeled)
+    else:
+        unlabeled = load_split(root, spec.name, cfg.data.split, "unlabeled", required=False)
     if semi and not unlabeled:
-        raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has no unlabeled images; "
-                        f"method '{cfg.method}' needs them")
+        raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has no unlabeled images (no unlabeled list, "
+                        f"and no train list or folder to derive 'train minus labeled' from); method "
+                        f"'{cfg.method}' needs them")
     val = load_split(root, spec.name, cfg.data.split, "val")
     if not labeled:
         raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has an empty labeled list")
@@ -101,13 +110,14 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
     # a private generator: the worker base seed must not consume the global RNG, which a resume restores
     kw = dict(batch_size=bs, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
               pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed))
-    crop, C, scales = cfg.data.crop_size, spec.num_classes, cfg.data.scale_range
+    crop, C, scales = cfg.data.crop_size, spec.codec(cfg.data.mask_encoding), cfg.data.scale_range
+    norm = {"mean": spec.mean, "std": spec.std}
     shard = dict(rank=rank, world=world)
-    loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales),
+    loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales, **norm),
                                      sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"],
                                                           **shard), **kw)}
     if semi:
-        u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales)
+        u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales, **norm)
         loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
                                                                        STREAM_IDS["unlabeled"], **shard), **kw)
         if "mix" in streams:
@@ -115,6 +125,15 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
             loaders["mix"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
                                                                     STREAM_IDS["mix"], order_stream=order, **shard),
                                         **kw)
-    val_loader = DataLoader(SegDataset(root, val[rank::world], "val", C), batch_size=1, shuffle=False,
+    if "ood" in streams:
+        from semiseg.data.ood import ood_source
+
+        ood_root, ood_entries = ood_source(cfg, root)
+        ood_set = SegDataset(ood_root, ood_entries, "train_u_ood", spec.num_classes, crop, scales, **norm)
+        loaders["ood"] = DataLoader(ood_set, sampler=EpochSampler(len(ood_entries), epoch_len, cfg.seed,
+                                                                  STREAM_IDS["ood"], **shard), **kw)
+    val_loader = DataLoader(SegDataset(root, val[rank::world], "val", C, **norm), batch_size=1, shuffle=False,
                             num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed))
-    return TrainData(loaders, val_loader, iters, C, spec.classes, len(labeled), len(unlabeled), root)
+    protocol = resolve_protocol(cfg.eval, spec.eval_mode, crop)
+    return TrainData(loaders, val_loader, iters, spec.num_classes, spec.classes, len(labeled), len(unlabeled), root,
+                     protocol)

@@ -4,6 +4,7 @@
 """
 
 from semiseg.methods.base import METHODS, Method, StepOutput
-from semiseg.methods import supervised, fixmatch, unimatch  # noqa: F401  (register methods)
+from semiseg.methods import supervised, fixmatch, unimatch, v2  # noqa: F401  (register methods)
+from semiseg.methods import prevmatch, corrmatch, semiovs  # noqa: F401  (register methods)
 
 __all__ = ["METHODS", "Method", "StepOutput"]

@@ -31,11 +31,21 @@ class Method:
     """
 
     streams: tuple[str, ...] = ("labeled",)
+    #: extra keyword arguments of :func:`semiseg.models.build_model` this method needs (e.g. CorrMatch's branch)
+    model_kwargs: dict[str, Any] = {}
 
     def __init__(self, cfg: RunConfig, model: nn.Module) -> None:
         self.cfg = cfg
         self.model = model
         self.thresh = cfg.loss.conf_thresh
+        self.epoch = 0
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called by the trainer before the iterations of (0-based) ``epoch``."""
+        self.epoch = epoch
+
+    def end_epoch(self, trainer) -> None:
+        """Called after each epoch's evaluation and before its checkpoint (``trainer.is_best`` is set)."""
 
     def labeled_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.cfg.loss
@@ -52,6 +62,13 @@ class Method:
 
     def step(self, batch: dict[str, dict[str, torch.Tensor]]) -> StepOutput:
         raise NotImplementedError
+
+    def after_step(self, iteration: int) -> None:
+        """Called after the optimizer step of global iteration ``iteration`` (0-based), e.g. an EMA update."""
+
+    def eval_models(self) -> dict[str, nn.Module]:
+        """The models evaluated after every epoch, by name (``student`` always; ``ema`` for V2 methods)."""
+        return {"student": self.model}
 
     def state_dict(self) -> dict[str, Any]:
         """Method state beyond the model and optimizer (saved in checkpoints)."""

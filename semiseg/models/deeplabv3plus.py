@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,10 +39,46 @@ class ASPP(nn.Module):
         return self.project(torch.cat([b(x) for b in self.branches], dim=1))
 
 
-class DeepLabV3Plus(nn.Module):
-    """Encoder (``backbone``) → ASPP on c4 → decoder fused with reduced c1 → classifier → upsample."""
+class Correlation(nn.Module):
+    """CorrMatch's correlation head (spec §1.3.2): an affinity A over the positions of projected c4 features."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, rates: tuple[int, int, int] = (6, 12, 18)) -> None:
+    def __init__(self, cin: int, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.Conv2d(cin, width, 3, padding=1, bias=True), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True), nn.Dropout2d(0.1))
+        self.conv1 = nn.Conv2d(width, num_classes, 1)
+        self.conv2 = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, c4: torch.Tensor, logits: torch.Tensor, num_regions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(corr_out at the logits' size, region maps N×num_regions×H×W bool) from c4 and the (detached) logits.
+
+        ``A = softmax_j(conv1(F)ᵀ·conv2(F) / sqrt(C))``; ``corr_out = z_d·A`` with ``z_d`` the detached logits
+        downsampled to F's size. Region maps: ``num_regions`` rows of A (indices from ``randint(0, hw−1)``,
+        shared by the batch), upsampled, min-max normalised per row and thresholded at 0.5.
+        """
+        feat = self.proj(c4)
+        n, _, h, w = feat.shape
+        size = logits.shape[-2:]
+        f1, f2 = self.conv1(feat).flatten(2), self.conv2(feat).flatten(2)
+        attn = (f1.transpose(1, 2) @ f2 / math.sqrt(f1.shape[1])).softmax(dim=-1)
+        z = F.interpolate(logits.detach(), size=(h, w), mode="bilinear", align_corners=True).flatten(2)
+        corr_out = F.interpolate((z @ attn).view(n, -1, h, w), size=size, mode="bilinear", align_corners=True)
+        idx = torch.randint(0, h * w - 1, (num_regions,), device=attn.device)
+        rows = attn.detach()[:, idx, :].view(n, num_regions, h, w)
+        rows = F.interpolate(rows, size=size, mode="bilinear", align_corners=True).flatten(2)
+        low, high = rows.amin(2, keepdim=True), rows.amax(2, keepdim=True)
+        regions = (rows - low) > 0.5 * (high - low)  # (r − min)/(max − min) > 0.5, False for a constant row
+        return corr_out, regions.view(n, num_regions, *size)
+
+
+class DeepLabV3Plus(nn.Module):
+    """Encoder (``backbone``) → ASPP on c4 → decoder fused with reduced c1 → classifier → upsample.
+
+    With ``corr=True`` the model also carries CorrMatch's correlation head, used by :meth:`forward_corr`.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, rates: tuple[int, int, int] = (6, 12, 18),
+                 corr: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         widths = getattr(backbone, "head_widths", {"aspp": backbone.high_channels // 8, "reduce": 48,
@@ -50,6 +88,7 @@ class DeepLabV3Plus(nn.Module):
         self.fuse = nn.Sequential(_conv_bn_relu(widths["aspp"] + widths["reduce"], widths["decoder"], 3),
                                   _conv_bn_relu(widths["decoder"], widths["decoder"], 3))
         self.classifier = nn.Conv2d(widths["decoder"], num_classes, 1)
+        self.corr = Correlation(backbone.high_channels, widths["aspp"], num_classes) if corr else None
 
     def decode(self, c1: torch.Tensor, c4: torch.Tensor) -> torch.Tensor:
         c4 = self.head(c4)
@@ -61,11 +100,24 @@ class DeepLabV3Plus(nn.Module):
 
         The FP forward runs the head once on ``cat(clean, dropped)`` so BN sees both (as the official code).
         """
+        return self._forward(x, need_fp)[0]
+
+    def _forward(self, x: torch.Tensor, need_fp: bool):
+        """(logits or (clean, perturbed) logits, c4)."""
         size = x.shape[-2:]
         c1, c4 = self.backbone(x)
         if need_fp:
             out = self.decode(torch.cat([c1, F.dropout2d(c1, 0.5, training=True)]),
                               torch.cat([c4, F.dropout2d(c4, 0.5, training=True)]))
             out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
-            return out.chunk(2)
-        return F.interpolate(self.decode(c1, c4), size=size, mode="bilinear", align_corners=True)
+            return out.chunk(2), c4
+        return F.interpolate(self.decode(c1, c4), size=size, mode="bilinear", align_corners=True), c4
+
+    def forward_corr(self, x: torch.Tensor, need_fp: bool = False, num_regions: int = 128) -> dict[str, torch.Tensor]:
+        """CorrMatch's forward: ``out`` (and ``out_fp``), ``corr_out`` and ``corr_map`` from the clean c4 and logits."""
+        if self.corr is None:
+            raise RuntimeError("forward_corr needs a model built with corr=True")
+        logits, c4 = self._forward(x, need_fp)
+        result = dict(zip(("out", "out_fp"), logits)) if need_fp else {"out": logits}
+        result["corr_out"], result["corr_map"] = self.corr(c4, result["out"], num_regions)
+        return result

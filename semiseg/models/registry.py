@@ -10,18 +10,14 @@ from torch import nn
 from semiseg.errors import ConfigError
 from semiseg.registry import Registry
 
-#: name → factory(output_stride: int) returning an encoder whose forward gives (c1, c4) and which
-#: exposes ``low_channels`` and ``high_channels`` (and optionally ``head_widths``).
+#: name → factory(output_stride: int) returning an encoder. A DeepLabV3+ encoder's forward gives (c1, c4) and
+#: it exposes ``low_channels`` and ``high_channels`` (and optionally ``head_widths``); an encoder with
+#: ``head = "dpt"`` (DINOv2) gets the DPT head. ``convert_pretrained(state) -> (state, ignored keys)``, when an
+#: encoder defines it, maps an official weights file onto the encoder's names.
 BACKBONES: Registry = Registry("backbone")
 
 
-def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]:
-    """Load a local weights file into ``module`` (non-strict) and report missing/unexpected keys.
-
-    A file whose tensors do not fit the architecture (shape mismatch, or no key in common) is rejected
-    with a message naming the file and the first offending keys.
-    """
-    path = Path(path).expanduser()
+def _read_state(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"model.pretrained: weights file {path} does not exist")
     try:
@@ -30,28 +26,63 @@ def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]
         raise ConfigError(f"model.pretrained: cannot load {path} as a PyTorch state dict ({exc})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ConfigError(f"model.pretrained: {path} does not hold a state dict")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"model.pretrained: {path} does not hold a state dict (name → tensor)")
+    return state
+
+
+def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load a local weights file into the encoder ``module`` and report what did not line up.
+
+    The file's keys go through the encoder's ``convert_pretrained`` (official names → ours; keys the
+    official code also discards are returned as ``ignored``), then load non-strictly. Returns
+    ``{"missing", "unexpected", "ignored"}`` key lists (BN ``num_batches_tracked`` counters are not
+    weights and never count as missing). A file whose tensors do not fit (a shape mismatch, or no key in
+    common) raises :class:`ConfigError` naming the file and the first offending keys.
+    """
+    path = Path(path).expanduser()
+    state = _read_state(path)
+    convert = getattr(module, "convert_pretrained", None)
+    state, ignored = convert(state) if convert is not None else (state, [])
     own = module.state_dict()
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     common = [k for k in state if k in own]
     if mismatched or not common:
-        detail = "; ".join(mismatched[:5]) if mismatched else "no parameter names in common"
+        detail = "; ".join(mismatched[:5]) if mismatched else f"no parameter names in common, e.g. file has {list(state)[:3]}"
         raise ConfigError(f"model.pretrained: {path} does not match the {type(module).__name__} encoder ({detail})")
     result = module.load_state_dict(state, strict=False)
-    return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    return {"missing": missing, "unexpected": list(result.unexpected_keys), "ignored": list(ignored)}
 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_model(cfg, num_classes: int) -> nn.Module:
-    """The segmentation network for run config ``cfg`` (DeepLabV3+ over the configured encoder)."""
+def build_model(cfg, num_classes: int, corr: bool = False) -> nn.Module:
+    """The segmentation network for run config ``cfg``: DeepLabV3+ or, for DINOv2 encoders, DPT.
+
+    Loads ``model.pretrained`` into the encoder (printing the key report) and freezes the encoder
+    when ``model.lock_backbone`` is set. ``corr`` adds CorrMatch's correlation branch to DeepLabV3+
+    (a method asks for it via ``Method.model_kwargs``).
+    """
     from semiseg.models.deeplabv3plus import DeepLabV3Plus
+    from semiseg.models.dpt import DPT
 
     encoder = BACKBONES.get(cfg.model.backbone)(cfg.model.output_stride)
+    multiple = getattr(encoder, "input_multiple", 1)
+    if cfg.data.crop_size % multiple:
+        raise ConfigError(f"key 'data.crop_size': {cfg.data.crop_size} is not a multiple of {multiple}, which "
+                          f"backbone '{cfg.model.backbone}' needs (e.g. {multiple * max(1, round(cfg.data.crop_size / multiple))})")
     if cfg.model.pretrained:
-        load_pretrained(encoder, cfg.model.pretrained)
-    return DeepLabV3Plus(encoder, num_classes, tuple(cfg.model.aspp_dilations))
+        report = load_pretrained(encoder, cfg.model.pretrained)
+        print(f"loaded {cfg.model.pretrained}: " + ", ".join(
+            f"{len(v)} {k}" + (f" {v[:5]}" if v else "") for k, v in report.items()), flush=True)
+    if cfg.model.lock_backbone:
+        encoder.requires_grad_(False)
+    if getattr(encoder, "head", "deeplabv3plus") == "dpt":
+        if corr:
+            raise ConfigError(f"method '{cfg.method}' needs a DeepLabV3+ encoder; '{cfg.model.backbone}' builds DPT")
+        return DPT(encoder, num_classes)
+    return DeepLabV3Plus(encoder, num_classes, tuple(cfg.model.aspp_dilations), corr=corr)

@@ -1,0 +1,206 @@
+"""Ray backend: every cell is a Ray task that trains in its worker process (local runtime or a cluster).
+
+Why the task runs the engine in-process rather than spawning ``python -m semiseg.train``: the Ray worker
+*is* the training process, so Ray's grant (CPU slots, ``CUDA_VISIBLE_DEVICES``) applies to the training
+itself, a worker that dies takes its training with it (no orphaned child keeps writing), and Ray's own
+retry of tasks whose worker died (``max_retries``) re-runs the cell, which resumes from ``last.pth`` into
+the same MLflow run (the run id is in the checkpoint and in ``run.json``). A GPU cell gets a fresh worker
+(``max_calls=1``) so its CUDA context and cached memory go away with it; CPU workers are reused, which
+saves a torch import per cell (every cell seeds and configures its own run in ``build_trainer``).
+Idempotence is the local backend's: the plan decides what runs, a lock in the run folder (held by this
+launcher's pid) keeps two launches off one cell. On a multi-node cluster the output folder, the data and
+the tracking store must be shared (a network file system, or an MLflow server URI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from launch.local import LocalResult, _label, _tail, claim, log_epoch, release
+from launch.plan import PlannedCell
+from semiseg.config import RunConfig, config_from_dict, config_to_dict, save_config
+from semiseg.errors import UserError
+from semiseg.tracking import resolve_uri
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Ray reads this at import: "0" makes a local runtime use 127.0.0.1 as its node address (loopback only).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+ATTEMPTS = "ray_attempts"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Ray options of ``run_grid.py`` (used with ``--backend ray``)."""
+    g = parser.add_argument_group("Ray backend (--backend ray)")
+    g.add_argument("--ray-address", help="a running Ray cluster to use, e.g. --ray-address auto or "
+                                         "--ray-address 10.0.0.5:6379; default: a local runtime on 127.0.0.1")
+    g.add_argument("--cpus-per-cell", type=float, default=1.0, help="CPUs Ray reserves per cell, e.g. 2")
+    g.add_argument("--gpus-per-cell", type=float, default=None,
+                   help="GPUs per cell (default: 1 when the cluster has GPUs, else 0); a fraction shares a GPU, "
+                        "e.g. --gpus-per-cell 0.5 runs two cells per GPU")
+    g.add_argument("--max-retries", type=int, default=3,
+                   help="re-runs of a cell whose worker died (each resumes from the checkpoint), e.g. 3")
+
+
+def check_resources(cpus: float, gpus: float | None, what: str) -> None:
+    """Ray's rules: CPUs > 0, GPUs >= 0 and whole when above 1."""
+    if cpus <= 0:
+        raise UserError(f"--cpus-per-{what} must be positive, got {cpus}")
+    if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
+        raise UserError(f"--gpus-per-{what} must be a fraction in [0, 1] or a whole number, got {gpus}")
+
+
+def connect(address: str | None) -> bool:
+    """Connect to ``address`` or start a local runtime on 127.0.0.1; True when this call started Ray."""
+    if address is None:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env = {"env_vars": {"PYTHONPATH": path}}  # workers import this project like the driver does
+    try:
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        else:
+            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UserError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from None
+    return True
+
+
+def prepare_datasets(configs: list[RunConfig]) -> None:
+    """Generate/check each distinct dataset once, here, instead of in every worker."""
+    from semiseg.data.datasets import DATASETS, dataset_root
+
+    for dataset, root in sorted({(c.data.dataset, c.data.root) for c in configs}):
+        dataset_root(DATASETS.get(dataset), root)
+
+
+def worker_config(cfg: RunConfig) -> dict[str, Any]:
+    """The config as sent to a worker: an absolute tracking URI, whatever the worker's folder."""
+    data = config_to_dict(cfg)
+    data["runtime"]["tracking_uri"] = resolve_uri(cfg.runtime.tracking_uri)
+    return data
+
+
+def attempts(run_dir: Path) -> int:
+    try:
+        return int((run_dir / ATTEMPTS).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def run_cell(config: dict[str, Any], tags: dict[str, str], cwd: str) -> dict[str, float]:
+    """Ray task body: train or resume one cell in this worker; its output goes to the cell's ``train.log``."""
+    from semiseg.train import build_trainer, run_dir_of
+
+    if Path(cwd).is_dir():
+        os.chdir(cwd)  # relative paths (data.root) mean what they mean to the launcher
+    cfg = config_from_dict(config)
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    attempt = attempts(run_dir) + 1
+    (run_dir / ATTEMPTS).write_text(str(attempt))
+    with open(run_dir / "train.log", "a", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
+        print(f"ray: attempt {attempt} on node {os.uname().nodename}, worker pid {os.getpid()}", flush=True)
+        state = build_trainer(cfg, {**tags, "semiseg.ray_attempt": str(attempt)}).train()
+    return {"best_miou": state.best_miou, "attempt": attempt}
+
+
+@dataclass
+class Flight:
+    planned: PlannedCell
+    first: int  # the cell's attempt count when it was submitted
+    seen: int = 0  # the newest attempt already reported
+    last_epoch: int = -1
+
+
+def run_ray(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, log=print) -> LocalResult:
+    """Run ``cells`` as Ray tasks (at most ``args.max_parallel`` at once when given) and wait for all."""
+    check_resources(args.cpus_per_cell, args.gpus_per_cell, "cell")
+    if args.max_retries < 0:
+        raise UserError(f"--max-retries must be at least 0, got {args.max_retries}")
+    prepare_datasets([p.cell.config for p in cells])
+    started = connect(args.ray_address)
+    try:
+        return _dispatch(cells, exp_name, args, log)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, log) -> LocalResult:
+    import ray
+
+    gpus = args.gpus_per_cell
+    if gpus is None:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(max_calls=1 if gpus else 0)(run_cell)
+    options = dict(num_cpus=args.cpus_per_cell, num_gpus=gpus, max_retries=args.max_retries, retry_exceptions=False)
+    log(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "
+        f"each cell asks for {args.cpus_per_cell:g} CPU(s), {gpus:g} GPU(s)")
+    result, queue, flights = LocalResult(), list(cells), {}
+    cap = args.max_parallel or len(cells)
+    tags = {"semiseg.exp": exp_name, "semiseg.backend": "ray"}
+    try:
+        while queue or flights:
+            while queue and len(flights) < cap:
+                p = queue.pop(0)
+                if not claim(p.run_dir):
+                    log(f"  skip {_label(p)} ({p.cell.short}): already running in another launch")
+                    result.skipped.append(p)
+                    continue
+                save_config(p.cell.config, p.run_dir / "config.yaml")
+                ref = task.options(name=f"cell-{p.cell.short}", **options).remote(
+                    worker_config(p.cell.config), tags, os.getcwd())
+                flights[ref] = Flight(p, attempts(p.run_dir))
+                log(f"  submit {_label(p)} ({p.cell.short}), log {p.run_dir / 'train.log'}")
+            if not flights:
+                break
+            done, _ = ray.wait(list(flights), num_returns=len(flights), timeout=0.5)
+            for flight in flights.values():
+                flight.last_epoch = log_epoch(flight.planned, flight.last_epoch, log)
+                now = attempts(flight.planned.run_dir)
+                if now > max(flight.seen, flight.first + 1):
+                    log(f"  {_label(flight.planned)}: worker lost, attempt {now - flight.first} resumes "
+                        f"from its checkpoint")
+                    flight.seen = now
+            for ref in done:
+                _reap(ref, flights.pop(ref), result, len(cells), log)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log("interrupted: cancelling running cells (they stay resumable; run the same command to resume)")
+        for ref in flights:
+            ray.cancel(ref)  # KeyboardInterrupt inside the task: the run is marked KILLED, resumable
+        ray.wait(list(flights), num_returns=len(flights), timeout=60)
+        for flight in flights.values():
+            release(flight.planned.run_dir)
+    return result
+
+
+def _reap(ref, flight: Flight, result: LocalResult, total: int, log) -> None:
+    import ray
+
+    p = flight.planned
+    release(p.run_dir)
+    n = len(result.finished) + len(result.failed) + 1
+    try:
+        out = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        result.failed.append(p)
+        cause = getattr(exc, "cause", None) or exc
+        log(f"[{n}/{total}] FAILED {_label(p)}: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}; "
+            f"last log lines:\n{_tail(p.run_dir / 'train.log')}")
+        return
+    result.finished.append(p)
+    retries = out["attempt"] - flight.first - 1
+    retried = f" after {retries} retry(ies)" if retries > 0 else ""
+    log(f"[{n}/{total}] finished {_label(p)}: best mIoU {out['best_miou']:.2f}{retried}")
