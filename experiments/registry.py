@@ -17,6 +17,7 @@ An experiment file ``experiments/<name>.yaml`` holds::
     official: {file: ../UniMatch/configs/pascal.yaml, gpus: 4}   # optional: start from an official config
     search:                          # optional: hyperparameter space for launch/tune.py (experiments/search.py)
       loss.conf_thresh: {grid: [0.9, 0.95]}
+    slurm: {time_min: 600}           # optional: SLURM resources over the cluster profile (launch/slurm.py)
 
 ``load_experiment`` also accepts the path of such a file outside ``experiments/`` (e.g. one written by
 ``launch/tune.py``); ``inherit`` names are always looked up in ``experiments/``.
@@ -40,7 +41,8 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parent
 #: grid axis → dotted config key
 AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "backbone": "model.backbone",
         "seed": "seed"}
-TOP_KEYS = {"description", "inherit", "official", "defaults", "grid", "overrides", "exclude", "search"}
+TOP_KEYS = {"description", "inherit", "official", "defaults", "grid", "overrides", "exclude", "search",
+            "slurm"}
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Experiment:
     overrides: list[dict[str, Any]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
     search: dict[str, SearchDim] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,10 +110,12 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(TOP_KEYS))}")
     if "inherit" in data:
         parent = load_experiment(data["inherit"], _seen + (name,))
-        base_defaults, grid = parent.defaults, dict(parent.grid)
+        base_defaults, grid, slurm = parent.defaults, dict(parent.grid), parent.slurm
         overrides, exclude, search = list(parent.overrides), list(parent.exclude), dict(parent.search)
     else:
-        base_defaults, grid, overrides, exclude, search = {}, {}, [], [], {}
+        base_defaults, grid, overrides, exclude, search, slurm = {}, {}, [], [], {}, {}
+    if not isinstance(data.get("slurm") or {}, dict):
+        raise ConfigError(f"{path}: 'slurm' must map resource keys to values, got {data['slurm']!r}")
     for axis, values in (data.get("grid") or {}).items():
         if axis not in AXES:
             raise ConfigError(f"{path}: unknown grid axis {axis!r}; valid: {', '.join(AXES)}")
@@ -128,7 +133,7 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     if "official" in data:
         base_defaults = _merge(base_defaults, _official_defaults(path, data["official"]))
     return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
-                      overrides, exclude, search)
+                      overrides, exclude, search, {**slurm, **(data.get("slurm") or {})})
 
 
 def _official_defaults(path: Path, spec: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.registry import Cell
@@ -19,11 +19,13 @@ LOCK_NAME = "lock"
 @dataclass
 class PlannedCell:
     cell: Cell
-    state: str  # new | finished | interrupted | failed | running
+    state: str  # new | finished | interrupted | failed | running | queued (a SLURM job waits)
     run_id: str | None
     run_dir: Path
     error: str = ""
     est_hours: float | None = None  # device-hours (GPUs x wall hours) of finished runs of the same recipe
+    status: str = ""  # the MLflow status of the newest run ("" = none)
+    job: dict = field(default_factory=dict)  # the backend's job record (SLURM: id, state, log), if any
 
     def progress(self) -> dict:
         path = self.run_dir / "progress.json"
@@ -73,5 +75,6 @@ def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path
         error = run.tags.get("semiseg.error", "") if run else ""
         hours = durations.get(recipe_hash(cell.config)) if durations else None
         est = sum(hours) / len(hours) * cell.config.train.gpus if hours else None
-        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error, est))
+        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error,
+                                   run.status if run else "", est_hours=est))
     return planned

@@ -8,13 +8,14 @@ examples:
   python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
   python launch/run_grid.py --exp demo --backend ray         # cells as Ray tasks on a local Ray runtime
   python launch/run_grid.py --exp demo --backend ray --ray-address auto --gpus-per-cell 0.5
+  python launch/run_grid.py --exp demo --backend slurm --cluster local --dry-run   # show the sbatch files
+  python launch/run_grid.py --exp demo --backend slurm --cluster-set time_min=60   # submit job arrays
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.registry import expand, list_experiments, load_experiment  # noqa: E402
-from launch import ray_backend  # noqa: E402
+from launch import ray_backend, slurm  # noqa: E402
 from launch.local import run_local  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
@@ -36,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python launch/run_grid.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", required=True, help=f"experiment name, one of: {', '.join(list_experiments())}")
-    p.add_argument("--backend", default="local", choices=["local", "ray"],
-                   help="where cells run (local = processes on this machine, ray = Ray tasks), e.g. --backend ray")
+    p.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
+                   help="where cells run (local = processes on this machine, ray = Ray tasks, slurm = job arrays "
+                        "via submitit), e.g. --backend slurm")
     p.add_argument("--methods", help="comma-separated methods to run instead of the grid's: a subset of them, or any "
                                      "registered method on the same recipe, e.g. --methods unimatch,fixmatch or "
                                      "--exp demo --methods prevmatch,corrmatch,semiovs_unimatch")
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value in every cell (changes the cells' hashes), "
                         "e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan without running anything")
+    p.add_argument("--status", action="store_true",
+                   help="show each cell's state, progress, best mIoU, SLURM job and log (as launch/status.py)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLflow tracking URI, e.g. --tracking-uri sqlite:///mlflow.db or http://127.0.0.1:5000")
     p.add_argument("--output-dir", default="runs", help="folder for run folders (checkpoints, logs), e.g. runs")
     ray_backend.add_arguments(p)
+    slurm.add_arguments(p)
     return p
 
 
@@ -135,6 +140,18 @@ def plan_json(planned: list[PlannedCell]) -> str:
                       indent=1)
 
 
+def select_todo(planned: list[PlannedCell], args) -> list[PlannedCell]:
+    """The cells to (re)run: new and interrupted ones, failed ones with --retry-failed, all idle ones with --force."""
+    if args.force:
+        return [p for p in planned if p.state not in ("running", "queued")]
+    wanted = {"new", "interrupted"} | ({"failed"} if args.retry_failed else set())
+    return [p for p in planned if p.state in wanted]
+
+
+def slurm_profile(args) -> dict:
+    return slurm.load_profile(args.cluster, load_experiment(args.exp).slurm, args.cluster_sets)
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -146,25 +163,34 @@ def main(argv: list[str] | None = None) -> int:
     cells = select_cells(args)
     output_dir = Path(args.output_dir).resolve()
     planned = plan(cells, args.tracking_uri, args.exp, output_dir)
+    if args.backend == "slurm" or args.status:
+        planned = slurm.refresh(planned, args.tracking_uri, args.exp)
+    if args.status:
+        from launch.status import format_status
+
+        print(format_status(planned))
+        return 0
+    todo = select_todo(planned, args)
     if args.dry_run:
         print(plan_json(planned) if args.json else format_plan(planned))
+        if args.backend == "slurm" and not args.json:
+            print(slurm.describe(todo, slurm_profile(args), output_dir, args.exp))
         return 0
-    if args.force:
-        todo = [p for p in planned if p.state != "running"]
-        for p in todo:
-            if p.run_dir.exists():
-                p.run_dir.rename(p.run_dir.with_name(f"{p.run_dir.name}.old-{int(time.time())}"))
-    else:
-        wanted = {"new", "interrupted"} | ({"failed"} if args.retry_failed else set())
-        todo = [p for p in planned if p.state in wanted]
-        for p in todo:
-            if p.state == "failed" and p.run_dir.exists():  # a failed run restarts from scratch, in a new run
-                shutil.move(str(p.run_dir), str(p.run_dir.with_name(f"{p.run_dir.name}.failed-{int(time.time())}")))
+    for p in todo:  # a forced or failed cell restarts from scratch in a new run; its old folder is kept
+        if p.run_dir.exists() and (args.force or p.state == "failed"):
+            p.run_dir.rename(p.run_dir.with_name(f"{p.run_dir.name}.{'old' if args.force else 'failed'}-"
+                                                  f"{int(time.time())}"))
     print(format_plan(planned))
     if not todo:
         print("nothing to train: every selected cell is finished, failed (use --retry-failed) or running elsewhere")
         return 0
     resumed = sum(p.state == "interrupted" for p in todo)
+    if args.backend == "slurm":
+        slurm.check_available()
+        n = slurm.submit(todo, slurm_profile(args), output_dir, args.exp)
+        print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: python launch/status.py "
+              f"--exp {args.exp} (with the same selection options)")
+        return 0
     print(f"training {len(todo)} cell(s) ({resumed} resumed) on the {args.backend} backend"
           + (f" with up to {args.max_parallel} in parallel" if args.max_parallel else ""))
     signal.signal(signal.SIGTERM, _stop)  # a killed launcher stops its cells (resumable) instead of orphaning them

@@ -88,6 +88,8 @@ class TrainConfig:
     epochs: int = _opt(80, "number of epochs", ge=1)
     batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
     gpus: int = _opt(1, "GPUs (data-parallel processes) the run uses; global batch = gpus x batch_size", ge=1)
+    sync_bn: bool = _opt(True, "with gpus > 1: SyncBatchNorm across processes (spec §1.7: V1, V2, CorrMatch, "
+                               "PrevMatch when W > 1)")
     amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
     max_iters_per_epoch: int = _opt(0, "cap on iterations per epoch; 0 = as defined by the data", ge=0)
 
@@ -175,6 +177,9 @@ class RuntimeConfig:
     output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
     tracking_uri: str = _opt("sqlite:///mlflow.db", "MLflow tracking URI")
     experiment: str = _opt("semiseg", "MLflow experiment name")
+    checkpoint_every_iters: int = _opt(
+        0, "also write last.pth every N iterations inside an epoch (long epochs on preemptible jobs); 0 = per epoch",
+        ge=0)
 
 
 @dataclass

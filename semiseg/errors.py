@@ -17,3 +17,7 @@ class DataError(UserError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """A graceful stop (SLURM preemption or time limit, SIGTERM): training halted at a step boundary."""

@@ -129,8 +129,10 @@ def predict(model: Predict, img: torch.Tensor, num_classes: int, protocol: EvalP
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             autocast=contextlib.nullcontext, protocol: EvalProtocol = EvalProtocol()) -> EvalResult:
-    """Predict every val image (batch 1, eval mode) under ``protocol``; the model's mode is restored."""
+             autocast=contextlib.nullcontext, protocol: EvalProtocol = EvalProtocol(), reduce=None) -> EvalResult:
+    """Predict every val image (batch 1, eval mode) under ``protocol``; the model's mode is restored.
+
+    ``reduce`` sums the confusion matrix over data-parallel processes that each evaluated a shard."""
     was_training = model.training
     model.eval()
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
@@ -143,5 +145,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
             pred = predict(model, img, num_classes, protocol).argmax(dim=1)
         total += confusion_matrix(pred, mask, num_classes)
     model.train(was_training)
+    if reduce is not None:
+        total = reduce(total)
     iou = iou_per_class(total.cpu())
     return EvalResult(float(iou.mean()), [float(v) for v in iou])

@@ -16,7 +16,8 @@ from typing import Callable
 
 from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
-from semiseg.errors import TrainingDiverged
+from semiseg.distributed import sum_over_ranks, unwrap
+from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import evaluate
 from semiseg.optim import poly_lr
 from semiseg.tracking import REPORTED_MODEL_TAG
@@ -52,8 +53,9 @@ class Evaluate(Hook):
 
     def after_epoch(self, trainer) -> None:
         models = trainer.method.eval_models()
-        trainer.evals = {name: evaluate(model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
-                                        trainer.autocast, trainer.data.protocol) for name, model in models.items()}
+        trainer.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
+                                        trainer.device, trainer.autocast, trainer.data.protocol, reduce=sum_over_ranks)
+                         for name, model in models.items()}
         wanted = trainer.cfg.eval.report_model
         trainer.reported_model = wanted if wanted in models else "student"
         result = trainer.evals[trainer.reported_model]
@@ -94,21 +96,24 @@ def epoch_metrics(trainer) -> dict[str, float]:
 
 
 class Checkpointing(Hook):
-    """Atomic ``last.pth`` every epoch (everything needed for an exact resume, the method's EMA teacher
-    included) and ``best.pth`` (the reported model's weights) on improvement.
+    """Atomic ``last.pth`` (everything needed for an exact resume, the method's EMA teacher included) and
+    ``best.pth`` (the reported model's weights) on improvement.
 
+    ``last.pth`` is written after every epoch, every ``runtime.checkpoint_every_iters`` iterations inside
+    an epoch, and when a graceful stop (:class:`StopRequested`) halts training at a step boundary.
     ``before_train`` resumes from ``last.pth`` when it exists.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, save: bool = True) -> None:
         self.last = run_dir / "last.pth"
         self.best = run_dir / "best.pth"
+        self.save = save  # False on data-parallel ranks other than 0: they only load
 
     def before_train(self, trainer) -> None:
         if not self.last.exists():
             return
         ckpt = load_checkpoint(self.last)
-        trainer.model.load_state_dict(ckpt["model"])
+        unwrap(trainer.model).load_state_dict(ckpt["model"])
         trainer.optimizer.load_state_dict(ckpt["optimizer"])
         trainer.scaler.load_state_dict(ckpt["scaler"])
         trainer.method.load_state_dict(ckpt["method"])
@@ -116,11 +121,15 @@ class Checkpointing(Hook):
         trainer.run_id = ckpt.get("mlflow_run_id") or trainer.run_id
         set_rng_state(ckpt["rng"])
         trainer.resumed_from = trainer.state.epoch
-        print(f"resumed from {self.last} at epoch {trainer.state.epoch}", flush=True)
+        within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
+            if trainer.state.epoch_iter else ""
+        print(f"resumed from {self.last} at epoch {trainer.state.epoch}{within}", flush=True)
 
-    def after_epoch(self, trainer) -> None:
+    def _save_last(self, trainer) -> dict:
+        if not self.save:
+            return {}
         state = {
-            "model": trainer.model.state_dict(),
+            "model": unwrap(trainer.model).state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
             "scaler": trainer.scaler.state_dict(),
             "method": trainer.method.state_dict(),
@@ -131,10 +140,25 @@ class Checkpointing(Hook):
             "mlflow_run_id": trainer.run_id,
         }
         save_checkpoint(state, self.last)
-        if trainer.is_best:
-            reported = trainer.method.eval_models()[trainer.reported_model].state_dict()
+        return state
+
+    def after_step(self, trainer, out) -> None:
+        every = trainer.cfg.runtime.checkpoint_every_iters
+        if every and trainer.state.epoch_iter % every == 0 and trainer.state.epoch_iter < trainer.data.iters_per_epoch:
+            self._save_last(trainer)
+
+    def after_epoch(self, trainer) -> None:
+        state = self._save_last(trainer)
+        if trainer.is_best and state:
+            reported = unwrap(trainer.method.eval_models()[trainer.reported_model]).state_dict()
             save_checkpoint({"model": reported, "reported_model": trainer.reported_model, "state": state["state"],
                              "config": state["config"], "config_hash": state["config_hash"]}, self.best)
+
+    def on_failure(self, trainer, exc: BaseException) -> None:
+        if isinstance(exc, StopRequested) and trainer.state.epoch_iter and self.save:  # epoch ends are saved
+            self._save_last(trainer)
+            print(f"checkpointed at iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1} "
+                  f"after {exc}", flush=True)
 
 
 class MLflowLogging(Hook):

@@ -85,6 +85,15 @@ def get_or_create_experiment(uri: str, name: str) -> str:
         return exp.experiment_id
 
 
+def cell_tags(cfg) -> dict[str, Any]:
+    """The identity tags of the run of config ``cfg`` (a :class:`semiseg.config.RunConfig`)."""
+    from semiseg.config import config_hash, recipe_hash
+
+    return {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
+            "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
+            "semiseg.recipe": recipe_hash(cfg)}
+
+
 def git_commit() -> str:
     """The project's current git commit, or 'unknown' outside a checkout."""
     try:
@@ -149,6 +158,26 @@ class RunTracker:
     def finish(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED, FAILED or KILLED (KILLED = interrupted, resumable)."""
         self.client.set_terminated(self.run_id, status=status)
+
+
+def run_status(uri: str, run_id: str) -> str | None:
+    """The MLflow status of run ``run_id`` (RUNNING, FINISHED, FAILED, KILLED), None if it does not exist."""
+    try:
+        return _client(uri).get_run(run_id).info.status
+    except Exception:  # noqa: BLE001 - MLflow raises MlflowException for an unknown id
+        return None
+
+
+def record_failure(uri: str, experiment: str, error: str, tags: dict[str, Any], run_id: str | None = None) -> str:
+    """Mark run ``run_id`` FAILED with ``semiseg.error`` = ``error``; without a run id, create the FAILED run.
+
+    For failures the training process could not report itself: it died before creating its run (bad data),
+    or it was killed (out of memory, node failure) while its run said RUNNING.
+    """
+    tracker = RunTracker(uri, experiment)
+    tracker.start(str(tags.get(TAG_PREFIX + "hash", ""))[:10], {**tags, TAG_PREFIX + "error": error}, run_id)
+    tracker.finish("FAILED")
+    return tracker.run_id
 
 
 @dataclass

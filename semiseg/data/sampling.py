@@ -26,26 +26,30 @@ class EpochSampler(Sampler):
     """Shuffles ``num_items`` repeated to ``length`` entries each epoch; yields (index, seed) pairs.
 
     ``order_stream`` lets two samplers share the index order while drawing different augmentations
-    (the same-index Style-A mix quirk).
+    (the same-index Style-A mix quirk). ``start`` skips the epoch's first entries (a mid-epoch resume).
+    Data-parallel process ``rank`` of ``world`` takes every ``world``-th entry of the epoch, from ``rank``.
     """
 
-    def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None) -> None:
-        self.num_items, self.length, self.seed = num_items, length, seed
+    def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None,
+                 rank: int = 0, world: int = 1) -> None:
+        self.num_items, self.length, self.seed, self.rank, self.world = num_items, length, seed, rank, world
         self.stream = stream
         self.order_stream = stream if order_stream is None else order_stream
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.length
+        return self.length // self.world - self.start
 
     def __iter__(self):
         repeated = np.tile(np.arange(self.num_items), math.ceil(self.length / self.num_items))[: self.length]
         order = np.random.default_rng([self.seed, self.order_stream, self.epoch]).permutation(repeated)
         seeds = np.random.default_rng([self.seed, self.stream, self.epoch, 1]).integers(0, 2**63 - 1, self.length)
-        return iter(zip(order.tolist(), seeds.tolist()))
+        mine = slice(self.rank, self.length // self.world * self.world, self.world)
+        return iter(zip(order[mine][self.start:].tolist(), seeds[mine][self.start:].tolist()))
 
 
 @dataclass
@@ -62,13 +66,15 @@ class TrainData:
     root: Path
     protocol: EvalProtocol
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_iter: int = 0) -> None:
+        """Select the epoch's sample order, starting after ``start_iter`` batches (a mid-epoch resume)."""
         for loader in self.loaders.values():
-            loader.sampler.set_epoch(epoch)
+            loader.sampler.set_epoch(epoch, start_iter * loader.batch_size)
 
 
-def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
-    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood).
+def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: int = 1) -> TrainData:
+    """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood); data-parallel process
+    ``rank`` of ``world`` gets its share of every epoch and of the validation set.
 
     The ``ood`` stream (SemiOVS) is repeated to the unlabeled epoch length, so a short OOD list is cycled
     instead of shortening the epoch (the official ``zip`` quirk of spec §2.7).
@@ -93,7 +99,7 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
     else:
         epoch_len = max(len(labeled), cfg.data.sup_nsample)
     bs = cfg.train.batch_size
-    iters = epoch_len // bs
+    iters = epoch_len // (bs * world)
     if cfg.train.max_iters_per_epoch:
         iters = min(iters, cfg.train.max_iters_per_epoch)
     if iters == 0:
@@ -106,25 +112,27 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...]) -> TrainData:
               pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed))
     crop, C, scales = cfg.data.crop_size, spec.codec(cfg.data.mask_encoding), cfg.data.scale_range
     norm = {"mean": spec.mean, "std": spec.std}
+    shard = dict(rank=rank, world=world)
     loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales, **norm),
-                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"]),
-                                     **kw)}
+                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"],
+                                                          **shard), **kw)}
     if semi:
         u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales, **norm)
         loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
-                                                                       STREAM_IDS["unlabeled"]), **kw)
+                                                                       STREAM_IDS["unlabeled"], **shard), **kw)
         if "mix" in streams:
             order = STREAM_IDS["unlabeled" if cfg.data.mix_same_index else "mix"]
             loaders["mix"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
-                                                                    STREAM_IDS["mix"], order_stream=order), **kw)
+                                                                    STREAM_IDS["mix"], order_stream=order, **shard),
+                                        **kw)
     if "ood" in streams:
         from semiseg.data.ood import ood_source
 
         ood_root, ood_entries = ood_source(cfg, root)
         ood_set = SegDataset(ood_root, ood_entries, "train_u_ood", spec.num_classes, crop, scales, **norm)
         loaders["ood"] = DataLoader(ood_set, sampler=EpochSampler(len(ood_entries), epoch_len, cfg.seed,
-                                                                  STREAM_IDS["ood"]), **kw)
-    val_loader = DataLoader(SegDataset(root, val, "val", C, **norm), batch_size=1, shuffle=False,
+                                                                  STREAM_IDS["ood"], **shard), **kw)
+    val_loader = DataLoader(SegDataset(root, val[rank::world], "val", C, **norm), batch_size=1, shuffle=False,
                             num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed))
     protocol = resolve_protocol(cfg.eval, spec.eval_mode, crop)
     return TrainData(loaders, val_loader, iters, spec.num_classes, spec.classes, len(labeled), len(unlabeled), root,

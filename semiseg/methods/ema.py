@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from semiseg.config import RunConfig
+from semiseg.distributed import unwrap
 from semiseg.losses import ema_ratio, pseudo_labels
 from semiseg.methods.base import Method
 
@@ -41,7 +42,7 @@ class EMATeacherMethod(Method):
 
     def __init__(self, cfg: RunConfig, model: nn.Module) -> None:
         super().__init__(cfg, model)
-        self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        self.ema = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)  # not the DDP wrapper
 
     @torch.no_grad()
     def teacher(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

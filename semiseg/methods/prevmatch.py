@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from semiseg.config import RunConfig
+from semiseg.distributed import unwrap
 from semiseg.losses import mix, pseudo_labels, unsup_loss
 from semiseg.losses_ext import pixelavg_loss, prev_lambda, v1_unsup
 from semiseg.methods.base import METHODS
@@ -39,7 +40,7 @@ class SnapshotStore:
         return len(self.snapshots)
 
     def _frozen_copy(self) -> nn.Module:
-        snap = copy.deepcopy(self.model).eval()
+        snap = copy.deepcopy(unwrap(self.model)).eval()
         for p in snap.parameters():
             p.grad = None
             p.requires_grad_(False)

@@ -1,0 +1,85 @@
+"""Show the state of an experiment's cells: MLflow state, progress, best mIoU, SLURM job state, logs, errors.
+
+Pass the same selection options as the launch (they decide the cells' hashes).
+
+examples:
+  python launch/status.py --exp demo
+  python launch/status.py --exp demo --set train.epochs=2 --json
+  python launch/run_grid.py --exp demo --status                 # the same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from launch import slurm  # noqa: E402
+from launch.plan import PlannedCell, plan  # noqa: E402
+from semiseg.cli import run_cli  # noqa: E402
+
+
+def cell_status(p: PlannedCell) -> dict:
+    """One cell's status as a plain dict (the ``--json`` record)."""
+    prog = p.progress()
+    c = p.cell.config
+    log = p.job.get("log") or (str(p.run_dir / "train.log") if (p.run_dir / "train.log").exists() else "")
+    return {"hash": p.cell.hash, "short": p.cell.short, "method": c.method, "dataset": c.data.dataset,
+            "split": c.data.split, "backbone": c.model.backbone, "seed": c.seed, "state": p.state,
+            "mlflow_status": p.status, "run_id": p.run_id, "epoch": prog.get("epoch", 0),
+            "epochs": c.train.epochs, "best_miou": prog.get("best_miou"), "slurm_job": p.job.get("job_id", ""),
+            "slurm_state": p.job.get("state", ""), "log": log, "error": p.error}
+
+
+def format_status(planned: list[PlannedCell]) -> str:
+    rows = [cell_status(p) for p in planned]
+    lines = [f"{'hash':10}  {'method':12} {'split':8} {'seed':>4}  {'state':11} {'mlflow':9} {'epoch':>7} "
+             f"{'best':>6}  {'slurm':22} log"]
+    for r in rows:
+        best = f"{r['best_miou']:.2f}" if r["best_miou"] is not None and r["epoch"] else "-"
+        job = f"{r['slurm_job']} {r['slurm_state']}".strip() or "-"
+        lines.append(f"{r['short']:10}  {r['method']:12} {r['split']:8} {r['seed']:>4}  {r['state']:11} "
+                     f"{r['mlflow_status'] or '-':9} {r['epoch']:>3}/{r['epochs']:<3} {best:>6}  {job:22} "
+                     f"{r['log'] or '-'}")
+        if r["error"]:
+            lines.append(f"{'':12}error: {r['error']}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines.append(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def collect(args) -> list[PlannedCell]:
+    """Plan the selected cells and add their SLURM state (a no-op for cells never submitted to SLURM)."""
+    from launch.run_grid import select_cells
+
+    planned = plan(select_cells(args), args.tracking_uri, args.exp, Path(args.output_dir).resolve())
+    return slurm.refresh(planned, args.tracking_uri, args.exp)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from launch.run_grid import build_parser as grid_parser
+
+    p = argparse.ArgumentParser(prog="python launch/status.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    wanted = {"exp", "methods", "splits", "seeds", "seed_list", "sets", "tracking_uri", "output_dir", "json"}
+    for action in grid_parser()._actions:  # the launch's selection options, with the same meaning
+        if action.dest in wanted:
+            p._add_action(action)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    planned = collect(args)
+    print(json.dumps([cell_status(p) for p in planned], indent=1) if args.json else format_status(planned))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
