@@ -75,6 +75,6 @@ def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path
         error = run.tags.get("semiseg.error", "") if run else ""
         hours = durations.get(recipe_hash(cell.config)) if durations else None
         est = sum(hours) / len(hours) * cell.config.train.gpus if hours else None
-        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error,
-                                   run.status if run else "", est_hours=est))
+        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error, est_hours=est,
+                                   status=run.status if run else ""))
     return planned
