@@ -171,16 +171,22 @@ def draw_objects(rng: np.random.Generator, image: np.ndarray, count: tuple[int, 
 # --------------------------------------------------------------------------- dataset files
 
 
+def read_meta(root: Path) -> dict | None:
+    """The ``meta.json`` a generator writes last into its folder; None when missing or unreadable."""
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _is_complete(root: Path, seed: int) -> bool:
     """True if ``root`` holds the current dataset for ``seed``; DataError if it holds another."""
     if not root.exists():
         return False
-    try:
-        meta = json.loads((root / "meta.json").read_text())
-    except (OSError, ValueError):
-        meta = None
+    meta = read_meta(root)
     expected = {"version": DEMO_VERSION, "counts": _counts()}
-    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in expected.items()):
+    if meta is None or any(meta.get(k) != v for k, v in expected.items()):
         raise DataError(
             f"{root} exists but is not a complete demo dataset of version {DEMO_VERSION} "
             "(interrupted or outdated); delete that folder and it will be regenerated"

@@ -84,11 +84,7 @@ def _expected_meta(seed: int) -> dict:
 def _is_complete(root: Path, seed: int) -> bool:
     if not root.exists():
         return False
-    try:
-        meta = json.loads((root / "meta.json").read_text())
-    except (OSError, ValueError):
-        meta = None
-    if meta != _expected_meta(seed):
+    if demo.read_meta(root) != _expected_meta(seed):
         raise DataError(f"{root} exists but is not the complete demo OOD set (version {OOD_VERSION}, seed {seed}); "
                         "delete that folder and it will be regenerated")
     return True
