@@ -67,3 +67,70 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def _style(methods) -> dict:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {m: (cmap(i % 10), _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(method_order(methods))}
+
+
+def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: str | Path,
+                         title: str) -> Path:
+    """Validation mIoU per epoch: one subplot per split, one line per method; ``curves`` maps
+    (method, split label) → [(epoch, mIoU)] in the order the subplots should follow."""
+    from matplotlib.figure import Figure
+
+    splits = list(dict.fromkeys(split for _, split in curves))
+    ncols = min(3, max(len(splits), 1))
+    nrows = math.ceil(max(len(splits), 1) / ncols)
+    fig = Figure(figsize=(5.0 * ncols, 3.8 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    style = _style({m for m, _ in curves})
+    for ax, split in zip(axes, splits):
+        for (method, s), points in curves.items():
+            if s != split or not points:
+                continue
+            steps, values = zip(*sorted(points))
+            color, marker = style[method]
+            ax.plot(steps, values, label=method, color=color, marker=marker, markersize=3, linewidth=1.4)
+        ax.set_title(split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val mIoU (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes[len(splits):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_class_iou(ious, path: str | Path, title: str) -> Path:
+    """Grouped bars of per-class IoU: x = classes, one bar per method (``ious``: index class, columns methods)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    n_cls, n_meth = ious.shape
+    fig = Figure(figsize=(max(6.0, 0.45 * n_cls * max(n_meth, 1) ** 0.5 + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    style = _style(ious.columns)
+    width = 0.8 / max(n_meth, 1)
+    x = np.arange(n_cls)
+    for i, method in enumerate(ious.columns):
+        ax.bar(x + (i - (n_meth - 1) / 2) * width, ious[method].to_numpy(), width, label=method,
+               color=style[method][0])
+    ax.set_xticks(x, list(ious.index), rotation=45 if n_cls > 6 else 0, ha="right" if n_cls > 6 else "center",
+                  fontsize=8)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(n_meth, 4))
+    ax.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
