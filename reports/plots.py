@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from reports.tables import Table, method_order
+from reports.tables import METHOD_ORDER, Table, method_order
 
 _MARKERS = "osD^vP*Xhp<>"
 
@@ -20,7 +20,6 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
     seeds with error bars = sample std (none for a single seed). Colours and markers follow the method,
     consistently across subplots.
     """
-    import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
 
@@ -31,9 +30,7 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
     fig = Figure(figsize=(5.6 * ncols, 4.3 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
 
-    methods = method_order({m for t in tables for m in t.stats["method"]})
-    cmap = matplotlib.colormaps["tab10"]
-    style = {m: (cmap(i % 10), _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(methods)}
+    style = _style({m for t in tables for m in t.stats["method"]})
 
     metric = tables[0].metric if tables else "metric"
     for ax, table in zip(axes, tables):
@@ -70,10 +67,13 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
 
 
 def _style(methods) -> dict:
+    """(colour, marker) per method; a known method keeps its colour in every figure (its rank in METHOD_ORDER)."""
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10"]
-    return {m: (cmap(i % 10), _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(method_order(methods))}
+    others = sorted(set(map(str, methods)).difference(METHOD_ORDER))
+    rank = {m: i for i, m in enumerate([*METHOD_ORDER, *others])}
+    return {m: (cmap(rank[m] % 10), _MARKERS[rank[m] % len(_MARKERS)]) for m in method_order(methods)}
 
 
 def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: str | Path,
@@ -81,6 +81,7 @@ def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]],
     """Validation mIoU per epoch: one subplot per split, one line per method; ``curves`` maps
     (method, split label) → [(epoch, mIoU)] in the order the subplots should follow."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     splits = list(dict.fromkeys(split for _, split in curves))
     ncols = min(3, max(len(splits), 1))
@@ -96,6 +97,7 @@ def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]],
             color, marker = style[method]
             ax.plot(steps, values, label=method, color=color, marker=marker, markersize=3, linewidth=1.4)
         ax.set_title(split)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("val mIoU (%)")
         ax.grid(True, alpha=0.3)
@@ -129,7 +131,7 @@ def plot_class_iou(ious, path: str | Path, title: str) -> Path:
     ax.set_ylim(0, 100)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(n_meth, 4))
-    ax.set_title(title)
+    fig.suptitle(title, fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

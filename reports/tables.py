@@ -242,7 +242,7 @@ def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[s
 
     if "gpu_hours" in stats:
         notes.append(f"Cost: {format_hours(stats['gpu_hours'].sum(), stats['cpu_hours'].sum())} over "
-                     f"{int(stats['runs'].sum())} runs (all runs that ended, failed and superseded ones included; "
+                     f"{int(stats['runs'].sum())} {_plural(int(stats['runs'].sum()), 'run', 'runs')} (all runs that ended, failed and superseded ones included; "
                      "duration × train.gpus; per entry in the CSV).")
 
     dup = stats[stats["n"].gt(stats["seeds"])]
