@@ -35,6 +35,10 @@ UNKNOWN = "?"
 #: Run params giving a run's resources: devices (data-parallel processes) and the device type.
 COST_PARAMS = ("train.gpus", "derived.device")
 
+#: Paper column names of splits given as image counts: Pascal's high-quality splits are fractions of its
+#: 1464 fine images (UniMatch/PrevMatch/CorrMatch tables: ``1/16 (92)`` ... ``Full (1464)``).
+PAPER_FRACTIONS = {"pascal": {"92": "1/16", "183": "1/8", "366": "1/4", "732": "1/2", "1464": "Full"}}
+
 _FRACTION = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)_(?P<den>\d+)$")
 
 
@@ -74,10 +78,14 @@ def summary_metrics(frame: pd.DataFrame) -> list[str]:
     return sorted(c[len("metrics."):] for c in cols if finished[c].notna().any())
 
 
-def split_label(split: str, n_labeled: float | int | None) -> str:
-    """Paper-style column label: ``1_32`` + 24 → ``1/32 (24)``, ``92`` → ``92``, ``all`` + 768 → ``all (768)``."""
+def split_label(split: str, n_labeled: float | int | None, dataset: str = "") -> str:
+    """Paper-style column label: ``1_32`` + 24 → ``1/32 (24)``, ``92`` → ``92`` (``1/16 (92)`` for pascal, see
+    :data:`PAPER_FRACTIONS`), ``all`` + 768 → ``all (768)``."""
     split = str(split)
     n = None if n_labeled is None or pd.isna(n_labeled) else int(n_labeled)
+    paper = PAPER_FRACTIONS.get(str(dataset), {}).get(split)
+    if paper and (n is None or n == int(split)):
+        return f"{paper} ({split})"
     match = _FRACTION.match(split)
     if match:
         prefix = match["prefix"].rstrip("_-")
@@ -172,9 +180,10 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     # The number of labeled images belongs to the dataset's split, whatever the method or backbone.
     n_lab = df.groupby(["dataset", "split"])["n_labeled"].max().rename("n_labeled").reset_index()
     stats = stats.merge(n_lab, on=["dataset", "split"], how="left")
-    labels = stats[["split", "n_labeled"]].drop_duplicates()
-    labels["split_label"] = [split_label(s, n) for s, n in zip(labels["split"], labels["n_labeled"])]
-    stats = stats.merge(labels, on=["split", "n_labeled"], how="left")
+    labels = stats[["dataset", "split", "n_labeled"]].drop_duplicates()
+    labels["split_label"] = [split_label(s, n, d) for d, s, n in
+                             zip(labels["dataset"], labels["split"], labels["n_labeled"])]
+    stats = stats.merge(labels, on=["dataset", "split", "n_labeled"], how="left")
 
     column = ["dataset", "backbone", "split"]
     base = stats.loc[stats["method"].eq(BASELINE), [*column, "mean"]].rename(columns={"mean": "_base"})

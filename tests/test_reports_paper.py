@@ -131,7 +131,7 @@ def test_published_file_errors(tmp_path):
 def test_merged_table_cell_by_cell(merged):
     _, stdout, _ = merged
     header, rows, notes = _section(stdout, "pascal / resnet101")
-    assert header == ["method", "92", "183"]
+    assert header == ["method", "1/16 (92)", "1/8 (183)"]  # Pascal HQ columns as in the papers
     assert rows == [
         ["supervised", "46.0 ± 1.0 (n=3)", "55.0 (n=1)"],  # seeds 0, 1 from store a, seed 2 from store b
         ["unimatch", "**75.0 ± 1.0 (n=3)**", "—"],
@@ -153,18 +153,18 @@ def test_published_vs_reproduced(merged):
     got = {(r[0], r[1], r[2], r[3]): r[4:7] for r in rows}
     assert got == {
         ("coco", "xception", "unimatch", "1/512 (232)"): ["44.0 (n=1)", "31.9", "+12.1"],  # xception ↔ xception65
-        ("pascal", "resnet101", "supervised", "92"): ["46.0 ± 1.0 (n=3)", "45.1", "+0.9"],
-        ("pascal", "resnet101", "supervised", "183"): ["55.0 (n=1)", "55.3", "-0.3"],
-        ("pascal", "resnet101", "unimatch", "92"): ["75.0 ± 1.0 (n=3)", "75.2", "-0.2"],
-        ("pascal", "resnet101", "unimatch", "183"): ["—", "77.2", "—"],
-        ("pascal", "resnet101", "corrmatch", "92"): ["—", "76.4", "—"],
-        ("pascal", "resnet101", "corrmatch", "183"): ["78.5 ± 0.7 (n=2)", "78.5", "+0.0"],
+        ("pascal", "resnet101", "supervised", "1/16 (92)"): ["46.0 ± 1.0 (n=3)", "45.1", "+0.9"],
+        ("pascal", "resnet101", "supervised", "1/8 (183)"): ["55.0 (n=1)", "55.3", "-0.3"],
+        ("pascal", "resnet101", "unimatch", "1/16 (92)"): ["75.0 ± 1.0 (n=3)", "75.2", "-0.2"],
+        ("pascal", "resnet101", "unimatch", "1/8 (183)"): ["—", "77.2", "—"],
+        ("pascal", "resnet101", "corrmatch", "1/16 (92)"): ["—", "76.4", "—"],
+        ("pascal", "resnet101", "corrmatch", "1/8 (183)"): ["78.5 ± 0.7 (n=2)", "78.5", "+0.0"],
     }
     sources = {r[2]: r[8] for r in rows}
     assert sources["supervised"] == "LiheYoung/UniMatch@0324f3d"
     assert sources["corrmatch"] == "BBBBchan/CorrMatch@44f9f9e"
     csv = pd.read_csv(out / f"{EXP}_published.csv")
-    corr = csv[csv["method"].eq("corrmatch") & csv["split"].eq("183")].iloc[0]
+    corr = csv[csv["method"].eq("corrmatch") & csv["split"].eq("1/8 (183)")].iloc[0]
     assert corr["diff"] == pytest.approx(0.0) and corr["miou"] == 78.5
 
 
@@ -200,7 +200,7 @@ def test_latex_output(stores, tmp_path):
     body = lines[lines.index(r"\toprule"):lines.index(r"\bottomrule") + 1]
     assert body == [
         r"\toprule",
-        r"method & 92 & 183 \\",
+        r"method & 1/16 (92) & 1/8 (183) \\",
         r"\midrule",
         r"supervised & 46.0 $\pm$ 1.0 (n=3) & 55.0 (n=1) \\",
         r"unimatch & \textbf{75.0 $\pm$ 1.0 (n=3)} & --- \\",
@@ -241,7 +241,7 @@ def test_class_iou_and_curve_data(stores):
 
     tables = {t.dataset: t for t in tb.build_tables(load_runs([stores["a"], stores["b"]], EXP))}
     split, ious = tb.class_iou(tables["pascal"])
-    assert split == "183"
+    assert split == "1/8 (183)"
     assert ious.to_dict() == {"supervised": {"background": 90.0, "aeroplane": 20.0},
                               "corrmatch": {"background": 93.0, "aeroplane": 65.0}}
     runs = tb.curve_runs(tables["pascal"])
