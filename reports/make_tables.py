@@ -113,11 +113,11 @@ def write_plots(tables, out: Path, exp: str) -> list[Path]:
         curves = {(r.method, r.split_label): tracking.metric_history(r.store, r.run_id, "val/miou")
                   for r in runs.itertuples()}
         if any(curves.values()):
-            title = f"{exp}: {table.title}, val mIoU per epoch (finished cell with the lowest seed)"
+            title = f"{exp}: {table.title}\nval mIoU per epoch (finished cell with the lowest seed)"
             paths.append(plot_training_curves(curves, out / f"{stem}_curves.png", title))
         split, ious = tb.class_iou(table)
         if not ious.empty:
-            title = f"{exp}: {table.title}, per-class IoU at {split} (final epoch, mean over seeds)"
+            title = f"{exp}: {table.title}\nper-class IoU at {split} (final epoch, mean over seeds)"
             paths.append(plot_class_iou(ious, out / f"{stem}_class_iou.png", title))
     return paths
 

@@ -104,7 +104,7 @@ def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]],
         ax.legend(fontsize=8, loc="lower right")
     for ax in axes[len(splits):]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -201,7 +201,8 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
 def entry_costs(frame: pd.DataFrame) -> pd.DataFrame:
     """Device-hours spent per entry (dataset, backbone, method, split) over ALL its runs that ended (failed
     and superseded re-runs included): (end − start) × ``train.gpus`` (1 when not logged), split into
-    ``gpu_hours`` (``derived.device`` not cpu) and ``cpu_hours`` (``derived.device`` = cpu), plus ``runs`` (the number that ended)."""
+    ``gpu_hours`` (``derived.device`` not cpu) and ``cpu_hours`` (``derived.device`` = cpu), plus ``runs`` (the
+    number that ended)."""
     df = normalise(frame)
     ended = df["end_time"].gt(df["start_time"]) & df["start_time"].gt(0)
     devices = pd.to_numeric(df["train.gpus"], errors="coerce").fillna(1)
@@ -250,8 +251,9 @@ def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[s
         notes.append(("— : " if missing else "not in n: ") + ", ".join(parts))
 
     if "gpu_hours" in stats:
-        notes.append(f"Cost: {format_hours(stats['gpu_hours'].sum(), stats['cpu_hours'].sum())} over "
-                     f"{int(stats['runs'].sum())} {_plural(int(stats['runs'].sum()), 'run', 'runs')} (all runs that ended, failed and superseded ones included; "
+        runs = int(stats["runs"].sum())
+        notes.append(f"Cost: {format_hours(stats['gpu_hours'].sum(), stats['cpu_hours'].sum())} over {runs} "
+                     f"{_plural(runs, 'run', 'runs')} (all runs that ended, failed and superseded ones included; "
                      "duration × train.gpus; per entry in the CSV).")
 
     dup = stats[stats["n"].gt(stats["seeds"])]
@@ -326,8 +328,8 @@ def render_markdown(tables: list[Table], exp: str) -> str:
 
 #: Columns of the CSV output, one row per (dataset, backbone, method, split) with at least one cell.
 CSV_COLUMNS = ["exp", "dataset", "backbone", "method", "split", "split_label", "n_labeled", "metric", "mean", "std",
-               "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric", "runs", "gpu_hours",
-               "cpu_hours"]
+               "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric", "runs",
+               "gpu_hours", "cpu_hours"]
 
 
 def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
