@@ -20,11 +20,16 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 EPILOG = """\
 examples:
   python reports/make_tables.py --exp demo
-  python reports/make_tables.py --exp pascal_r101 --metric ema --format csv --out /tmp/tables
-  python -m reports.make_tables --exp demo --tracking-uri sqlite:////abs/path/mlflow.db
+  python reports/make_tables.py --exp pascal_all --metric ema --format latex --out /tmp/tables
+  python reports/make_tables.py --exp pascal_all --tracking-uri sqlite:////a/mlflow.db --tracking-uri http://host:5000
+  python -m reports.make_tables --exp demo --tracking-uri sqlite:////abs/path/mlflow.db --no-log
 
 Each cell is the mean ± sample std (ddof=1) over seeds of the chosen metric, using the newest FINISHED run
 of every cell (config hash); cells without one are counted in the footnote as running/interrupted or failed.
+Runs of several stores (--tracking-uri repeated) are merged. Written to --out: <exp>.md|csv|tex (the tables,
+a published-vs-reproduced section from reports/published.yaml, the device-hours spent), <exp>_published.csv,
+<exp>_miou_vs_labels.png and per table <exp>_<dataset>_<backbone>_curves.png / _class_iou.png; the files are
+also logged as artifacts of a run of experiment <exp>-reports in the first store (unless --no-log).
 The markdown is always printed to stdout; exit code 2 on a user error (unknown experiment, no runs, ...).
 """
 
@@ -35,19 +40,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", required=True, metavar="NAME",
                    help="MLflow experiment = grid name whose runs are tabulated, e.g. --exp demo")
-    p.add_argument("--tracking-uri", default=DEFAULT_URI, metavar="URI",
-                   help=f"MLflow tracking URI (default {DEFAULT_URI}, relative to the current folder), "
-                        "e.g. --tracking-uri sqlite:////data/semiseg/mlflow.db or http://127.0.0.1:5000")
-    p.add_argument("--format", choices=["md", "csv"], default="md",
+    p.add_argument("--tracking-uri", action="append", metavar="URI",
+                   help=f"MLflow tracking URI, repeatable: the runs of all stores are merged (default {DEFAULT_URI}, "
+                        "relative to the current folder), e.g. --tracking-uri sqlite:////data/semiseg/mlflow.db "
+                        "--tracking-uri http://127.0.0.1:5000")
+    p.add_argument("--format", choices=["md", "csv", "latex"], default="md",
                    help="file written to --out: md = the markdown tables (default); csv = one tidy row per "
-                        "method × split with mean, std, n, Δ, ... e.g. --format csv")
+                        "method × split with mean, std, n, Δ, device-hours; latex = booktabs tables (.tex), "
+                        "e.g. --format latex")
     p.add_argument("--out", default="reports/out", metavar="DIR",
-                   help="output folder for <exp>.md|csv and <exp>_miou_vs_labels.png "
+                   help="output folder for the tables and plots "
                         "(default reports/out, relative to the current folder), e.g. --out /tmp/tables")
     p.add_argument("--metric", choices=["best", "last", "ema"], default="best",
                    help="summary metric: best = best_miou (max over epochs, default), last = last_miou "
                         "(final epoch), ema = best_miou_ema (EMA teacher, V2-style methods), e.g. --metric ema")
-    return p.parse_args(argv)
+    p.add_argument("--published", default=None, metavar="FILE",
+                   help="published figures to compare against (default reports/published.yaml), "
+                        "e.g. --published my_numbers.yaml")
+    p.add_argument("--no-log", action="store_true",
+                   help="do not log the report as an MLflow run of <exp>-reports, e.g. --no-log")
+    args = p.parse_args(argv)
+    args.tracking_uri = args.tracking_uri or [DEFAULT_URI]
+    return args
 
 
 def _existing_experiments(uri: str) -> list[str]:
@@ -57,50 +71,99 @@ def _existing_experiments(uri: str) -> list[str]:
     return sorted(tracking.list_experiments(uri))
 
 
-def load_runs(uri: str, exp: str):
-    """The runs frame of ``exp``; a :class:`UserError` when the store or the experiment has no runs."""
+def load_runs(uris: str | list[str], exp: str):
+    """The runs frame of ``exp`` merged over the stores ``uris`` (column ``store`` = the URI of each run);
+    a :class:`UserError` when a store is missing or no store has runs of the experiment."""
+    import pandas as pd
+
     from semiseg import tracking
 
-    resolved = tracking.resolve_uri(uri)
-    if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///"):]).is_file():
-        raise UserError(f"tracking store {uri} does not exist (no file {resolved[len('sqlite:///'):]}); "
-                        f"pass the store of experiment {exp!r} with --tracking-uri")
-    frame = tracking.runs_frame(uri, exp)
-    if frame.empty:
-        names = _existing_experiments(uri)
+    uris = [uris] if isinstance(uris, str) else list(uris)
+    frames = []
+    for uri in uris:
+        resolved = tracking.resolve_uri(uri)
+        if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///"):]).is_file():
+            raise UserError(f"tracking store {uri} does not exist (no file {resolved[len('sqlite:///'):]}); "
+                            f"pass the store of experiment {exp!r} with --tracking-uri")
+        frame = tracking.runs_frame(uri, exp)
+        if not frame.empty:
+            frames.append(frame.assign(store=uri))
+    if not frames:
+        names = sorted({n for uri in uris for n in _existing_experiments(uri)})
         listing = f"; existing experiments: {', '.join(names)}" if names else ""
-        raise UserError(f"experiment {exp!r} has no runs in tracking store {uri} (unknown experiment, or none "
-                        f"of its runs started yet){listing}. Check --exp and --tracking-uri.")
-    return frame
+        raise UserError(f"experiment {exp!r} has no runs in tracking store {', '.join(uris)} (unknown experiment, "
+                        f"or none of its runs started yet){listing}. Check --exp and --tracking-uri.")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _slug(*parts: str) -> str:
+    return "_".join(p.replace("/", "_").replace("\\", "_").replace(" ", "_") for p in parts)
+
+
+def write_plots(tables, out: Path, exp: str) -> list[Path]:
+    """The mIoU-vs-labels figure, and per table its training curves and per-class IoU bars (when logged)."""
+    from reports import tables as tb
+    from reports.plots import plot_class_iou, plot_miou_vs_labels, plot_training_curves
+    from semiseg import tracking
+
+    paths = [plot_miou_vs_labels(tables, out / f"{_slug(exp)}_miou_vs_labels.png", exp=exp)]
+    for table in tables:
+        stem = _slug(exp, table.dataset, table.backbone)
+        runs = tb.curve_runs(table)
+        curves = {(r.method, r.split_label): tracking.metric_history(r.store, r.run_id, "val/miou")
+                  for r in runs.itertuples()}
+        if any(curves.values()):
+            title = f"{exp}: {table.title}\nval mIoU per epoch (finished cell with the lowest seed)"
+            paths.append(plot_training_curves(curves, out / f"{stem}_curves.png", title))
+        split, ious = tb.class_iou(table)
+        if not ious.empty:
+            title = f"{exp}: {table.title}\nper-class IoU at {split} (final epoch, mean over seeds)"
+            paths.append(plot_class_iou(ious, out / f"{stem}_class_iou.png", title))
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from reports import published as pub
     from reports import tables as tb
 
-    frame = load_runs(args.tracking_uri, args.exp)
+    uris = args.tracking_uri
+    frame = load_runs(uris, args.exp)
     name = tb.metric_name(args.metric)
     if name not in tb.summary_metrics(frame):
         logged = ", ".join(tb.summary_metrics(frame)) or "none"
-        raise UserError(f"no finished run of experiment {args.exp!r} in {args.tracking_uri} logged metric "
+        raise UserError(f"no finished run of experiment {args.exp!r} in {', '.join(uris)} logged metric "
                         f"{name!r} (--metric {args.metric}); summary metrics logged: {logged}")
+    published = pub.load_published(args.published or pub.PUBLISHED)
     tables = tb.build_tables(frame, args.metric)
+    comparison = pub.compare(tables, published)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = tb.render_markdown(tables, args.exp)
-    stem = args.exp.replace("/", "_").replace("\\", "_")
-    target = out / f"{stem}.{args.format}"
+    markdown = tb.render_markdown(tables, args.exp) + "\n" + pub.render_markdown(comparison)
+    stem = _slug(args.exp)
+    suffix = {"md": "md", "csv": "csv", "latex": "tex"}[args.format]
+    target = out / f"{stem}.{suffix}"
     if args.format == "md":
         target.write_text(markdown, encoding="utf-8")
+    elif args.format == "latex":
+        target.write_text(tb.render_latex(tables, args.exp) + "\n" + pub.render_latex(comparison, args.exp),
+                          encoding="utf-8")
     else:
         tb.csv_frame(tables, args.exp).to_csv(target, index=False)
+    compared = out / f"{stem}_published.csv"
+    comparison.to_csv(compared, index=False)
+    files = [target, compared, *write_plots(tables, out, args.exp)]
 
-    from reports.plots import plot_miou_vs_labels
-
-    png = plot_miou_vs_labels(tables, out / f"{stem}_miou_vs_labels.png", exp=args.exp)
     sys.stdout.write(markdown)
-    print(f"wrote {target} and {png}", file=sys.stderr)
+    print("wrote " + ", ".join(map(str, files)), file=sys.stderr)
+    if not args.no_log:
+        from semiseg import tracking
+
+        run_id = tracking.log_report(uris[0], f"{args.exp}-reports", f"{args.exp}-{args.format}-{args.metric}", files,
+                                     tags={"semiseg.report_of": args.exp},
+                                     params={"metric": name, "format": args.format, "stores": " ".join(uris)})
+        print(f"logged as run {run_id} of experiment {args.exp}-reports in {uris[0]}", file=sys.stderr)
     return 0
 
 

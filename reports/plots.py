@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from reports.tables import Table, method_order
+from reports.tables import METHOD_ORDER, Table, method_order
 
 _MARKERS = "osD^vP*Xhp<>"
 
@@ -20,7 +20,6 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
     seeds with error bars = sample std (none for a single seed). Colours and markers follow the method,
     consistently across subplots.
     """
-    import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
 
@@ -31,9 +30,7 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
     fig = Figure(figsize=(5.6 * ncols, 4.3 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
 
-    methods = method_order({m for t in tables for m in t.stats["method"]})
-    cmap = matplotlib.colormaps["tab10"]
-    style = {m: (cmap(i % 10), _MARKERS[i % len(_MARKERS)]) for i, m in enumerate(methods)}
+    style = _style({m for t in tables for m in t.stats["method"]})
 
     metric = tables[0].metric if tables else "metric"
     for ax, table in zip(axes, tables):
@@ -66,4 +63,76 @@ def plot_miou_vs_labels(tables: list[Table], path: str | Path, exp: str = "") ->
     fig.suptitle(f"{exp + ': ' if exp else ''}{metric} vs labeled images\n(mean ± sample std over seeds)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    return path
+
+
+def _style(methods) -> dict:
+    """(colour, marker) per method; a known method keeps its colour in every figure (its rank in METHOD_ORDER)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    others = sorted(set(map(str, methods)).difference(METHOD_ORDER))
+    rank = {m: i for i, m in enumerate([*METHOD_ORDER, *others])}
+    return {m: (cmap(rank[m] % 10), _MARKERS[rank[m] % len(_MARKERS)]) for m in method_order(methods)}
+
+
+def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: str | Path,
+                         title: str) -> Path:
+    """Validation mIoU per epoch: one subplot per split, one line per method; ``curves`` maps
+    (method, split label) → [(epoch, mIoU)] in the order the subplots should follow."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    splits = list(dict.fromkeys(split for _, split in curves))
+    ncols = min(3, max(len(splits), 1))
+    nrows = math.ceil(max(len(splits), 1) / ncols)
+    fig = Figure(figsize=(5.0 * ncols, 3.8 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    style = _style({m for m, _ in curves})
+    for ax, split in zip(axes, splits):
+        for (method, s), points in curves.items():
+            if s != split or not points:
+                continue
+            steps, values = zip(*sorted(points))
+            color, marker = style[method]
+            ax.plot(steps, values, label=method, color=color, marker=marker, markersize=3, linewidth=1.4)
+        ax.set_title(split)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val mIoU (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes[len(splits):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_class_iou(ious, path: str | Path, title: str) -> Path:
+    """Grouped bars of per-class IoU: x = classes, one bar per method (``ious``: index class, columns methods)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    n_cls, n_meth = ious.shape
+    fig = Figure(figsize=(max(6.0, 0.45 * n_cls * max(n_meth, 1) ** 0.5 + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    style = _style(ious.columns)
+    width = 0.8 / max(n_meth, 1)
+    x = np.arange(n_cls)
+    for i, method in enumerate(ious.columns):
+        ax.bar(x + (i - (n_meth - 1) / 2) * width, ious[method].to_numpy(), width, label=method,
+               color=style[method][0])
+    ax.set_xticks(x, list(ious.index), rotation=45 if n_cls > 6 else 0, ha="right" if n_cls > 6 else "center",
+                  fontsize=8)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(n_meth, 4))
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     return path

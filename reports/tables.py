@@ -32,6 +32,12 @@ DELTA_LABEL = "Δ vs supervised"
 #: Identity of one table entry (several seeds = several cells).
 ENTRY = ["dataset", "backbone", "method", "split"]
 UNKNOWN = "?"
+#: Run params giving a run's resources: devices (data-parallel processes) and the device type.
+COST_PARAMS = ("train.gpus", "derived.device")
+
+#: Paper column names of splits given as image counts: Pascal's high-quality splits are fractions of its
+#: 1464 fine images (UniMatch/PrevMatch/CorrMatch tables: ``1/16 (92)`` ... ``Full (1464)``).
+PAPER_FRACTIONS = {"pascal": {"92": "1/16", "183": "1/8", "366": "1/4", "732": "1/2", "1464": "Full"}}
 
 _FRACTION = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)_(?P<den>\d+)$")
 
@@ -49,6 +55,8 @@ class Table:
     stats: pd.DataFrame
     #: Footnote lines printed under the table.
     notes: list[str] = field(default_factory=list)
+    #: The selected run of every cell of this table (rows of :func:`select_cells`).
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def title(self) -> str:
@@ -70,10 +78,14 @@ def summary_metrics(frame: pd.DataFrame) -> list[str]:
     return sorted(c[len("metrics."):] for c in cols if finished[c].notna().any())
 
 
-def split_label(split: str, n_labeled: float | int | None) -> str:
-    """Paper-style column label: ``1_32`` + 24 → ``1/32 (24)``, ``92`` → ``92``, ``all`` + 768 → ``all (768)``."""
+def split_label(split: str, n_labeled: float | int | None, dataset: str = "") -> str:
+    """Paper-style column label: ``1_32`` + 24 → ``1/32 (24)``, ``92`` → ``92`` (``1/16 (92)`` for pascal, see
+    :data:`PAPER_FRACTIONS`), ``all`` + 768 → ``all (768)``."""
     split = str(split)
     n = None if n_labeled is None or pd.isna(n_labeled) else int(n_labeled)
+    paper = PAPER_FRACTIONS.get(str(dataset), {}).get(split)
+    if paper and (n is None or n == int(split)):
+        return f"{paper} ({split})"
     match = _FRACTION.match(split)
     if match:
         prefix = match["prefix"].rstrip("_-")
@@ -113,18 +125,26 @@ def format_delta(delta: pd.Series) -> pd.Series:
 # ----------------------------------------------------------------------------------------------- steps
 
 
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a runs frame with every column the tables use: missing entry tags become ``?``, runs
+    without a hash tag are their own cell, times are numbers (ms, 0 when unknown)."""
+    df = frame.copy()
+    for col in ("hash", *ENTRY, "seed", "n_labeled", "state", *COST_PARAMS):
+        if col not in df:
+            df[col] = None
+    df["hash"] = df["hash"].replace("", np.nan).fillna(df["run_id"])
+    df[ENTRY] = df[ENTRY].replace("", np.nan).fillna(UNKNOWN).astype(str)
+    for col in ("start_time", "end_time"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0) if col in df else 0
+    return df
+
+
 def select_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per cell hash: the newest FINISHED run, or the newest run when none finished.
 
     Runs without a hash tag are their own cell; missing dataset/backbone/method/split tags become ``?``.
     """
-    df = frame.copy()
-    for col in ("hash", *ENTRY, "seed", "n_labeled", "state"):
-        if col not in df:
-            df[col] = None
-    df["hash"] = df["hash"].replace("", np.nan).fillna(df["run_id"])
-    df[ENTRY] = df[ENTRY].replace("", np.nan).fillna(UNKNOWN).astype(str)
-    df["start_time"] = pd.to_numeric(df.get("start_time"), errors="coerce").fillna(0)
+    df = normalise(frame)
     df["_finished"] = df["state"].eq("finished")
     df = df.sort_values(["_finished", "start_time"], ascending=[False, False], kind="stable")
     return df.drop_duplicates("hash", keep="first").drop(columns="_finished").reset_index(drop=True)
@@ -160,9 +180,10 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     # The number of labeled images belongs to the dataset's split, whatever the method or backbone.
     n_lab = df.groupby(["dataset", "split"])["n_labeled"].max().rename("n_labeled").reset_index()
     stats = stats.merge(n_lab, on=["dataset", "split"], how="left")
-    labels = stats[["split", "n_labeled"]].drop_duplicates()
-    labels["split_label"] = [split_label(s, n) for s, n in zip(labels["split"], labels["n_labeled"])]
-    stats = stats.merge(labels, on=["split", "n_labeled"], how="left")
+    labels = stats[["dataset", "split", "n_labeled"]].drop_duplicates()
+    labels["split_label"] = [split_label(s, n, d) for d, s, n in
+                             zip(labels["dataset"], labels["split"], labels["n_labeled"])]
+    stats = stats.merge(labels, on=["dataset", "split", "n_labeled"], how="left")
 
     column = ["dataset", "backbone", "split"]
     base = stats.loc[stats["method"].eq(BASELINE), [*column, "mean"]].rename(columns={"mean": "_base"})
@@ -175,6 +196,30 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     for c in ("n", "seeds", "running", "failed", "no_metric"):
         stats[c] = stats[c].astype(int)
     return stats.drop(columns="_base")
+
+
+def entry_costs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Device-hours spent per entry (dataset, backbone, method, split) over ALL its runs that ended (failed
+    and superseded re-runs included): (end − start) × ``train.gpus`` (1 when not logged), split into
+    ``gpu_hours`` (``derived.device`` not cpu) and ``cpu_hours`` (``derived.device`` = cpu), plus ``runs`` (the
+    number that ended)."""
+    df = normalise(frame)
+    ended = df["end_time"].gt(df["start_time"]) & df["start_time"].gt(0)
+    devices = pd.to_numeric(df["train.gpus"], errors="coerce").fillna(1)
+    hours = ((df["end_time"] - df["start_time"]) / 3.6e6 * devices).where(ended, 0.0)
+    on_cpu = df["derived.device"].fillna("").astype(str).str.lower().str.startswith("cpu")
+    costs = df[ENTRY].assign(gpu_hours=hours.where(~on_cpu, 0.0), cpu_hours=hours.where(on_cpu, 0.0),
+                             runs=ended.astype(int))
+    return costs.groupby(ENTRY, sort=False)[["gpu_hours", "cpu_hours", "runs"]].sum().reset_index()
+
+
+def format_hours(gpu: float, cpu: float) -> str:
+    """``12.3 GPU-h``, ``0.05 CPU-h``, ``1.0 GPU-h + 0.2 CPU-h``; ``0 device-h`` when nothing ended."""
+    def fmt(h: float) -> str:
+        return f"{h:.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h:.4f}"
+
+    parts = [f"{fmt(h)} {kind}-h" for h, kind in ((gpu, "GPU"), (cpu, "CPU")) if h > 0]
+    return " + ".join(parts) or "0 device-h"
 
 
 def _column_order(stats: pd.DataFrame) -> pd.DataFrame:
@@ -205,6 +250,12 @@ def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[s
     if parts:
         notes.append(("— : " if missing else "not in n: ") + ", ".join(parts))
 
+    if "gpu_hours" in stats:
+        runs = int(stats["runs"].sum())
+        notes.append(f"Cost: {format_hours(stats['gpu_hours'].sum(), stats['cpu_hours'].sum())} over {runs} "
+                     f"{_plural(runs, 'run', 'runs')} (all runs that ended, failed and superseded ones included; "
+                     "duration × train.gpus; per entry in the CSV).")
+
     dup = stats[stats["n"].gt(stats["seeds"])]
     if not dup.empty:
         which = ", ".join(dup["method"] + " " + dup["split_label"])
@@ -216,7 +267,8 @@ def build_tables(frame: pd.DataFrame, metric: str = "best") -> list[Table]:
     """One :class:`Table` per (dataset, backbone) of the runs frame, sorted by dataset then backbone."""
     if frame.empty:
         return []
-    stats = summarise(select_cells(frame), metric)
+    cells = select_cells(frame)
+    stats = summarise(cells, metric).merge(entry_costs(frame), on=ENTRY, how="left")
     tables = []
     for (dataset, backbone), sub in stats.groupby(["dataset", "backbone"], sort=True):
         methods = method_order(sub["method"].unique())
@@ -238,8 +290,9 @@ def build_tables(frame: pd.DataFrame, metric: str = "best") -> list[Table]:
             wide = pd.concat([wide, delta])
         wide.columns = list(cols["split_label"])
         wide.index.name = "method"
+        mine = cells[cells["dataset"].eq(dataset) & cells["backbone"].eq(backbone)]
         tables.append(Table(str(dataset), str(backbone), metric_name(metric), wide, sub,
-                            _notes(sub, len(methods), len(cols), metric)))
+                            _notes(sub, len(methods), len(cols), metric), mine.reset_index(drop=True)))
     return tables
 
 
@@ -275,7 +328,8 @@ def render_markdown(tables: list[Table], exp: str) -> str:
 
 #: Columns of the CSV output, one row per (dataset, backbone, method, split) with at least one cell.
 CSV_COLUMNS = ["exp", "dataset", "backbone", "method", "split", "split_label", "n_labeled", "metric", "mean", "std",
-               "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric"]
+               "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric", "runs",
+               "gpu_hours", "cpu_hours"]
 
 
 def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
@@ -285,3 +339,87 @@ def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
     rows = pd.concat([t.stats.assign(metric=t.metric) for t in tables], ignore_index=True)
     rows = rows.assign(exp=exp, delta_vs_supervised=rows["delta"], n_labeled=rows["n_labeled"].astype("Int64"))
     return rows[CSV_COLUMNS]
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "`": ""}
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def latex_text(text) -> str:
+    """Markdown cell/note text → LaTeX: special characters escaped, ``**x**`` → ``\\textbf{x}``, ± → $\\pm$."""
+    out = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    out = "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in out)
+    return _BOLD.sub(r"\\textbf{\1}", out)
+
+
+def latex_table(frame: pd.DataFrame, caption: str, notes: list[str], label: str = "") -> str:
+    """A booktabs ``table`` environment of a display frame; rows whose label starts with ``Δ`` go below a
+    ``\\midrule``; ``notes`` become footnote lines under the tabular."""
+    cols = "l" + "r" * len(frame.columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{latex_text(caption)}}}"]
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+              " & ".join(latex_text(c) for c in [frame.index.name or "", *frame.columns]) + r" \\", r"\midrule"]
+    previous_delta = False
+    for name, row in frame.iterrows():
+        is_delta = str(name).startswith("Δ")
+        if is_delta and not previous_delta:
+            lines.append(r"\midrule")
+        previous_delta = is_delta
+        lines.append(" & ".join(latex_text(c) for c in [name, *row.tolist()]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if notes:
+        lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
+        lines += [latex_text(note) + (r" \\" if i < len(notes) - 1 else "") for i, note in enumerate(notes)]
+        lines.append(r"\end{minipage}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+def render_latex(tables: list[Table], exp: str) -> str:
+    """The whole report as LaTeX (needs ``\\usepackage{booktabs}``): one ``table`` per (dataset, backbone)."""
+    out = [f"% {exp}: paper tables generated by reports/make_tables.py; needs \\usepackage{{booktabs}}"]
+    for table in tables:
+        label = "tab:" + re.sub(r"[^A-Za-z0-9]+", "-", f"{exp}-{table.dataset}-{table.backbone}")
+        caption = f"{exp}: {table.title}, {table.metric} (mIoU, %)"
+        out += ["", latex_table(table.frame, caption, table.notes, label)]
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- plot data
+
+CLASS_PREFIX = "metrics.val/iou/"
+
+
+def curve_runs(table: Table) -> pd.DataFrame:
+    """The run whose ``val/miou`` curve stands for each (method, split) of a table: its finished cell with
+    the lowest seed. Columns: method, split, split_label, n_labeled, seed, run_id (and ``store`` if known)."""
+    cells = table.cells[table.cells["state"].eq("finished")]
+    if cells.empty:
+        return pd.DataFrame(columns=["method", "split", "split_label", "n_labeled", "seed", "run_id", "store"])
+    cells = cells.assign(_seed=pd.to_numeric(cells["seed"], errors="coerce")).sort_values(["_seed", "run_id"])
+    picked = cells.drop_duplicates(["method", "split"]).drop(columns="_seed")
+    labels = table.stats[["method", "split", "split_label", "n_labeled"]]
+    keep = ["method", "split", "seed", "run_id"] + (["store"] if "store" in picked else [])
+    return picked[keep].merge(labels, on=["method", "split"]).sort_values(["n_labeled", "method"])
+
+
+def class_iou(table: Table) -> tuple[str, pd.DataFrame]:
+    """Per-class IoU (mean over the seeds' finished cells) per method, at the split with the most labeled images
+    that has per-class metrics: ``(split label, frame index = class, columns = methods)``; empty when none."""
+    cols = [c for c in table.cells.columns if c.startswith(CLASS_PREFIX)]
+    cells = table.cells[table.cells["state"].eq("finished")]
+    if not cols or cells.empty:
+        return "", pd.DataFrame()
+    cells = cells[cells[cols].notna().any(axis=1)]
+    if cells.empty:
+        return "", pd.DataFrame()
+    labels = table.stats.drop_duplicates("split").set_index("split")
+    best = labels.loc[cells["split"].unique()].sort_values("n_labeled", na_position="first").index[-1]
+    rows = cells[cells["split"].eq(best)]
+    means = rows.groupby("method")[cols].mean().T
+    means.index = [c[len(CLASS_PREFIX):] for c in means.index]
+    return str(labels.loc[best, "split_label"]), means[method_order(means.columns)]

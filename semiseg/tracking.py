@@ -12,7 +12,7 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -191,6 +191,7 @@ class CellRun:
     tags: dict[str, str]
     metrics: dict[str, float]
     end_time: int = 0
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def hours(self) -> float:
@@ -218,7 +219,8 @@ def search_cells(uri: str, experiment: str, hashes: Iterable[str] | None = None)
             cell = run.data.tags.get(TAG_PREFIX + "hash", "")
             if wanted is None or cell in wanted:
                 out.append(CellRun(run.info.run_id, cell, run.info.status, run.info.start_time or 0,
-                                   dict(run.data.tags), dict(run.data.metrics), run.info.end_time or 0))
+                                   dict(run.data.tags), dict(run.data.metrics), run.info.end_time or 0,
+                                   dict(run.data.params)))
         token = page.token
         if not token:
             return out
@@ -247,14 +249,64 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in _client(uri).get_metric_history(run_id, key)]
 
 
+#: Run params copied into :func:`runs_frame` (resources, for the cost of a grid).
+FRAME_PARAMS = ("train.gpus", "derived.device")
+
+
 def runs_frame(uri: str, experiment: str):
-    """One row per run of ``experiment``: run_id, status, state, the cell tags and every final metric."""
+    """One row per run of ``experiment``: run_id, status, state, start/end time (ms), the cell tags, the
+    :data:`FRAME_PARAMS` params and every final metric (``metrics.<name>``)."""
     import pandas as pd
 
+    base = ["run_id", "status", "state", "start_time", "end_time", *CELL_TAGS, *FRAME_PARAMS]
     rows = []
     for run in search_cells(uri, experiment):
-        row = {"run_id": run.run_id, "status": run.status, "state": run.state, "start_time": run.start_time}
+        row = {"run_id": run.run_id, "status": run.status, "state": run.state, "start_time": run.start_time,
+               "end_time": run.end_time}
         row.update({name: run.tags.get(TAG_PREFIX + name) for name in CELL_TAGS})
+        row.update({name: run.params.get(name) for name in FRAME_PARAMS})
         row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
         rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else ["run_id", "status", "state", "start_time", *CELL_TAGS])
+    return pd.DataFrame(rows, columns=None if rows else base)
+
+
+def log_report(uri: str, experiment: str, run_name: str, files: Iterable[str | Path],
+               tags: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> str:
+    """Log a report (tables, plots) as artifacts of a new FINISHED run of ``experiment``; return its id."""
+    tracker = RunTracker(uri, experiment)
+    tracker.start(run_name, tags or {})
+    if params:
+        tracker.log_params(params)
+    for path in files:
+        tracker.log_artifact(path)
+    tracker.finish()
+    return tracker.run_id
+
+
+def log_runs_batch(uri: str, experiment: str, runs: Iterable[dict[str, Any]]) -> int:
+    """Write many runs fast (benchmarks, imports, tests): each dict has ``name``, ``tags``, ``params``, ``metrics``
+    (name → value, or a list of values = steps 0, 1, ...), optional ``status`` (default FINISHED; RUNNING leaves
+    it open) and ``start_time``/``end_time`` (ms); one log_batch per run. Returns the number of runs written."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = _client(uri)
+    exp_id = get_or_create_experiment(uri, experiment)
+    count = 0
+    for spec in runs:
+        start = int(spec.get("start_time", time.time() * 1000))
+        run = client.create_run(exp_id, start_time=start, run_name=spec.get("name"))
+        metrics = [Metric(k, float(v), start, step) for k, values in spec.get("metrics", {}).items()
+                   for step, v in enumerate(values if isinstance(values, (list, tuple)) else [values])]
+        client.log_batch(run.info.run_id, metrics=metrics,
+                         params=[Param(k, str(v)) for k, v in spec.get("params", {}).items()],
+                         tags=[RunTag(k, str(v)) for k, v in spec.get("tags", {}).items()])
+        if spec.get("status", "FINISHED") != "RUNNING":
+            client.set_terminated(run.info.run_id, status=spec.get("status", "FINISHED"),
+                                  end_time=int(spec.get("end_time", start)))
+        count += 1
+    return count
+
+
+def list_artifacts(uri: str, run_id: str) -> list[str]:
+    """Paths of the top-level artifacts of a run."""
+    return [info.path for info in _client(uri).list_artifacts(run_id)]

@@ -114,7 +114,7 @@ def test_markdown_cells_rows_and_columns(report):
     out, stdout, _ = report
     assert (out / f"{EXP}.md").read_text(encoding="utf-8") == stdout
     header, table, _ = _parse(stdout, "pascal / resnet101")
-    assert header == ["method", "1/32 (24)", "92", "all (768)"]  # ordered by n_labeled, paper labels
+    assert header == ["method", "1/32 (24)", "1/16 (92)", "all (768)"]  # ordered by n_labeled, paper labels
     methods = ["supervised", "fixmatch", "unimatch", "alpha", "zeta"]
     assert list(table)[:5] == methods
     expected = {
@@ -246,6 +246,12 @@ def test_script_entry_point(store, tmp_path):
                                            ("u2pl_1_8", 1323, "u2pl 1/8 (1323)"), ("1_4", None, "1/4")])
 def test_split_label(split, n, label):
     assert tb.split_label(split, n) == label
+
+
+@pytest.mark.parametrize("split,n,label", [("92", 92, "1/16 (92)"), ("1464", 1464, "Full (1464)"),
+                                           ("732", None, "1/2 (732)"), ("200", 200, "200"), ("1_16", 662, "1/16 (662)")])
+def test_split_label_pascal_paper_columns(split, n, label):
+    assert tb.split_label(split, n, "pascal") == label
 
 
 def test_method_order():

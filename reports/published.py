@@ -1,0 +1,94 @@
+"""Published vs reproduced: our mean ± std beside the published README figure of the same entry.
+
+The published figures are the project's own data file ``reports/published.yaml`` (a transcription of the official
+READMEs, each entry citing its source repository and commit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from reports.tables import MISSING, Table, format_delta
+from semiseg.errors import DataError
+
+PUBLISHED = Path(__file__).with_name("published.yaml")
+FIELDS = ("method", "encoder", "dataset", "protocol", "split", "n_labeled", "miou", "metric", "source_repo",
+          "source_commit")
+#: Published encoder name → our ``model.backbone`` name where they differ.
+ENCODER_ALIASES = {"xception65": "xception"}
+#: Columns of the comparison table (display frame; index = row number).
+COLUMNS = ["dataset", "encoder", "method", "split", "ours", "published", "Δ (ours − published)", "published metric",
+           "source"]
+
+
+def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
+    """The entries of a published-figures file as a frame (one row per entry, ``backbone`` = our encoder name).
+
+    Raises :class:`DataError` naming the file, entry and key when the file is malformed.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"cannot read published figures {path}: {exc}") from exc
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: expected a mapping with a list under 'entries'")
+    for i, entry in enumerate(entries):
+        missing = [k for k in FIELDS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise DataError(f"{path}: entry {i} lacks {', '.join(missing)} (each entry needs {', '.join(FIELDS)})")
+        if not isinstance(entry["miou"], (int, float)) or not 0 <= entry["miou"] <= 100:
+            raise DataError(f"{path}: entry {i} miou={entry['miou']!r}; expected a number in [0, 100]")
+    frame = pd.DataFrame(entries, columns=list(FIELDS))
+    frame["split"] = frame["split"].astype(str)
+    frame["backbone"] = frame["encoder"].map(lambda e: ENCODER_ALIASES.get(e, e))
+    return frame
+
+
+def compare(tables: list[Table], published: pd.DataFrame) -> pd.DataFrame:
+    """One row per entry of ``tables`` that has a published figure (matched on dataset, backbone, method, split):
+    our cell text, the published mIoU, the difference of means and the cited source. Numeric columns
+    ``mean``/``miou``/``diff`` are kept beside the display ones."""
+    if not tables:
+        return pd.DataFrame(columns=[*COLUMNS, "mean", "miou", "diff"])
+    ours = pd.concat([t.stats for t in tables], ignore_index=True)
+    rows = ours.merge(published, on=["dataset", "backbone", "method", "split"], how="inner", sort=False)
+    rows["diff"] = rows["mean"] - rows["miou"]
+    return pd.DataFrame({
+        "dataset": rows["dataset"], "encoder": rows["backbone"], "method": rows["method"],
+        "split": rows["split_label"], "ours": rows["cell"], "published": rows["miou"].map("{:.1f}".format),
+        "Δ (ours − published)": format_delta(rows["diff"]), "published metric": rows["metric"],
+        "source": rows["source_repo"] + "@" + rows["source_commit"].str[:7],
+        "mean": rows["mean"], "miou": rows["miou"], "diff": rows["diff"],
+    })
+
+
+def render_markdown(comparison: pd.DataFrame) -> str:
+    """The ``## Published vs reproduced`` section of the markdown report."""
+    out = ["## Published vs reproduced", ""]
+    if comparison.empty:
+        out.append("No entry of this grid has a published figure in reports/published.yaml.")
+        return "\n".join(out) + "\n"
+    from reports.tables import markdown_table
+
+    display = comparison[COLUMNS].set_index("dataset")
+    out.append(markdown_table(display))
+    out += ["", f"Δ = our mean − published figure (mIoU points); {MISSING} = no finished run. Published figures: "
+                "reports/published.yaml (official READMEs at the cited commits)."]
+    return "\n".join(out) + "\n"
+
+
+def render_latex(comparison: pd.DataFrame, exp: str) -> str:
+    """The published-vs-reproduced table as a booktabs ``table`` (nothing when no entry has a published figure)."""
+    if comparison.empty:
+        return f"% {exp}: no entry has a published figure in reports/published.yaml\n"
+    from reports.tables import latex_table
+
+    display = comparison[COLUMNS].set_index("dataset")
+    note = ("Δ = our mean − published figure (mIoU points). Published figures: official READMEs at the cited "
+            "commits (reports/published.yaml).")
+    return latex_table(display, f"{exp}: published vs reproduced (mIoU, %)", [note], f"tab:{exp}-published") + "\n"

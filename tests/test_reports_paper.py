@@ -1,0 +1,252 @@
+"""Paper-report features of reports/: published vs reproduced, LaTeX, cost, plots, MLflow report run, and a grid
+spread over two real MLflow sqlite stores (runs written with tracking.log_runs_batch)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from reports import published as pub  # noqa: E402
+from reports.make_tables import main  # noqa: E402
+from semiseg import tracking  # noqa: E402
+from semiseg.cli import run_cli  # noqa: E402
+from semiseg.errors import DataError  # noqa: E402
+
+SPEC = ROOT.parent / "shared" / "spec" / "paper_results.yaml"
+EXP = "paper"
+T0 = 1_700_000_000_000
+HALF_HOUR = 1_800_000
+N_LABELED = {"92": 92, "183": 183, "1_512": 232}
+#: method → (train.gpus, derived.device)
+RESOURCES = {"supervised": (1, "cpu"), "unimatch": (2, "cuda:0"), "corrmatch": (4, "cuda")}
+
+# (store, dataset, backbone, method, split, seed, status, best_miou, {class: IoU})
+RUNS = [
+    ("a", "pascal", "resnet101", "supervised", "92", 0, "FINISHED", 45.0, {}),
+    ("a", "pascal", "resnet101", "supervised", "92", 1, "FINISHED", 47.0, {}),
+    ("b", "pascal", "resnet101", "supervised", "92", 2, "FINISHED", 46.0, {}),
+    ("a", "pascal", "resnet101", "supervised", "183", 0, "FINISHED", 55.0, {"background": 90.0, "aeroplane": 20.0}),
+    ("a", "pascal", "resnet101", "unimatch", "92", 0, "FINISHED", 74.0, {}),
+    ("a", "pascal", "resnet101", "unimatch", "92", 1, "FINISHED", 75.0, {}),
+    ("a", "pascal", "resnet101", "unimatch", "92", 2, "FINISHED", 76.0, {}),
+    ("a", "pascal", "resnet101", "unimatch", "183", 0, "FAILED", None, {}),
+    ("a", "pascal", "resnet101", "corrmatch", "92", 0, "RUNNING", None, {}),
+    ("b", "pascal", "resnet101", "corrmatch", "183", 0, "FINISHED", 78.0, {"background": 92.0, "aeroplane": 60.0}),
+    ("b", "pascal", "resnet101", "corrmatch", "183", 1, "FINISHED", 79.0, {"background": 94.0, "aeroplane": 70.0}),
+    ("a", "coco", "xception", "unimatch", "1_512", 0, "FINISHED", 44.0, {}),
+]
+
+
+def _spec(i: int, dataset, backbone, method, split, seed, status, value, classes) -> dict:
+    gpus, device = RESOURCES[method]
+    cell = f"{dataset}-{backbone}-{method}-{split}-{seed}"
+    metrics = {f"val/iou/{k}": v for k, v in classes.items()}
+    if value is not None:
+        metrics.update(best_miou=value, last_miou=value - 1.0, **{"val/miou": [value - 10.0, value - 3.0, value]})
+    start = T0 + i * 10 * HALF_HOUR
+    return {"name": cell, "status": status, "start_time": start, "end_time": start + HALF_HOUR, "metrics": metrics,
+            "params": {"train.gpus": gpus, "derived.device": device},
+            "tags": {"semiseg.exp": EXP, "semiseg.method": method, "semiseg.dataset": dataset,
+                     "semiseg.split": split, "semiseg.backbone": backbone, "semiseg.seed": seed,
+                     "semiseg.hash": f"h-{cell}", "semiseg.n_labeled": N_LABELED[split]}}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("stores")
+    uris = {name: f"sqlite:///{root / name / 'mlflow.db'}" for name in ("a", "b")}
+    for name, uri in uris.items():
+        specs = [_spec(i, *row[1:]) for i, row in enumerate(RUNS) if row[0] == name]
+        assert tracking.log_runs_batch(uri, EXP, specs) == len(specs)
+    return uris
+
+
+def _run(argv: list[str]) -> tuple[str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = run_cli(main, argv)
+    assert code == 0, stderr.getvalue()
+    return stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def merged(stores, tmp_path_factory):
+    out = tmp_path_factory.mktemp("merged")
+    stdout, stderr = _run(["--exp", EXP, "--tracking-uri", stores["a"], "--tracking-uri", stores["b"],
+                           "--out", str(out)])
+    return out, stdout, stderr
+
+
+def _section(markdown: str, heading: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body rows and note lines of the ``## heading`` section of a report."""
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.strip().splitlines()
+    rows = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines if line.startswith("|")]
+    return rows[0], rows[2:], [line for line in lines if line and not line.startswith("|")]
+
+
+# ----------------------------------------------------------------------------------------------- published data
+
+
+def test_published_file_matches_spec():
+    """Every entry of reports/published.yaml is a README figure of paper_results.yaml, cited at its commit."""
+    assert SPEC.is_file(), f"spec {SPEC} is missing"
+    spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    commits = spec["meta"]["source_commits"]
+    keys = ("method", "encoder", "dataset", "protocol", "split", "n_labeled", "miou", "metric", "source_repo")
+    index = {tuple(str(e.get(k)) for k in keys) for e in spec["entries"] if e["source_kind"] == "readme"}
+    ours = pub.load_published()
+    assert len(ours) >= 50
+    for entry in ours.to_dict("records"):
+        assert tuple(str(entry[k]) for k in keys) in index, entry
+        assert entry["source_commit"] == commits[entry["source_repo"]], entry
+    assert not ours.duplicated(["method", "encoder", "dataset", "split"]).any()
+    assert ours.loc[ours["encoder"].eq("xception65"), "backbone"].eq("xception").all()
+
+
+def test_published_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entries:\n- {method: unimatch, miou: 70}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.yaml: entry 0 lacks encoder"):
+        pub.load_published(bad)
+    entry = {k: "x" for k in pub.FIELDS} | {"miou": 170}
+    bad.write_text(yaml.safe_dump({"entries": [entry]}), encoding="utf-8")
+    with pytest.raises(DataError, match=r"miou=170"):
+        pub.load_published(bad)
+
+
+# ----------------------------------------------------------------------------------------------- merged stores
+
+
+def test_merged_table_cell_by_cell(merged):
+    _, stdout, _ = merged
+    header, rows, notes = _section(stdout, "pascal / resnet101")
+    assert header == ["method", "1/16 (92)", "1/8 (183)"]  # Pascal HQ columns as in the papers
+    assert rows == [
+        ["supervised", "46.0 ± 1.0 (n=3)", "55.0 (n=1)"],  # seeds 0, 1 from store a, seed 2 from store b
+        ["unimatch", "**75.0 ± 1.0 (n=3)**", "—"],
+        ["corrmatch", "—", "**78.5 ± 0.7 (n=2)**"],
+        ["Δ vs supervised: unimatch", "+29.0", "—"],
+        ["Δ vs supervised: corrmatch", "—", "+23.5"],
+    ]
+    assert "— : 1 cell running/interrupted, 1 failed" in notes
+    # 4 supervised runs × 0.5 h on cpu; unimatch 4 ended runs (failed included) × 0.5 h × 2 GPUs;
+    # corrmatch 2 × 0.5 h × 4 GPUs; the running corrmatch run has not ended and costs nothing yet.
+    assert any(n.startswith("Cost: 8.00 GPU-h + 2.00 CPU-h over 10 runs") for n in notes), notes
+
+
+def test_published_vs_reproduced(merged):
+    out, stdout, _ = merged
+    header, rows, notes = _section(stdout, "Published vs reproduced")
+    assert header == ["dataset", "encoder", "method", "split", "ours", "published", "Δ (ours − published)",
+                      "published metric", "source"]
+    got = {(r[0], r[1], r[2], r[3]): r[4:7] for r in rows}
+    assert got == {
+        ("coco", "xception", "unimatch", "1/512 (232)"): ["44.0 (n=1)", "31.9", "+12.1"],  # xception ↔ xception65
+        ("pascal", "resnet101", "supervised", "1/16 (92)"): ["46.0 ± 1.0 (n=3)", "45.1", "+0.9"],
+        ("pascal", "resnet101", "supervised", "1/8 (183)"): ["55.0 (n=1)", "55.3", "-0.3"],
+        ("pascal", "resnet101", "unimatch", "1/16 (92)"): ["75.0 ± 1.0 (n=3)", "75.2", "-0.2"],
+        ("pascal", "resnet101", "unimatch", "1/8 (183)"): ["—", "77.2", "—"],
+        ("pascal", "resnet101", "corrmatch", "1/16 (92)"): ["—", "76.4", "—"],
+        ("pascal", "resnet101", "corrmatch", "1/8 (183)"): ["78.5 ± 0.7 (n=2)", "78.5", "+0.0"],
+    }
+    sources = {r[2]: r[8] for r in rows}
+    assert sources["supervised"] == "LiheYoung/UniMatch@0324f3d"
+    assert sources["corrmatch"] == "BBBBchan/CorrMatch@44f9f9e"
+    csv = pd.read_csv(out / f"{EXP}_published.csv")
+    corr = csv[csv["method"].eq("corrmatch") & csv["split"].eq("1/8 (183)")].iloc[0]
+    assert corr["diff"] == pytest.approx(0.0) and corr["miou"] == 78.5
+
+
+def test_single_store_differs_from_merge(stores, tmp_path):
+    stdout, _ = _run(["--exp", EXP, "--tracking-uri", stores["a"], "--out", str(tmp_path), "--no-log"])
+    _, rows, notes = _section(stdout, "pascal / resnet101")
+    assert rows[0] == ["supervised", "46.0 ± 1.4 (n=2)", "**55.0 (n=1)**"]  # the only value of its column
+    assert rows[2] == ["corrmatch", "—", "—"]
+    assert "— : 1 cell running/interrupted, 1 failed, 1 entry not run" in notes
+    assert tracking.runs_frame(stores["a"], f"{EXP}-reports").shape[0] == 1  # only the merged report's run
+
+
+def test_csv_costs(stores, tmp_path):
+    _run(["--exp", EXP, "--tracking-uri", stores["a"], "--tracking-uri", stores["b"], "--out", str(tmp_path),
+          "--format", "csv", "--no-log"])
+    rows = pd.read_csv(tmp_path / f"{EXP}.csv", dtype={"split": str}).set_index(["dataset", "method", "split"])
+    assert rows.loc[("pascal", "unimatch", "92"), ["gpu_hours", "cpu_hours", "runs"]].tolist() == [3.0, 0.0, 3]
+    assert rows.loc[("pascal", "unimatch", "183"), ["gpu_hours", "runs"]].tolist() == [1.0, 1]  # the failed run
+    assert rows.loc[("pascal", "supervised", "92"), ["gpu_hours", "cpu_hours", "runs"]].tolist() == [0.0, 1.5, 3]
+    assert rows.loc[("pascal", "corrmatch", "92"), ["gpu_hours", "runs"]].tolist() == [0.0, 0]
+
+
+# ----------------------------------------------------------------------------------------------- latex
+
+
+def test_latex_output(stores, tmp_path):
+    _run(["--exp", EXP, "--tracking-uri", stores["a"], "--tracking-uri", stores["b"], "--out", str(tmp_path),
+          "--format", "latex", "--no-log"])
+    tex = (tmp_path / f"{EXP}.tex").read_text(encoding="utf-8")
+    assert not (tmp_path / f"{EXP}.md").exists()
+    pascal = tex.split(r"\caption{paper: pascal / resnet101")[1].split(r"\end{table}")[0]
+    lines = [line.strip() for line in pascal.splitlines()]
+    body = lines[lines.index(r"\toprule"):lines.index(r"\bottomrule") + 1]
+    assert body == [
+        r"\toprule",
+        r"method & 1/16 (92) & 1/8 (183) \\",
+        r"\midrule",
+        r"supervised & 46.0 $\pm$ 1.0 (n=3) & 55.0 (n=1) \\",
+        r"unimatch & \textbf{75.0 $\pm$ 1.0 (n=3)} & --- \\",
+        r"corrmatch & --- & \textbf{78.5 $\pm$ 0.7 (n=2)} \\",
+        r"\midrule",
+        r"$\Delta$ vs supervised: unimatch & +29.0 & --- \\",
+        r"$\Delta$ vs supervised: corrmatch & --- & +23.5 \\",
+        r"\bottomrule",
+    ]
+    assert r"\begin{tabular}{lrr}" in pascal and r"\footnotesize" in pascal and "best\\_miou" in pascal
+    assert r"coco & xception & unimatch & 1/512 (232) & 44.0 (n=1) & 31.9 & +12.1" in tex
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 3
+    for raw in ("**", "±", "—", "Δ"):
+        assert raw not in tex.split("\n", 1)[1], raw
+
+
+# ----------------------------------------------------------------------------------------------- plots + report run
+
+
+def test_plots_and_report_run(merged, stores):
+    out, _, stderr = merged
+    names = ["paper_miou_vs_labels.png", "paper_pascal_resnet101_curves.png", "paper_pascal_resnet101_class_iou.png",
+             "paper_coco_xception_curves.png"]
+    for name in names:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 15_000, name
+        assert name in stderr
+    assert not (out / "paper_coco_xception_class_iou.png").exists()  # no per-class metrics logged there
+    reports = tracking.search_cells(stores["a"], f"{EXP}-reports")
+    assert [r.tags.get("semiseg.report_of") for r in reports] == [EXP]
+    assert set(tracking.list_artifacts(stores["a"], reports[0].run_id)) >= {"paper.md", "paper_published.csv", *names}
+    assert tracking.search_cells(stores["b"], f"{EXP}-reports") == []
+
+
+def test_class_iou_and_curve_data(stores):
+    from reports import tables as tb
+    from reports.make_tables import load_runs
+
+    tables = {t.dataset: t for t in tb.build_tables(load_runs([stores["a"], stores["b"]], EXP))}
+    split, ious = tb.class_iou(tables["pascal"])
+    assert split == "1/8 (183)"
+    assert ious.to_dict() == {"supervised": {"background": 90.0, "aeroplane": 20.0},
+                              "corrmatch": {"background": 93.0, "aeroplane": 65.0}}
+    runs = tb.curve_runs(tables["pascal"])
+    assert runs[["method", "split", "seed"]].values.tolist() == [
+        ["supervised", "92", "0"], ["unimatch", "92", "0"], ["corrmatch", "183", "0"], ["supervised", "183", "0"]]
+    corr = runs[runs["method"].eq("corrmatch")].iloc[0]
+    assert corr["store"] == stores["b"]
+    assert tracking.metric_history(corr["store"], corr["run_id"], "val/miou") == [(0, 68.0), (1, 75.0), (2, 78.0)]
