@@ -9,9 +9,7 @@ from pathlib import Path
 
 from experiments.registry import Cell
 from semiseg.config import recipe_hash
-from semiseg.tracking import search_cells
-
-RECIPE_TAG = "semiseg.recipe"
+from semiseg.tracking import RECIPE_TAG, search_cells
 
 LOCK_NAME = "lock"
 

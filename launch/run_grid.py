@@ -107,9 +107,12 @@ def format_plan(planned: list[PlannedCell]) -> str:
     """One line per cell (hash, axes, GPUs x batch, the LR after linear scaling, cost estimate, state), totals."""
     lines = [f"{'hash':10}  {'method':17} {'dataset':14} {'split':8} {'backbone':12} {'seed':>4}  "
              f"{'gpus x bs':>9}  {'lr':>9}  {'est.h':>6}  state"]
+    scaled = False
     for p in planned:
         c = p.cell.config
-        lr = f"{effective_lr(c):.3g}" + ("*" if effective_lr(c) != c.optim.lr else " ")
+        lr_used = effective_lr(c)
+        scaled |= lr_used != c.optim.lr
+        lr = f"{lr_used:.3g}" + ("*" if lr_used != c.optim.lr else " ")
         est = f"{p.est_hours:6.2f}" if p.est_hours is not None else f"{'-':>6}"
         lines.append(f"{p.cell.short:10}  {c.method:17} {c.data.dataset:14} {c.data.split:8} {c.model.backbone:12} "
                      f"{c.seed:>4}  {f'{c.train.gpus} x {c.train.batch_size}':>9}  {lr:>9}  {est}  {p.state}")
@@ -125,7 +128,7 @@ def format_plan(planned: list[PlannedCell]) -> str:
     elif todo:
         lines.append(f"no cost estimate for the {len(todo)} unfinished cell(s): no finished run of their recipes "
                      f"in this MLflow store yet")
-    if any(effective_lr(p.cell.config) != p.cell.config.optim.lr for p in planned):
+    if scaled:
         lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs)")
     return "\n".join(lines)
 

@@ -407,18 +407,22 @@ def identity_dict(cfg: RunConfig) -> dict[str, Any]:
     return data
 
 
+def _digest(data: dict[str, Any]) -> str:
+    """Hex SHA-256 of canonical JSON (sorted keys, no spaces, ASCII): the same data hashes the same everywhere."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def config_hash(cfg: RunConfig) -> str:
     """Stable content hash (hex SHA-256) of the config's identity; same config → same hash everywhere."""
-    canonical = json.dumps(identity_dict(cfg), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _digest(identity_dict(cfg))
 
 
 def recipe_hash(cfg: RunConfig) -> str:
     """Hash of the identity without the seed: the runs of one recipe over several seeds share it."""
     data = identity_dict(cfg)
     data.pop("seed")
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _digest(data)
 
 
 def short_hash(cfg: RunConfig) -> str:

@@ -21,6 +21,8 @@ TAG_PREFIX = "semiseg."
 CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
 #: Tag naming the model whose mIoU is the run's ``val/miou``/``best_miou`` ('student', or 'ema' for V2 methods).
 REPORTED_MODEL_TAG = TAG_PREFIX + "reported_model"
+#: Tag holding :func:`semiseg.config.recipe_hash`: runs of one recipe over several seeds share it.
+RECIPE_TAG = TAG_PREFIX + "recipe"
 #: MLflow's own tag nesting a run under a parent run (the UI lists trials under their study).
 PARENT_TAG = "mlflow.parentRunId"
 #: MLflow status → semiseg cell state.
@@ -91,7 +93,7 @@ def cell_tags(cfg) -> dict[str, Any]:
 
     return {"semiseg.method": cfg.method, "semiseg.dataset": cfg.data.dataset, "semiseg.split": cfg.data.split,
             "semiseg.backbone": cfg.model.backbone, "semiseg.seed": cfg.seed, "semiseg.hash": config_hash(cfg),
-            "semiseg.recipe": recipe_hash(cfg)}
+            RECIPE_TAG: recipe_hash(cfg)}
 
 
 def git_commit() -> str:

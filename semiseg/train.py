@@ -55,15 +55,20 @@ def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.runtime.output_dir) / short_hash(cfg)
 
 
+def run_tags(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of a run: its cell identity, code version and run folder, then ``extra_tags``."""
+    return {**cell_tags(cfg), "semiseg.git_commit": git_commit(), "semiseg.run_dir": str(run_dir_of(cfg).resolve()),
+            **(extra_tags or {})}
+
+
 def record_setup_failure(cfg: RunConfig, extra_tags: dict[str, str] | None, exc: Exception) -> None:
     """Record a run that could not start (missing data, bad weights file, ...) as FAILED with its error, so
     the grid's status shows it. A cell with a checkpoint is left alone: it stays resumable once fixed."""
     run_dir = run_dir_of(cfg)
     if (run_dir / "last.pth").exists() or os.environ.get("RANK", "0") != "0":  # rank 0 reports for all
         return
-    tags = {**cell_tags(cfg), "semiseg.git_commit": git_commit(), "semiseg.run_dir": str(run_dir.resolve()),
-            **(extra_tags or {})}
-    run_id = record_failure(cfg.runtime.tracking_uri, cfg.runtime.experiment, f"{type(exc).__name__}: {exc}", tags)
+    run_id = record_failure(cfg.runtime.tracking_uri, cfg.runtime.experiment, f"{type(exc).__name__}: {exc}",
+                            run_tags(cfg, extra_tags))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps({"run_id": run_id}))  # a backend sees the run reported itself
 
@@ -93,8 +98,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
     run_dir.mkdir(parents=True, exist_ok=True)
     n_params, n_backbone = count_parameters(model), count_parameters(distributed.unwrap(model).backbone)
 
-    tags = {**cell_tags(cfg), "semiseg.n_labeled": data.n_labeled, "semiseg.git_commit": git_commit(),
-            "semiseg.run_dir": str(run_dir.resolve()), **(extra_tags or {})}
+    tags = run_tags(cfg, {"semiseg.n_labeled": data.n_labeled, **(extra_tags or {})})
     params = {"derived.iters_per_epoch": data.iters_per_epoch,
               "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
