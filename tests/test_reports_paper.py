@@ -250,3 +250,70 @@ def test_class_iou_and_curve_data(stores):
     corr = runs[runs["method"].eq("corrmatch")].iloc[0]
     assert corr["store"] == stores["b"]
     assert tracking.metric_history(corr["store"], corr["run_id"], "val/miou") == [(0, 68.0), (1, 75.0), (2, 78.0)]
+
+
+# ----------------------------------------------------------------------------------------------- runs_frame's SQL read
+
+
+def _frame_store(tmp_path) -> tuple[str, list[str]]:
+    """A sqlite store whose runs exercise what runs_frame reads: all statuses, a deleted run, a NaN and an infinite
+    metric, a metric history, tags outside CELL_TAGS, extra params, a missing cell tag and param, two runs started
+    in the same millisecond, and a second experiment with a run of its own."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    specs = [_spec(i, *row[1:]) for i, row in enumerate(RUNS)]
+    for spec in specs:
+        spec["tags"].update({"semiseg.recipe": "r-" + spec["name"], "semiseg.git_commit": "abc", "note": "x"})
+        spec["params"].update({f"cfg.p{j}": j for j in range(30)})
+    specs[0]["metrics"].update(nan_metric=float("nan"), inf_metric=float("inf"))
+    specs[1]["status"] = "KILLED"
+    del specs[2]["tags"]["semiseg.n_labeled"], specs[2]["params"]["derived.device"]
+    specs[4]["start_time"] = specs[3]["start_time"]  # same start: ordered by run id
+    tracking.log_runs_batch(uri, EXP, specs)
+    tracking.log_runs_batch(uri, "other", specs[:2])
+    ids = tracking.runs_frame(uri, EXP, sql=False)["run_id"].tolist()
+    tracking._client(uri).delete_run(ids[5])
+    return uri, ids
+
+
+def test_runs_frame_sql_equals_client(tmp_path):
+    uri, ids = _frame_store(tmp_path)
+    fast, client = tracking.runs_frame(uri, EXP), tracking.runs_frame(uri, EXP, sql=False)
+    assert tracking.sql_runs(uri, EXP) is not None  # the SQL path was taken
+    pd.testing.assert_frame_equal(fast, client)
+    assert fast["run_id"].tolist() == ids[:5] + ids[6:] and len(fast) == len(RUNS) - 1  # the deleted run left out
+    assert fast["start_time"].is_monotonic_decreasing
+    assert list(fast.columns[:len(tracking.FRAME_COLUMNS)]) == list(tracking.FRAME_COLUMNS)
+    assert set(fast["status"]) == {"FINISHED", "FAILED", "RUNNING", "KILLED"}
+    assert fast["metrics.nan_metric"].isna().sum() == len(fast) and fast["metrics.inf_metric"].max() > 1e300
+    assert fast["n_labeled"].isna().sum() == 1 and fast["derived.device"].isna().sum() == 1
+    assert len(tracking.runs_frame(uri, "other")) == 2 and tracking.runs_frame(uri, "missing").empty
+    pd.testing.assert_frame_equal(tracking.runs_frame(uri, "missing"), tracking.runs_frame(uri, "missing", sql=False))
+
+
+def test_runs_frame_sql_schema_mismatch(tmp_path):
+    """A store whose tables are not the installed MLflow's is never read by SQL: the client path decides."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    import shutil
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    _frame_store(tmp_path)
+    db = shutil.copy(tmp_path / "mlflow.db", tmp_path / "copy.db")  # a store no client of this process opened
+    uri = f"sqlite:///{db}"
+    with sqlite3.connect(db) as con:  # a store of another MLflow version
+        head = con.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        con.execute("UPDATE alembic_version SET version_num = 'an_older_one'")
+    assert tracking.sql_runs(uri, EXP) is None
+    with pytest.raises(MlflowException, match="out-of-date database schema"):
+        tracking.runs_frame(uri, EXP)
+    with sqlite3.connect(db) as con:  # right revision, but a table differs: the SQL error is caught
+        con.execute("UPDATE alembic_version SET version_num = ?", (head,))
+        con.execute("ALTER TABLE latest_metrics RENAME COLUMN is_nan TO nan_flag")
+    assert tracking.sql_runs(uri, EXP) is None
+    absent = tmp_path / "absent.db"
+    assert tracking.sql_runs(f"sqlite:///{absent}", EXP) is None and not absent.exists()  # nothing created
+    assert tracking.sql_runs("http://127.0.0.1:9/", EXP) is None  # a tracking server: the client path
