@@ -292,10 +292,6 @@ def test_runs_frame_sql_equals_client(tmp_path):
 
 def test_runs_frame_sql_schema_mismatch(tmp_path):
     """A store whose tables are not the installed MLflow's is never read by SQL: the client path decides."""
-    import sqlite3
-
-    from mlflow.exceptions import MlflowException
-
     import shutil
     import sqlite3
 
