@@ -331,8 +331,8 @@ def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
     of_active = f"run_uuid IN (SELECT run_uuid FROM runs WHERE {active})"
     try:
         with engine.connect() as db:
-            revision, head = db.execute(text("SELECT version_num FROM alembic_version")).scalars().all(), \
-                _get_latest_schema_revision()
+            revision = db.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            head = _get_latest_schema_revision()
             if revision != [head]:
                 log.warning("%s has schema revision %s, the installed MLflow writes %s: reading it through the "
                             "MLflow client", uri, revision, head)
@@ -348,18 +348,19 @@ def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
                     "exp": exp_ids[0], "stages": LifecycleStage.view_type_to_stages(ViewType.ACTIVE_ONLY),
                     "keys": list(keys)})
 
+            def fill(field: str, sql: str, keys: Iterable[str] = ()) -> None:
+                for uuid, key, value, *is_nan in rows(sql, keys):
+                    if uuid in runs:  # else a run created after the runs query
+                        getattr(runs[uuid], field)[key] = float("nan") if any(is_nan) else value
+
             runs = {uuid: CellRun(uuid, "", status, start or 0, {}, {}, end or 0) for uuid, status, start, end in rows(
                 f"SELECT run_uuid, status, start_time, end_time FROM runs WHERE {active} "
                 "ORDER BY start_time DESC, run_uuid")}
-            for uuid, key, value in rows(f"SELECT run_uuid, key, value FROM tags WHERE key IN :keys AND {of_active}",
-                                         [TAG_PREFIX + name for name in CELL_TAGS]):
-                runs[uuid].tags[key] = value
-            for uuid, key, value in rows(f"SELECT run_uuid, key, value FROM params WHERE key IN :keys AND "
-                                         f"{of_active}", FRAME_PARAMS):
-                runs[uuid].params[key] = value
-            for uuid, key, value, is_nan in rows(
-                    f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE {of_active}"):
-                runs[uuid].metrics[key] = float("nan") if is_nan else value
+            fill("tags", f"SELECT run_uuid, key, value FROM tags WHERE key IN :keys AND {of_active}",
+                 [TAG_PREFIX + name for name in CELL_TAGS])
+            fill("params", f"SELECT run_uuid, key, value FROM params WHERE key IN :keys AND {of_active}",
+                 FRAME_PARAMS)
+            fill("metrics", f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE {of_active}")
     except SQLAlchemyError as exc:
         log.warning("reading %s with SQL failed (%s): reading it through the MLflow client", uri, exc)
         return None
