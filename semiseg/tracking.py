@@ -313,22 +313,20 @@ def _sql_engine(uri: str):
 
 def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
     """The runs :func:`search_cells` returns (active runs, newest first), read straight from MLflow's SQL tables
-    (experiments, runs, tags, params, latest_metrics) with only the cell tags, the :data:`FRAME_PARAMS` params and
-    the latest metrics. None, to read through the client instead, when ``uri`` is no SQL database
-    (:func:`_sql_engine`), the database's schema revision is not the one the installed MLflow writes (its tables may
-    differ), or a query fails."""
+    (experiments, runs, tags, params, latest_metrics, through MLflow's own table models) with only the cell tags, the
+    :data:`FRAME_PARAMS` params and the latest metrics. None, to read through the client instead, when ``uri`` is
+    no SQL database (:func:`_sql_engine`), the database's schema revision is not the one the installed MLflow
+    writes (its tables may differ), or a query fails."""
     engine = _sql_engine(uri)
     if engine is None:
         return None
     from mlflow.entities import LifecycleStage, ViewType
     from mlflow.store.db.utils import _get_latest_schema_revision
-    from sqlalchemy import bindparam, text
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from sqlalchemy import select, text
     from sqlalchemy.exc import SQLAlchemyError
 
     log = logging.getLogger(__name__)
-    # search_runs' default view (ACTIVE_ONLY: deleted runs left out) and its order for start_time DESC
-    active = "experiment_id = :exp AND lifecycle_stage IN :stages"
-    of_active = f"run_uuid IN (SELECT run_uuid FROM runs WHERE {active})"
     try:
         with engine.connect() as db:
             revision = db.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
@@ -337,30 +335,29 @@ def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
                 log.warning("%s has schema revision %s, the installed MLflow writes %s: reading it through the "
                             "MLflow client", uri, revision, head)
                 return None
-            exp_ids = db.execute(text("SELECT experiment_id FROM experiments WHERE name = :name"),
-                                 {"name": experiment}).scalars().all()
+            exp_ids = db.execute(select(SqlExperiment.experiment_id).where(SqlExperiment.name == experiment)).all()
             if len(exp_ids) != 1:  # none: no runs, as search_cells; several (workspaces): the client decides
                 return None if exp_ids else []
+            # search_runs' default view (ACTIVE_ONLY: deleted runs left out) and its order for start_time DESC
+            active = (SqlRun.experiment_id == exp_ids[0][0],
+                      SqlRun.lifecycle_stage.in_(LifecycleStage.view_type_to_stages(ViewType.ACTIVE_ONLY)))
+            query = select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time, SqlRun.end_time).where(*active)
+            runs = {uuid: CellRun(uuid, "", status, start or 0, {}, {}, end or 0)
+                    for uuid, status, start, end in db.execute(query.order_by(SqlRun.start_time.desc(),
+                                                                             SqlRun.run_uuid))}
 
-            def rows(sql: str, keys: Iterable[str] = ()):
-                expanding = [bindparam(name, expanding=True) for name in ("stages", "keys") if f":{name}" in sql]
-                return db.execute(text(sql).bindparams(*expanding), {
-                    "exp": exp_ids[0], "stages": LifecycleStage.view_type_to_stages(ViewType.ACTIVE_ONLY),
-                    "keys": list(keys)})
-
-            def fill(field: str, sql: str, keys: Iterable[str] = ()) -> None:
-                for uuid, key, value, *is_nan in rows(sql, keys):
+            def fill(field: str, model, keys: Iterable[str] | None = None) -> None:
+                nan = [model.is_nan] if model is SqlLatestMetric else []
+                query = select(model.run_uuid, model.key, model.value, *nan).where(
+                    model.run_uuid.in_(select(SqlRun.run_uuid).where(*active)))
+                for uuid, key, value, *is_nan in db.execute(query if keys is None else
+                                                            query.where(model.key.in_(list(keys)))):
                     if uuid in runs:  # else a run created after the runs query
                         getattr(runs[uuid], field)[key] = float("nan") if any(is_nan) else value
 
-            runs = {uuid: CellRun(uuid, "", status, start or 0, {}, {}, end or 0) for uuid, status, start, end in rows(
-                f"SELECT run_uuid, status, start_time, end_time FROM runs WHERE {active} "
-                "ORDER BY start_time DESC, run_uuid")}
-            fill("tags", f"SELECT run_uuid, key, value FROM tags WHERE key IN :keys AND {of_active}",
-                 [TAG_PREFIX + name for name in CELL_TAGS])
-            fill("params", f"SELECT run_uuid, key, value FROM params WHERE key IN :keys AND {of_active}",
-                 FRAME_PARAMS)
-            fill("metrics", f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE {of_active}")
+            fill("tags", SqlTag, [TAG_PREFIX + name for name in CELL_TAGS])
+            fill("params", SqlParam, FRAME_PARAMS)
+            fill("metrics", SqlLatestMetric)
     except SQLAlchemyError as exc:
         log.warning("reading %s with SQL failed (%s): reading it through the MLflow client", uri, exc)
         return None
