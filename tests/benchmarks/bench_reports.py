@@ -16,6 +16,18 @@ What is measured:
 
     python tests/benchmarks/bench_reports.py                     # 10,000-run frame, 200 runs through sqlite
     python tests/benchmarks/bench_reports.py --store-runs 10000 --store /tmp/bench-store --client
+
+Measured (2 shared cores, load average 4.2-4.6 from other work, sqlite store of 330 MB on disk), with
+``--store-runs 10000 --store /tmp/ff/s10k --client``:
+
+    write: 10000 runs written with log_runs_batch in 1164 s (120 params, 15 tags per run)
+    read: runs_frame of 10000 stored runs in 1.12 s (SQL read)
+    tables from the store: 0.12 s; equal to the synthetic frame's: True
+    end-to-end (read + all tables): 1.25 s for 10000 runs, best of 3 (worst 1.47 s; target < 5 s; ...)
+    client read: runs_frame(sql=False) in 42.40 s, frame equal to the SQL read's
+
+In a fresh process (imports included, ``import mlflow`` among them) reading the same store and building all
+tables took 3.64 s.
 """
 
 from __future__ import annotations
