@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
-                        "allow), e.g. --max-parallel 2")
+                        "allow; slurm: the job arrays' %%N, default the profile's array_parallelism), e.g. "
+                        "--max-parallel 2")
     p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
@@ -152,7 +153,10 @@ def select_todo(planned: list[PlannedCell], args) -> list[PlannedCell]:
 
 
 def slurm_profile(args) -> dict:
-    return slurm.load_profile(args.cluster, load_experiment(args.exp).slurm, args.cluster_sets)
+    """The cluster profile with the experiment's and the command line's settings; ``--max-parallel`` is the
+    job arrays' ``%N`` (it wins over an ``array_parallelism`` given with ``--cluster-set``)."""
+    sets = args.cluster_sets + ([f"array_parallelism={args.max_parallel}"] if args.max_parallel else [])
+    return slurm.load_profile(args.cluster, load_experiment(args.exp).slurm, sets)
 
 
 def _stop(signum, frame):

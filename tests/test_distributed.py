@@ -89,3 +89,14 @@ def test_one_job_array_per_resource_shape(tmp_path):
     with pytest.raises(ConfigError, match="unknown cluster profile 'nope'"):
         load_profile("nope")
     assert load_profile("local")["partition"] == "debug"
+
+
+def test_max_parallel_is_the_job_arrays_limit(tmp_path, capsys):
+    from launch import run_grid
+
+    base = ["--exp", "demo", "--backend", "slurm", "--cluster", "local", "--dry-run",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", str(tmp_path / "runs")]
+    assert run_grid.main(base) == 0
+    assert "#SBATCH --array=0-5%2" in capsys.readouterr().out  # the local profile's array_parallelism
+    assert run_grid.main(base + ["--max-parallel", "3", "--cluster-set", "array_parallelism=5"]) == 0
+    assert "#SBATCH --array=0-5%3" in capsys.readouterr().out
