@@ -109,6 +109,9 @@ class EvalConfig:
     multiple: int = _opt(0, "resize every network input bilinearly to the nearest multiple of this (UniMatch V2 "
                          "with DINOv2: 14) and its logits back; 0 = native size", ge=0)
     window_batch: int = _opt(4, "sliding windows of equal size predicted per forward pass", ge=1)
+    center_crop_until_last: int = _opt(
+        0, "evaluate with a central crop in every epoch but the last N, which use eval.mode (CorrMatch on "
+        "Cityscapes: 20; its best mIoU mixes both protocols); 0 = eval.mode in every epoch", ge=0)
     report_model: str = _opt(
         "ema", "methods with an EMA teacher: the model whose mIoU is the reported best (and best.pth): 'ema' as "
         "the V2 README numbers, or 'student' as the official best.pth", choices=["ema", "student"])

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -53,6 +53,14 @@ def resolve_protocol(eval_cfg, dataset_default: str, train_crop: int) -> EvalPro
     crop = eval_cfg.crop_size or train_crop
     stride = eval_cfg.stride or int(crop * 2 / 3)
     return EvalProtocol(mode, crop, stride, eval_cfg.window_rule, eval_cfg.multiple, eval_cfg.window_batch)
+
+
+def epoch_protocol(protocol: EvalProtocol, epoch: int, epochs: int, center_crop_until_last: int) -> EvalProtocol:
+    """The protocol for (0-based) ``epoch`` of ``epochs``: a central crop of the same size before the last
+    ``center_crop_until_last`` epochs (CorrMatch's Cityscapes schedule), ``protocol`` otherwise."""
+    if center_crop_until_last and epoch < epochs - center_crop_until_last:
+        return replace(protocol, mode="center_crop")
+    return protocol
 
 
 def model_multiple(model: nn.Module) -> int:

@@ -18,7 +18,7 @@ from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
 from semiseg.distributed import sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
-from semiseg.evaluate import evaluate
+from semiseg.evaluate import epoch_protocol, evaluate
 from semiseg.optim import poly_lr
 from semiseg.tracking import REPORTED_MODEL_TAG
 
@@ -53,8 +53,10 @@ class Evaluate(Hook):
 
     def after_epoch(self, trainer) -> None:
         models = trainer.method.eval_models()
+        protocol = epoch_protocol(trainer.data.protocol, trainer.state.epoch - 1, trainer.cfg.train.epochs,
+                                  trainer.cfg.eval.center_crop_until_last)
         trainer.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
-                                        trainer.device, trainer.autocast, trainer.data.protocol, reduce=sum_over_ranks)
+                                        trainer.device, trainer.autocast, protocol, reduce=sum_over_ranks)
                          for name, model in models.items()}
         wanted = trainer.cfg.eval.report_model
         trainer.reported_model = wanted if wanted in models else "student"

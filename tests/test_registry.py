@@ -59,7 +59,8 @@ def test_recipes_follow_the_spec_table():
     city = {c.config.method: c.config for c in expand(load_experiment("cityscapes_all"), {"split": ["1_16"]})}
     assert city["unimatch"].loss.conf_thresh == 0.0 and city["unimatch"].loss.criterion == "ohem"
     assert city["unimatch_v2"].loss.conf_thresh == 0.95 and city["unimatch_v2"].eval.window_rule == "shift"
-    assert city["corrmatch"].loss.ohem_min_kept == 100000
+    assert city["corrmatch"].loss.ohem_min_kept == 100000 and city["corrmatch"].eval.center_crop_until_last == 20
+    assert city["unimatch"].eval.center_crop_until_last == 0
 
 
 def test_linear_lr_scaling():
