@@ -2,7 +2,7 @@
 
 A :class:`RunConfig` fully describes one training run (one *cell* of a grid). Everything except the
 ``runtime`` section (device, workers, where to write and track) defines the cell's identity, hashed
-by :func:`config_hash`.
+by :func:`config_hash` over the values that differ from the schema's defaults.
 """
 
 from __future__ import annotations
@@ -404,10 +404,30 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def identity_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The part of the config that defines the run's identity (everything but ``runtime``)."""
-    data = config_to_dict(cfg)
-    data.pop("runtime")
+    """The part of the config that defines the run's identity: everything but ``runtime``, without the values
+    at their schema default. A new option whose default keeps the old behaviour therefore leaves every existing
+    cell's hash (finished runs, checkpoints) unchanged; changing an existing default is a breaking change."""
+    data = _non_default(config_to_dict(cfg), _default_dict())
+    data.pop("runtime", None)
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def _default_dict() -> dict[str, Any]:
+    return config_to_dict(RunConfig())
+
+
+def _non_default(data: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the entries equal to ``default``'s (recursively; sections left empty are dropped)."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = _non_default(value, default.get(key, {}))
+            if value:
+                out[key] = value
+        elif key not in default or value != default[key]:
+            out[key] = value
+    return out
 
 
 def _digest(data: dict[str, Any]) -> str:
@@ -424,7 +444,7 @@ def config_hash(cfg: RunConfig) -> str:
 def recipe_hash(cfg: RunConfig) -> str:
     """Hash of the identity without the seed: the runs of one recipe over several seeds share it."""
     data = identity_dict(cfg)
-    data.pop("seed")
+    data.pop("seed", None)
     return _digest(data)
 
 

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from semiseg.config import apply_overrides, config_from_dict, config_hash, load_config
+from semiseg.config import (apply_overrides, config_from_dict, config_hash, identity_dict, load_config,
+                            recipe_hash)
 from semiseg.errors import ConfigError
 
 
@@ -63,6 +64,17 @@ def test_hash_is_stable_and_ignores_runtime():
     assert config_hash(a) == config_hash(b)  # int/float spelling and runtime settings do not matter
     assert config_hash(a) != config_hash(config_from_dict({"optim": {"lr": 2}}))
     assert config_hash(a) != config_hash(config_from_dict({"seed": 1, "optim": {"lr": 1}}))
+
+
+def test_hash_covers_only_values_off_the_schema_defaults():
+    """A new option with a behaviour-keeping default must not re-hash the cells of existing runs."""
+    cfg = config_from_dict({"optim": {"lr": 2}, "model": {"aspp_dilations": [2, 4, 6]}, "runtime": {"threads": 1}})
+    assert identity_dict(cfg) == {"optim": {"lr": 2.0}, "model": {"aspp_dilations": [2, 4, 6]}}
+    explicit = config_from_dict({"optim": {"lr": 2}, "model": {"aspp_dilations": [2, 4, 6]},
+                                 "eval": {"center_crop_until_last": 0}, "seed": 0})
+    assert config_hash(explicit) == config_hash(cfg)
+    assert identity_dict(config_from_dict({})) == {}
+    assert recipe_hash(config_from_dict({"seed": 3})) == recipe_hash(config_from_dict({}))
 
 
 def test_hash_is_the_same_in_another_process():
