@@ -81,9 +81,9 @@ def load_runs(uris: str | list[str], exp: str):
     uris = [uris] if isinstance(uris, str) else list(uris)
     frames = []
     for uri in uris:
-        resolved = tracking.resolve_uri(uri)
-        if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///"):]).is_file():
-            raise UserError(f"tracking store {uri} does not exist (no file {resolved[len('sqlite:///'):]}); "
+        db = tracking.sqlite_file(tracking.resolve_uri(uri))
+        if db is not None and not db.is_file():
+            raise UserError(f"tracking store {uri} does not exist (no file {db}); "
                             f"pass the store of experiment {exp!r} with --tracking-uri")
         frame = tracking.runs_frame(uri, exp)
         if not frame.empty:

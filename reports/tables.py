@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from semiseg.tracking import FRAME_PARAMS
+
 #: Row order of the methods; methods not listed follow alphabetically.
 METHOD_ORDER = ("supervised", "fixmatch", "unimatch", "unimatch_v2", "prevmatch", "corrmatch")
 #: The ``--metric`` choices → summary metric name logged by the engine.
@@ -32,8 +34,6 @@ DELTA_LABEL = "Δ vs supervised"
 #: Identity of one table entry (several seeds = several cells).
 ENTRY = ["dataset", "backbone", "method", "split"]
 UNKNOWN = "?"
-#: Run params giving a run's resources: devices (data-parallel processes) and the device type.
-COST_PARAMS = ("train.gpus", "derived.device")
 
 #: Paper column names of splits given as image counts: Pascal's high-quality splits are fractions of its
 #: 1464 fine images (UniMatch/PrevMatch/CorrMatch tables: ``1/16 (92)`` ... ``Full (1464)``).
@@ -129,7 +129,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of a runs frame with every column the tables use: missing entry tags become ``?``, runs
     without a hash tag are their own cell, times are numbers (ms, 0 when unknown)."""
     df = frame.copy()
-    for col in ("hash", *ENTRY, "seed", "n_labeled", "state", *COST_PARAMS):
+    for col in ("hash", *ENTRY, "seed", "n_labeled", "state", *FRAME_PARAMS):
         if col not in df:
             df[col] = None
     df["hash"] = df["hash"].replace("", np.nan).fillna(df["run_id"])

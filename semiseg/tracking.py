@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 TAG_PREFIX = "semiseg."
+_SQLITE = "sqlite:///"
 #: Tags identifying a cell; reports and the planner rely on these names.
 CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
 #: Tag naming the model whose mIoU is the run's ``val/miou``/``best_miou`` ('student', or 'ema' for V2 methods).
@@ -40,11 +41,11 @@ def _client(uri: str):
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which configures it; no chatter
 
     uri = resolve_uri(uri)
-    if not uri.startswith("sqlite:///") or uri in _READY:
+    db = sqlite_file(uri)
+    if db is None or uri in _READY:
         return MlflowClient(tracking_uri=uri)
     # MLflow creates and migrates a new sqlite store when a client first opens it; two processes doing it at
     # once (two launches, parallel cells) corrupt the migration, so the first open is serialised by a file lock.
-    db = Path(uri[len("sqlite:///"):])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -57,19 +58,21 @@ def _client(uri: str):
     return client
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file named by a ``sqlite:///`` URI (as written: relative stays relative); None for other stores."""
+    return Path(uri[len(_SQLITE):]) if uri.startswith(_SQLITE) else None
+
+
 def resolve_uri(uri: str) -> str:
     """Make a relative ``sqlite:///file.db`` URI absolute so every process (SLURM, Ray) hits the same file."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
+    db = sqlite_file(uri)
+    return _SQLITE + str(db.resolve()) if db is not None and not db.is_absolute() else uri
 
 
 def _artifact_root(uri: str) -> str | None:
     """Absolute artifact folder beside a sqlite store (MLflow's default is relative to the cwd)."""
-    uri = resolve_uri(uri)
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlruns").as_uri()
-    return None
+    db = sqlite_file(resolve_uri(uri))
+    return (db.parent / "mlruns").as_uri() if db is not None else None
 
 
 def get_or_create_experiment(uri: str, name: str) -> str:
@@ -304,8 +307,8 @@ def _sql_engine(uri: str):
             return sqlalchemy.create_engine(uri)
         except (ImportError, sqlalchemy.exc.SQLAlchemyError):  # no driver, bad URL: the client reports it
             return None
-    db = Path(uri[len("sqlite:///"):])
-    if not db.is_file():
+    db = sqlite_file(uri)
+    if db is None or not db.is_file():
         return None
     return sqlalchemy.create_engine("sqlite://", poolclass=sqlalchemy.pool.NullPool,
                                     creator=lambda: sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True))
