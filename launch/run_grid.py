@@ -112,8 +112,9 @@ def format_plan(planned: list[PlannedCell]) -> str:
     for p in planned:
         c = p.cell.config
         lr_used = effective_lr(c)
-        scaled |= lr_used != c.optim.lr
-        lr = f"{lr_used:.3g}" + ("*" if lr_used != c.optim.lr else " ")
+        is_scaled = lr_used != c.optim.lr
+        scaled |= is_scaled
+        lr = f"{lr_used:.3g}" + ("*" if is_scaled else " ")
         est = f"{p.est_hours:6.2f}" if p.est_hours is not None else f"{'-':>6}"
         lines.append(f"{p.cell.short:10}  {c.method:17} {c.data.dataset:14} {c.data.split:8} {c.model.backbone:12} "
                      f"{c.seed:>4}  {f'{c.train.gpus} x {c.train.batch_size}':>9}  {lr:>9}  {est}  {p.state}")

@@ -63,6 +63,14 @@ def epoch_protocol(protocol: EvalProtocol, epoch: int, epochs: int, center_crop_
     return protocol
 
 
+def describe_schedule(protocol: EvalProtocol, epochs: int, center_crop_until_last: int) -> str:
+    """The protocol of every epoch in words: ``protocol.describe()``, or which epochs use the central crop."""
+    early = epoch_protocol(protocol, 0, epochs, center_crop_until_last)
+    if early == protocol:
+        return protocol.describe()
+    return f"{early.describe()} in epochs 1-{epochs - center_crop_until_last}, then {protocol.describe()}"
+
+
 def model_multiple(model: nn.Module) -> int:
     """The input multiple a model needs (DPT over DINOv2: 14, its ``input_multiple``); 0 = any size."""
     m = getattr(model, "input_multiple", 1)

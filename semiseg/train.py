@@ -22,7 +22,7 @@ from semiseg.cli import run_cli
 from semiseg.config import (RunConfig, effective_lr, global_batch, load_config, short_hash)
 from semiseg.data.sampling import build_data
 from semiseg.errors import TrainingDiverged, UserError
-from semiseg.evaluate import EvalProtocol, epoch_protocol
+from semiseg.evaluate import describe_schedule
 from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, MethodEpochEnd, MLflowLogging, PolyLR,
                            Progress)
 from semiseg.methods import METHODS
@@ -54,15 +54,6 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 def run_dir_of(cfg: RunConfig) -> Path:
     return Path(cfg.runtime.output_dir) / short_hash(cfg)
-
-
-def eval_schedule(protocol: EvalProtocol, cfg: RunConfig) -> str:
-    """The evaluation protocol as logged; with ``eval.center_crop_until_last``, which epochs use which."""
-    epochs, last = cfg.train.epochs, cfg.eval.center_crop_until_last
-    if not last or last >= epochs:
-        return protocol.describe()
-    early = epoch_protocol(protocol, 0, epochs, last)
-    return f"{early.describe()} in epochs 1-{epochs - last}, then {protocol.describe()}"
 
 
 def run_tags(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> dict[str, str]:
@@ -115,7 +106,9 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
               "derived.parameters": n_params, "derived.parameters_backbone": n_backbone,
               "derived.parameters_head": n_params - n_backbone, "derived.device": str(device),
               "derived.global_batch": global_batch(cfg), "derived.effective_lr": effective_lr(cfg),
-              "derived.eval_protocol": eval_schedule(data.protocol, cfg), "derived.world_size": world.size,
+              "derived.eval_protocol": describe_schedule(data.protocol, cfg.train.epochs,
+                                                         cfg.eval.center_crop_until_last),
+              "derived.world_size": world.size,
               "derived.sync_bn": any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())}
     hooks = [PolyLR(), Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
     if world.is_main:  # one MLflow run and one progress file per training run

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from semiseg.config import EvalConfig
-from semiseg.evaluate import (EvalProtocol, center_crop, epoch_protocol, evaluate, forward_at_multiple, predict,
-                              resolve_protocol, sliding_window, window_starts)
+from semiseg.evaluate import (EvalProtocol, center_crop, describe_schedule, epoch_protocol, evaluate,
+                              forward_at_multiple, predict, resolve_protocol, sliding_window, window_starts)
 
 C = 5
 
@@ -161,16 +161,12 @@ def test_protocol_resolution_from_config_and_dataset_default():
         "center_crop(crop=801)"
 
 
-def test_corrmatch_schedule_center_crop_then_the_configured_protocol(make_config):
-    from semiseg.train import eval_schedule
-
+def test_corrmatch_schedule_center_crop_then_the_configured_protocol():
     sliding = EvalProtocol("sliding_window", 801, 534, "truncate", 0, 4)
     modes = [epoch_protocol(sliding, e, 240, 20).mode for e in range(240)]
     assert modes == ["center_crop"] * 220 + ["sliding_window"] * 20
     assert epoch_protocol(sliding, 219, 240, 20) == EvalProtocol("center_crop", 801, 534, "truncate", 0, 4)
     assert {epoch_protocol(sliding, e, 240, 0) for e in range(240)} == {sliding}
-    cfg = make_config("train.epochs=240", "eval.center_crop_until_last=20")
-    assert eval_schedule(sliding, cfg) == ("center_crop(crop=801) in epochs 1-220, then "
-                                           "sliding_window(crop=801, stride=534, truncate)")
-    assert eval_schedule(sliding, make_config("train.epochs=10", "eval.center_crop_until_last=20")) == \
-        sliding.describe()
+    assert describe_schedule(sliding, 240, 20) == ("center_crop(crop=801) in epochs 1-220, then "
+                                                   "sliding_window(crop=801, stride=534, truncate)")
+    assert describe_schedule(sliding, 10, 20) == sliding.describe()
