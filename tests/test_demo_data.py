@@ -135,7 +135,7 @@ def test_old_version_or_other_seed_raises(root: Path, tmp_path: Path) -> None:
 def test_lost_race_keeps_winner(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "demo"
 
-    def generate_while_another_process_wins(out: Path, seed: int) -> None:
+    def generate_while_another_process_wins(out: Path, seed: int, scenes: demo.SceneSet) -> None:
         shutil.copytree(root, out, dirs_exist_ok=True)
         shutil.copytree(root, target)
 
@@ -148,3 +148,29 @@ def test_preview(root: Path, tmp_path: Path) -> None:
     out = save_preview(root, tmp_path / "preview.png", n=5)
     grid = cv2.imread(str(out))
     assert grid is not None and grid.shape[0] > demo.IMAGE_SIZE and grid.shape[1] > 2 * demo.IMAGE_SIZE
+
+
+def test_pretext_set_is_disjoint_from_demo(tmp_path: Path) -> None:
+    """The pretext set shares no class name, typical hue or image with the demo set."""
+    assert not set(demo.PRETEXT.classes[1:]) & set(demo.DEMO.classes[1:])
+    assert demo.PRETEXT.stream_offset - demo.DEMO.stream_offset > 2  # train, val and split streams apart
+    for stream in (0, 1):
+        for index in range(4):
+            demo_image, _ = demo.render_image(0, stream, index, demo.DEMO)
+            pretext_image, label = demo.render_image(0, stream, index, demo.PRETEXT)
+            assert not np.array_equal(demo_image, pretext_image)
+            assert set(np.unique(label).tolist()) <= set(range(len(demo.PRETEXT.classes))) | {demo.IGNORE_INDEX}
+
+
+def test_pretext_dataset_is_registered_and_checked(root: Path, tmp_path: Path) -> None:
+    from semiseg.data.datasets import DATASETS, dataset_root
+
+    spec = DATASETS.get("demo_pretext")
+    assert spec.classes == demo.PRETEXT.classes and spec.default_root == "data/demo_pretext"
+    pretext = dataset_root(spec, str(tmp_path / "pretext"))
+    meta = json.loads((pretext / "meta.json").read_text())
+    assert meta["name"] == "demo_pretext" and meta["classes"] == list(demo.PRETEXT.classes)
+    labels = [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in sorted((pretext / "SegmentationClass").glob("*"))]
+    assert set(np.unique(np.stack(labels)).tolist()) == set(range(6)) | {demo.IGNORE_INDEX}
+    with pytest.raises(DataError, match="another set"):  # the demo folder is not the pretext set
+        dataset_root(spec, str(root))

@@ -20,7 +20,11 @@ from experiments.registry import expand, load_experiment
 from launch import run_grid, tune
 from semiseg.tracking import _client, child_runs, find_tagged_run, metric_history, search_cells
 
-TINY = ["--set", "data.crop_size=32", "--set", "train.batch_size=4"]
+#: the demo grid with a random-init encoder: these tests check orchestration (test_pretext covers the
+#: demo_pretext weights, whose full pretraining takes minutes)
+NO_PRETEXT = ["--set", "model.pretrained="]
+
+TINY = [*NO_PRETEXT, "--set", "data.crop_size=32", "--set", "train.batch_size=4"]
 
 
 @pytest.fixture(scope="module")

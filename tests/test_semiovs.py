@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semiseg.data import demo
 from semiseg.data.datasets import SegDataset, read_split
 from semiseg.data.demo_ood import NUM_OOD, ensure_demo_ood
 from semiseg.errors import DataError
@@ -45,7 +46,8 @@ def test_train_u_ood_pads_with_ignore_and_zeroes_the_mask(ood_root):
     assert set(item) == {"w", "mask", "s1", "s2", "ign"}
     assert item["w"].shape == item["s1"].shape == (3, 160, 160)
     padded = item["ign"] == 255
-    assert padded.float().mean() == pytest.approx(1 - (96 * 96) / 160 ** 2)  # 96-px image in a 160 crop
+    size = demo.IMAGE_SIZE  # the whole image, padded to the 160 crop
+    assert padded.float().mean() == pytest.approx(1 - size * size / 160 ** 2)
     assert (item["mask"][padded] == 0).all() and item["mask"].max() <= 5
 
 
@@ -74,17 +76,17 @@ def test_ood_cli_predicts_checks_and_feeds_semiovs(tmp_path, make_config, ood_ro
     entries = read_split(target / "ood.txt")
     assert len(entries) == 12
     mask = Image.open(target / entries[0][1])
-    assert mask.mode == "P" and mask.size == (96, 96) and np.array(mask).max() <= 5
+    assert mask.mode == "P" and mask.size == (demo.IMAGE_SIZE, demo.IMAGE_SIZE) and np.array(mask).max() <= 5
 
     checked = run_ood_cli("check", "--root", target, "--dataset", "demo")
     assert checked.returncode == 0 and checked.stdout.startswith("ok:"), checked.stderr
 
-    Image.fromarray(np.full((96, 96), 9, np.uint8)).save(target / entries[0][1])  # class 9 does not exist
+    Image.fromarray(np.full(mask.size, 9, np.uint8)).save(target / entries[0][1])  # class 9 does not exist
     bad = run_ood_cli("check", "--root", target, "--dataset", "demo")
     assert bad.returncode == 2 and "class id 9" in bad.stderr and "Traceback" not in bad.stderr
 
     for _, mask_rel in entries[:1]:  # repair, then train on the predicted set
-        Image.fromarray(np.zeros((96, 96), np.uint8)).save(target / mask_rel)
+        Image.fromarray(np.zeros(mask.size, np.uint8)).save(target / mask_rel)
     cfg = make_config("method=semiovs_unimatch", f"semiovs.ood_root={target}", "train.epochs=1", folder="ovs")
     assert build_trainer(cfg).train().epoch == 1
 

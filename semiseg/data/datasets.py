@@ -90,10 +90,6 @@ class DatasetSpec:
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
-def _prepare_demo(root: Path) -> Path:
-    from semiseg.data.demo import ensure_demo
-
-    return ensure_demo(root)
 
 
 def _folder_meta(spec: DatasetSpec, root: Path) -> DatasetSpec:
@@ -191,11 +187,13 @@ _SPECS = (
 
 
 def _register_builtin() -> None:
-    from semiseg.data.demo import DEMO_CLASSES, DEMO_PALETTE
+    from semiseg.data.demo import DEMO, PRETEXT, ensure_demo
 
-    DATASETS.register("demo")(DatasetSpec(
-        "demo", tuple(DEMO_CLASSES), "data/demo", "generated on first use", _prepare_demo, tuple(DEMO_PALETTE),
-        train_lists=("all/labeled.txt",)))
+    for scenes in (DEMO, PRETEXT):
+        DATASETS.register(scenes.name)(DatasetSpec(
+            scenes.name, scenes.classes, f"data/{scenes.name}", "generated on first use",
+            lambda root, scenes=scenes: ensure_demo(root, scenes=scenes), scenes.palette,
+            train_lists=("all/labeled.txt",)))
     for spec in _SPECS:
         DATASETS.register(spec.name)(spec)
 

@@ -4,8 +4,13 @@ Every image is rendered from its own seeded ``numpy.random.Generator``, so the d
 reproducible image by image. Five object classes are defined by shape (disk, rectangle,
 triangle, star, ring); an object takes its class's typical hue with probability CLASS_COLOUR_PROB
 and any colour otherwise, with a random texture, over varied backgrounds with background clutter,
-so colour is a cue but only geometry decides the class. ``ensure_demo``
-generates the dataset once, atomically, into the layout that the VOC loaders read::
+so colour is a cue but only geometry decides the class.
+
+A :class:`SceneSet` names what a generated set draws. ``DEMO`` is the dataset above; ``PRETEXT``
+(dataset ``demo_pretext``) draws five *other* shapes (hexagon, cross, crescent, arrow, L) in other
+hues from its own random streams: the disjoint source task on which the demo's encoder is pretrained
+(:mod:`semiseg.pretext`), as real encoders are pretrained on ImageNet. ``ensure_demo``
+generates a set once, atomically, into the layout that the VOC loaders read::
 
     root/JPEGImages/<id>.jpg                  RGB images
     root/SegmentationClass/<id>.png           uint8 class indices, 255 = ignore (boundary band)
@@ -23,6 +28,7 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,29 +37,46 @@ import numpy as np
 
 from semiseg.errors import DataError
 
-IMAGE_SIZE = 96
+IMAGE_SIZE = 64
 NUM_TRAIN = 768
 NUM_VAL = 160
 IGNORE_INDEX = 255
 OBJECTS_PER_IMAGE = (2, 6)
-OBJECT_SIZE = (20.0, 50.0)  # object diameter in pixels, sampled uniformly
-MIN_VISIBLE_AREA = 40  # pixels of an object that must lie inside the image
+OBJECT_SIZE = (14.0, 34.0)  # object diameter in pixels, sampled uniformly
+MIN_VISIBLE_AREA = 20  # pixels of an object that must lie inside the image
 JPEG_QUALITY = 95
 #: Probability that an object takes its class's typical hue (as in real data, colour is a cue, not the label).
 CLASS_COLOUR_PROB = 0.85
-#: Typical hue (degrees) per object class, in DEMO_CLASSES order (background has none).
-CLASS_HUES = (None, 350.0, 120.0, 55.0, 215.0, 28.0)
 
-DEMO_VERSION = 3
-DEMO_CLASSES: list[str] = ["background", "disk", "rectangle", "triangle", "star", "ring"]
-DEMO_PALETTE: list[tuple[int, int, int]] = [
-    (0, 0, 0),
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-]
+
+@dataclass(frozen=True)
+class SceneSet:
+    """What a generated set draws: class names (index 0 = background, the others are shape names that
+    ``_shape_mask`` knows), each class's typical hue in degrees, a palette for previews, the offset
+    of its random streams (sets with different offsets share no image) and a format version."""
+
+    name: str
+    classes: tuple[str, ...]
+    hues: tuple[float | None, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    stream_offset: int
+    version: int
+
+
+DEMO = SceneSet(
+    "demo", ("background", "disk", "rectangle", "triangle", "star", "ring"),
+    (None, 350.0, 120.0, 55.0, 215.0, 28.0),
+    ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48)),
+    stream_offset=0, version=4)
+PRETEXT = SceneSet(
+    "demo_pretext", ("background", "hexagon", "cross", "crescent", "arrow", "lshape"),
+    (None, 80.0, 170.0, 260.0, 300.0, 10.0),
+    ((0, 0, 0), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (128, 128, 0)),
+    stream_offset=10, version=1)
+
+DEMO_VERSION = DEMO.version
+DEMO_CLASSES: list[str] = list(DEMO.classes)
+DEMO_PALETTE: list[tuple[int, int, int]] = list(DEMO.palette)
 DEMO_SPLITS: dict[str, int] = {
     "1_32": NUM_TRAIN // 32,
     "1_16": NUM_TRAIN // 16,
@@ -72,14 +95,15 @@ _FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_SCR
 # --------------------------------------------------------------------------- public API
 
 
-def ensure_demo(root: str | Path, seed: int = 0) -> Path:
-    """Return ``root`` holding the complete demo dataset for ``seed``, generating it if absent.
+def ensure_demo(root: str | Path, seed: int = 0, scenes: SceneSet = DEMO) -> Path:
+    """Return ``root`` holding the complete generated set ``scenes`` for ``seed``, generating it if absent.
 
     Generation goes to a temporary sibling folder that is renamed into place, so concurrent
     callers never see a half-written dataset. An existing ``root`` that is incomplete, from an
-    older ``DEMO_VERSION`` or from another seed raises ``DataError`` and is left untouched.
+    older version, another set or another seed raises ``DataError`` and is left untouched.
     """
-    return generate_atomically(Path(root), lambda path: _is_complete(path, seed), lambda out: _generate(out, seed))
+    return generate_atomically(Path(root), lambda path: _is_complete(path, seed, scenes),
+                               lambda out: _generate(out, seed, scenes))
 
 
 def generate_atomically(root: Path, is_complete: Callable[[Path], bool], generate: Callable[[Path], None]) -> Path:
@@ -106,11 +130,11 @@ def generate_atomically(root: Path, is_complete: Callable[[Path], bool], generat
     return root
 
 
-def save_preview(root: str | Path, out_png: str | Path, n: int = 8, scale: int = 3) -> Path:
+def save_preview(root: str | Path, out_png: str | Path, n: int = 8, scale: int = 3, scenes: SceneSet = DEMO) -> Path:
     """Write a grid of the first ``n`` val images beside their colourised masks (255 = white)."""
     root, out_png = Path(root), Path(out_png)
     lut = np.full((256, 3), 255, np.uint8)
-    lut[: len(DEMO_PALETTE)] = np.array(DEMO_PALETTE, np.uint8)[:, ::-1]  # RGB -> BGR
+    lut[: len(scenes.palette)] = np.array(scenes.palette, np.uint8)[:, ::-1]  # RGB -> BGR
     from semiseg.data.datasets import read_split  # datasets imports this module at load time
 
     pairs = read_split(root / "splits" / "val.txt")[:n]
@@ -135,33 +159,35 @@ def save_preview(root: str | Path, out_png: str | Path, n: int = 8, scale: int =
     return out_png
 
 
-def render_image(seed: int, stream: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render one scene: an RGB ``uint8`` image (H, W, 3) and its ``uint8`` label map (H, W).
+def render_image(seed: int, stream: int, index: int, scenes: SceneSet = DEMO) -> tuple[np.ndarray, np.ndarray]:
+    """Render one scene of ``scenes``: an RGB ``uint8`` image (H, W, 3) and its ``uint8`` label map (H, W).
 
     ``stream`` is 0 for train and 1 for val images; ``index`` numbers the image in its split.
     """
-    rng = np.random.default_rng([seed, stream, index])
+    rng = np.random.default_rng([seed, scenes.stream_offset + stream, index])
     image = _background(rng)
     _draw_clutter(image, rng)
-    image, label = draw_objects(rng, image.astype(np.float32), OBJECTS_PER_IMAGE)
+    image, label = draw_objects(rng, image.astype(np.float32), OBJECTS_PER_IMAGE, scenes)
     label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE_INDEX
     return _photometric(rng, image), label
 
 
-def draw_objects(rng: np.random.Generator, image: np.ndarray, count: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Blend between ``count[0]`` and ``count[1]`` class objects into the float ``image``; returns it and the labels."""
+def draw_objects(rng: np.random.Generator, image: np.ndarray, count: tuple[int, int],
+                 scenes: SceneSet = DEMO) -> tuple[np.ndarray, np.ndarray]:
+    """Blend between ``count[0]`` and ``count[1]`` objects of ``scenes``' classes into the float ``image``;
+    returns it and the labels."""
     label = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     instance = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.int32)
     areas: list[int] = []
     lo, hi = count
     for _ in range(rng.integers(lo, hi + 1)):
-        cls = int(rng.integers(1, len(DEMO_CLASSES)))
-        placed = _place_object(rng, cls, instance, areas)
+        cls = int(rng.integers(1, len(scenes.classes)))
+        placed = _place_object(rng, scenes.classes[cls], instance, areas)
         if placed is None:
             continue
         mask, center, size = placed
         alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)[..., None]
-        image = image * (1 - alpha) + _texture(rng, image, mask, center, size, cls) * alpha
+        image = image * (1 - alpha) + _texture(rng, image, mask, center, size, scenes.hues[cls]) * alpha
         areas.append(int(mask.sum()))
         instance[mask] = len(areas)
         label[mask] = cls
@@ -180,16 +206,16 @@ def read_meta(root: Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def _is_complete(root: Path, seed: int) -> bool:
-    """True if ``root`` holds the current dataset for ``seed``; DataError if it holds another."""
+def _is_complete(root: Path, seed: int, scenes: SceneSet) -> bool:
+    """True if ``root`` holds the current set ``scenes`` for ``seed``; DataError if it holds another."""
     if not root.exists():
         return False
     meta = read_meta(root)
-    expected = {"version": DEMO_VERSION, "counts": _counts()}
+    expected = {"name": scenes.name, "version": scenes.version, "counts": _counts()}
     if meta is None or any(meta.get(k) != v for k, v in expected.items()):
         raise DataError(
-            f"{root} exists but is not a complete demo dataset of version {DEMO_VERSION} "
-            "(interrupted or outdated); delete that folder and it will be regenerated"
+            f"{root} exists but is not a complete {scenes.name} dataset of version {scenes.version} "
+            "(interrupted, outdated or another set); delete that folder and it will be regenerated"
         )
     if meta.get("seed") != seed:
         raise DataError(
@@ -202,7 +228,7 @@ def _counts() -> dict[str, object]:
     return {"train": NUM_TRAIN, "val": NUM_VAL, "labeled": dict(DEMO_SPLITS)}
 
 
-def _generate(out: Path, seed: int) -> None:
+def _generate(out: Path, seed: int, scenes: SceneSet) -> None:
     """Write the whole dataset into the (empty) folder ``out``; ``meta.json`` comes last."""
     (out / "JPEGImages").mkdir()
     (out / "SegmentationClass").mkdir()
@@ -210,7 +236,7 @@ def _generate(out: Path, seed: int) -> None:
     val_ids = [f"val_{i:06d}" for i in range(NUM_VAL)]
     for stream, ids in ((_TRAIN, train_ids), (_VAL, val_ids)):
         for index, image_id in enumerate(ids):
-            image, label = render_image(seed, stream, index)
+            image, label = render_image(seed, stream, index, scenes)
             _write(
                 out / "JPEGImages" / f"{image_id}.jpg",
                 cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
@@ -218,7 +244,7 @@ def _generate(out: Path, seed: int) -> None:
             )
             _write(out / "SegmentationClass" / f"{image_id}.png", label, [])
 
-    order = np.random.default_rng([seed, _SPLITS]).permutation(NUM_TRAIN)
+    order = np.random.default_rng([seed, scenes.stream_offset + _SPLITS]).permutation(NUM_TRAIN)
     for split, n in DEMO_SPLITS.items():
         labeled = set(order[:n].tolist())
         _write_split(out / "splits" / split / "labeled.txt", [train_ids[i] for i in sorted(labeled)])
@@ -228,12 +254,12 @@ def _generate(out: Path, seed: int) -> None:
     _write_split(out / "splits" / "val.txt", val_ids)
 
     meta = {
-        "name": "demo",
-        "version": DEMO_VERSION,
+        "name": scenes.name,
+        "version": scenes.version,
         "seed": seed,
         "image_size": [IMAGE_SIZE, IMAGE_SIZE],
-        "classes": DEMO_CLASSES,
-        "palette": [list(c) for c in DEMO_PALETTE],
+        "classes": list(scenes.classes),
+        "palette": [list(c) for c in scenes.palette],
         "ignore_index": IGNORE_INDEX,
         "counts": _counts(),
     }
@@ -257,11 +283,11 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 255, 3).astype(np.float32)
 
 
-def _class_colour(rng: np.random.Generator, cls: int) -> np.ndarray:
+def _class_colour(rng: np.random.Generator, class_hue: float) -> np.ndarray:
     """An RGB colour near the class's typical hue (w.p. CLASS_COLOUR_PROB), otherwise any colour."""
     if rng.random() >= CLASS_COLOUR_PROB:
         return _colour(rng)
-    hue = (CLASS_HUES[cls] + rng.uniform(-20, 20)) % 360
+    hue = (class_hue + rng.uniform(-20, 20)) % 360
     hsv = np.array([[[hue / 2, rng.uniform(130, 255), rng.uniform(120, 255)]]], np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
@@ -344,11 +370,16 @@ def _ellipse(mask: np.ndarray, center: np.ndarray, axes: tuple[float, float], an
     cv2.ellipse(mask, c, a, angle, 0, 360, value, -1, cv2.LINE_8, 4)
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, center: np.ndarray, size: float) -> np.ndarray:
-    """A binary mask of one object of class ``cls``, ``size`` pixels across, randomly posed."""
+def _shape_mask(rng: np.random.Generator, name: str, center: np.ndarray, size: float) -> np.ndarray:
+    """A binary mask of one shape ``name`` (a class of DEMO or PRETEXT), ``size`` pixels across, randomly posed."""
     r = size / 2
     angle = rng.uniform(0, 2 * math.pi)
-    name = DEMO_CLASSES[cls]
+    if name == "crescent":  # a disk with an offset disk cut out
+        mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        _ellipse(mask, center, (r, r), 0, 1)
+        offset = center + r * rng.uniform(0.35, 0.6) * np.array([math.cos(angle), math.sin(angle)])
+        _ellipse(mask, offset, (r * 0.85, r * 0.85), 0, 0)
+        return mask
     if name in ("disk", "ring"):
         mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         minor = r * rng.uniform(0.65 if name == "disk" else 0.75, 1.0)
@@ -360,22 +391,37 @@ def _shape_mask(rng: np.random.Generator, cls: int, center: np.ndarray, size: fl
     if name == "rectangle":
         w, h = r, r * rng.uniform(0.35, 1.0)
         local = np.array([[-w, -h], [w, -h], [w, h], [-w, h]])
+    elif name == "hexagon":
+        corners = np.arange(6) * math.pi / 3
+        local = np.stack([np.cos(corners), np.sin(corners)], 1) * r
+    elif name == "cross":  # a plus sign
+        a, b = r, r / 2.8
+        local = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b],
+                          [-a, b], [-a, -b], [-b, -b]])
+    elif name == "arrow":
+        local = np.array([[-r, -r / 4], [r / 5, -r / 4], [r / 5, -r * 0.7], [r, 0], [r / 5, r * 0.7], [r / 5, r / 4],
+                          [-r, r / 4]])
+    elif name == "lshape":
+        t = r * rng.uniform(0.35, 0.55)
+        local = np.array([[-r, -r], [-r + t, -r], [-r + t, r - t], [r, r - t], [r, r], [-r, r]])
     elif name == "triangle":
         corners = np.arange(3) * 2 * math.pi / 3 + rng.uniform(-0.3, 0.3, 3)
         local = np.stack([np.cos(corners), np.sin(corners)], 1) * r * rng.uniform(0.95, 1.15, (3, 1))
         local[:, 1] *= rng.uniform(0.7, 1.0)
-    else:  # star
+    elif name == "star":
         points = int(rng.integers(5, 7))
         corners = np.arange(2 * points) * math.pi / points
         radii = np.where(np.arange(2 * points) % 2 == 0, r, r * rng.uniform(0.4, 0.55))
         local = np.stack([np.cos(corners), np.sin(corners)], 1) * radii[:, None]
         local[:, 1] *= rng.uniform(0.8, 1.0)
+    else:
+        raise ValueError(f"no shape named {name!r}")
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     return _polygon(local @ rotation.T + center)
 
 
 def _place_object(
-    rng: np.random.Generator, cls: int, instance: np.ndarray, areas: list[int], tries: int = 10
+    rng: np.random.Generator, shape: str, instance: np.ndarray, areas: list[int], tries: int = 10
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Pose an object so that it stays visible and hides at most half of any earlier object.
 
@@ -385,7 +431,7 @@ def _place_object(
     for _ in range(tries):
         size = float(rng.uniform(lo, hi))
         center = rng.uniform(2, IMAGE_SIZE - 2, 2)
-        mask = _shape_mask(rng, cls, center, size).astype(bool)
+        mask = _shape_mask(rng, shape, center, size).astype(bool)
         if mask.sum() < MIN_VISIBLE_AREA:  # mostly outside the image
             continue
         if areas:
@@ -398,15 +444,16 @@ def _place_object(
 
 
 def _texture(
-    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, center: np.ndarray, size: float, cls: int
+    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, center: np.ndarray, size: float, class_hue: float
 ) -> np.ndarray:
-    """A full-frame float texture for an object of class ``cls``, contrasting with ``image`` under ``mask``."""
+    """A full-frame float texture for an object whose class hue is ``class_hue``, contrasting with ``image``
+    under ``mask``."""
     under = image[mask].mean(0)
-    c1 = _class_colour(rng, cls)
+    c1 = _class_colour(rng, class_hue)
     for _ in range(5):
         if np.linalg.norm(c1 - under) >= 70:
             break
-        c1 = _class_colour(rng, cls)
+        c1 = _class_colour(rng, class_hue)
     c2 = np.clip(c1 + rng.normal(0, 40, 3), 0, 255).astype(np.float32)
     kind = rng.integers(5)
     if kind == 0:  # solid

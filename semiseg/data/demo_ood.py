@@ -26,7 +26,7 @@ from semiseg.data import demo
 from semiseg.errors import DataError
 
 NUM_OOD = 768
-OOD_VERSION = 1
+OOD_VERSION = 2
 _OOD_STREAM = 7  # generator stream, distinct from the demo's train/val/split streams
 
 
@@ -62,7 +62,7 @@ def _indoor_background(rng: np.random.Generator) -> np.ndarray:
 def _draw_distractor(rng: np.random.Generator, image: np.ndarray) -> None:
     """Paint a hexagon or a cross (not a demo class: it stays background) in a random flat colour, in place."""
     center = rng.uniform(0, demo.IMAGE_SIZE, 2)
-    r = rng.uniform(8, 22)
+    r = rng.uniform(5.5, 15.0)
     angle = rng.uniform(0, 2 * math.pi)
     if rng.random() < 0.5:  # hexagon
         corners = angle + np.arange(6) * math.pi / 3

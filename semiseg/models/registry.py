@@ -19,7 +19,8 @@ BACKBONES: Registry = Registry("backbone")
 
 def _read_state(path: Path) -> dict:
     if not path.is_file():
-        raise ConfigError(f"model.pretrained: weights file {path} does not exist")
+        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
+                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
@@ -29,6 +30,25 @@ def _read_state(path: Path) -> dict:
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ConfigError(f"model.pretrained: {path} does not hold a state dict (name → tensor)")
     return state
+
+
+def _demo_pretext() -> Path:
+    from semiseg.pretext import ensure_demo_pretext  # it trains with the engine, which imports this module
+
+    return ensure_demo_pretext()
+
+
+#: Named weights that ``model.pretrained`` may give instead of a path: name → function returning the
+#: (generated and cached on first use) weights file.
+NAMED_WEIGHTS: Registry = Registry("named weights")
+NAMED_WEIGHTS.register("demo_pretext")(_demo_pretext)
+
+
+def weights_path(pretrained: str) -> Path:
+    """The weights file that ``model.pretrained`` names: a registered name's file, else the path itself."""
+    if pretrained in NAMED_WEIGHTS:
+        return NAMED_WEIGHTS.get(pretrained)()
+    return Path(pretrained).expanduser()
 
 
 def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]:
@@ -76,7 +96,7 @@ def build_model(cfg, num_classes: int, corr: bool = False) -> nn.Module:
         raise ConfigError(f"key 'data.crop_size': {cfg.data.crop_size} is not a multiple of {multiple}, which "
                           f"backbone '{cfg.model.backbone}' needs (e.g. {multiple * max(1, round(cfg.data.crop_size / multiple))})")
     if cfg.model.pretrained:
-        report = load_pretrained(encoder, cfg.model.pretrained)
+        report = load_pretrained(encoder, weights_path(cfg.model.pretrained))
         print(f"loaded {cfg.model.pretrained}: " + ", ".join(
             f"{len(v)} {k}" + (f" {v[:5]}" if v else "") for k, v in report.items()), flush=True)
     if cfg.model.lock_backbone:

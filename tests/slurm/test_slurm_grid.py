@@ -19,6 +19,10 @@ import pytest
 
 from semiseg.tracking import metric_history, search_cells
 
+#: the demo grid with a random-init encoder: these tests check orchestration (test_pretext covers the
+#: demo_pretext weights, whose full pretraining takes minutes)
+NO_PRETEXT = ["--set", "model.pretrained="]
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).resolve().parent / "start_cluster.sh"
 
@@ -51,7 +55,7 @@ def slurm_cluster(tmp_path_factory) -> Path:
 def grid_cmd(tmp: Path, demo_root: Path, *extra: str, epochs: int = 2, iters: int = 2, script="run_grid.py"):
     return [sys.executable, str(ROOT / "launch" / script), "--exp", "demo",
             "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs"),
-            "--set", f"data.root={demo_root}", "--set", "data.crop_size=32", "--set", f"train.epochs={epochs}",
+            "--set", f"data.root={demo_root}", *NO_PRETEXT, "--set", "data.crop_size=32", "--set", f"train.epochs={epochs}",
             "--set", f"train.max_iters_per_epoch={iters}", "--set", "train.batch_size=4", *extra]
 
 
