@@ -28,6 +28,7 @@ from semiseg.hooks import Hook, PolyLR
 from semiseg.methods import METHODS
 from semiseg.models import build_model
 from semiseg.optim import build_optimizer
+from semiseg.train import pick_device, seed_everything
 from semiseg.trainer import Trainer
 
 #: Bump when the recipe or the pretext set changes: the cached file name carries it.
@@ -63,15 +64,13 @@ class _EpochLine(Hook):
 def pretrain(out: Path, threads: int = 1) -> float:
     """Train the pretext model on CPU with ``threads`` threads and save its encoder to ``out``; returns
     the pretext val mIoU. Deterministic for a given thread count."""
-    from semiseg.train import seed_everything
-
     cfg = config_from_dict({**PRETEXT_RUN, "runtime": {**PRETEXT_RUN["runtime"], "threads": threads}})
     torch.set_num_threads(threads)
     seed_everything(cfg.seed)
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams)
     model = build_model(cfg, data.num_classes)
-    device = torch.device("cpu")
+    device = pick_device(cfg.runtime.device)
     trainer = Trainer(cfg, model, method_cls(cfg, model), data, build_optimizer(model, cfg.optim), device,
                       [PolyLR(), _EpochLine(every=10)])
     trainer.train()
@@ -105,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the pretraining (default 1)")
     parser.add_argument("--out", type=Path, default=None, help=f"weights file (default {default_path()})")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     print(ensure_demo_pretext(args.out, args.threads))
     return 0
 

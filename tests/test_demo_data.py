@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from semiseg.data import demo
-from semiseg.data.demo import DEMO_CLASSES, DEMO_SPLITS, DEMO_VERSION, ensure_demo, save_preview
+from semiseg.data.demo import DEMO, DEMO_SPLITS, ensure_demo, save_preview
 from semiseg.errors import DataError
 
 PARTIAL_SPLITS = [s for s in DEMO_SPLITS if s != "all"]
@@ -39,8 +39,8 @@ def test_layout(root: Path) -> None:
         assert (root / "splits" / split / "labeled.txt").is_file()
         assert (root / "splits" / split / "unlabeled.txt").is_file()
     meta = json.loads((root / "meta.json").read_text())
-    assert meta["version"] == DEMO_VERSION and meta["seed"] == 0
-    assert meta["classes"] == DEMO_CLASSES and len(DEMO_CLASSES) == len(demo.DEMO_PALETTE) == 6
+    assert meta["version"] == DEMO.version and meta["seed"] == 0
+    assert meta["classes"] == list(DEMO.classes) and len(DEMO.classes) == len(DEMO.palette) == 6
     assert meta["image_size"] == [demo.IMAGE_SIZE, demo.IMAGE_SIZE]
 
 
@@ -63,7 +63,7 @@ def test_splits(root: Path) -> None:
 
 
 def test_files_and_masks(root: Path) -> None:
-    allowed = set(range(len(DEMO_CLASSES))) | {demo.IGNORE_INDEX}
+    allowed = set(range(len(DEMO.classes))) | {demo.IGNORE_INDEX}
     seen: set[int] = set()
     for split_file in ["all/labeled.txt", "val.txt"]:
         for line in entries(root / "splits" / split_file):
@@ -77,7 +77,7 @@ def test_files_and_masks(root: Path) -> None:
             assert values <= allowed, (line, values)
             if split_file != "val.txt":
                 seen |= values
-    assert set(range(len(DEMO_CLASSES))) <= seen
+    assert set(range(len(DEMO.classes))) <= seen
 
 
 def test_mask_files_match_renderer(root: Path) -> None:
@@ -125,7 +125,7 @@ def test_old_version_or_other_seed_raises(root: Path, tmp_path: Path) -> None:
     meta = json.loads((root / "meta.json").read_text())
     old = tmp_path / "old"
     old.mkdir()
-    (old / "meta.json").write_text(json.dumps({**meta, "version": DEMO_VERSION - 1}))
+    (old / "meta.json").write_text(json.dumps({**meta, "version": DEMO.version - 1}))
     with pytest.raises(DataError, match=str(old)):
         ensure_demo(old)
     with pytest.raises(DataError, match="seed"):

@@ -51,6 +51,10 @@ def test_unknown_weights_name_is_a_clear_error(make_config):
         build_model(make_config("model.pretrained=demo_pretex"), 6)
 
 
-def test_cli_help_names_the_cache():
+def test_cli_help_names_the_cache_and_bad_threads_exit_cleanly(tmp_path):
     done = subprocess.run([sys.executable, "-m", "semiseg.pretext", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "data/pretrained/tiny_demo_pretext_v" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "semiseg.pretext", "--threads", "0", "--out", str(tmp_path / "w.pth")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--threads must be at least 1, got 0" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "w.pth").exists()

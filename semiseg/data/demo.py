@@ -73,10 +73,6 @@ PRETEXT = SceneSet(
     (None, 80.0, 170.0, 260.0, 300.0, 10.0),
     ((0, 0, 0), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (128, 128, 0)),
     stream_offset=10, version=1)
-
-DEMO_VERSION = DEMO.version
-DEMO_CLASSES: list[str] = list(DEMO.classes)
-DEMO_PALETTE: list[tuple[int, int, int]] = list(DEMO.palette)
 DEMO_SPLITS: dict[str, int] = {
     "1_32": NUM_TRAIN // 32,
     "1_16": NUM_TRAIN // 16,
