@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launch.plan import LOCK_NAME, PlannedCell, lock_holder
+from launch.plan import PlannedCell
 from semiseg.config import save_config
+from semiseg.runfiles import LOCK_HELD_ENV, LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json
+from semiseg.tracking import run_status
 
 
 @dataclass
@@ -30,26 +32,35 @@ class LocalResult:
     interrupted: bool = False
 
 
-def claim(run_dir: Path) -> bool:
-    """Atomically take the cell's lock (O_EXCL); a lock left by a dead process is taken over."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK_NAME
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if lock_holder(run_dir):
-                return False
-            lock.unlink(missing_ok=True)  # stale
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        return True
-    return False
+_CLAIMS: dict[Path, CellLock] = {}
+
+
+def claim(p: PlannedCell) -> bool:
+    """Take the cell's lock for this launcher (held until :func:`release`) when nobody holds it and the cell
+    is still to do: a launch that planned it before another one finished it leaves it alone."""
+    lock = CellLock(p.run_dir)
+    if not lock.acquire():
+        return False
+    run_id = read_json(p.run_dir / RUN_FILE).get("run_id")
+    if run_id and run_status(p.cell.config.runtime.tracking_uri, run_id) == "FINISHED":
+        lock.release()  # finished by another launch since the plan
+        p.state = "finished"
+        return False
+    _CLAIMS[p.run_dir] = lock
+    return True
 
 
 def release(run_dir: Path) -> None:
-    (run_dir / LOCK_NAME).unlink(missing_ok=True)
+    lock = _CLAIMS.pop(run_dir, None)
+    if lock is not None:
+        lock.release()
+
+
+def skip_reason(p: PlannedCell) -> str:
+    if p.state == "finished":
+        return "finished by another launch meanwhile"
+    holder = lock_holder(p.run_dir)
+    return f"already running ({describe_holder(holder, p.run_dir / LOCK_NAME)})" if holder else "already running"
 
 
 def visible_gpus() -> list[str]:
@@ -88,12 +99,12 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
     total = len(cells)
 
     def start(p: PlannedCell) -> None:
-        if not claim(p.run_dir):
-            log(f"  skip {_label(p)} ({p.cell.short}): already running in another launch")
+        if not claim(p):
+            log(f"  skip {_label(p)} ({p.cell.short}): {skip_reason(p)}")
             result.skipped.append(p)
             return
         save_config(p.cell.config, p.run_dir / "config.yaml")
-        env = dict(os.environ)
+        env = {**os.environ, LOCK_HELD_ENV: "1"}
         gpu = free_gpus.pop(0) if gpus else None
         env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
         cmd = [sys.executable, "-m", "semiseg.train", "--config", str(p.run_dir / "config.yaml"),
@@ -132,10 +143,11 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
                     reap(slot)
     except KeyboardInterrupt:
         result.interrupted = True
-        log("interrupted: stopping running cells (they stay resumable; run the same command to resume)")
+        log("interrupted: stopping running cells (they checkpoint and stay resumable; run the same command to "
+            "resume)")
         for slot in running:
             if slot.process.poll() is None:
-                slot.process.send_signal(signal.SIGINT)
+                slot.process.send_signal(signal.SIGTERM)  # graceful: the step finishes, then a checkpoint
         for slot in running:
             try:
                 slot.process.wait(timeout=60)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.registry import Cell
 from semiseg.config import recipe_hash
+from semiseg.runfiles import PROGRESS_FILE, lock_holder, read_json, run_dir_for
 from semiseg.tracking import RECIPE_TAG, search_cells
-
-LOCK_NAME = "lock"
 
 
 @dataclass
@@ -24,32 +21,10 @@ class PlannedCell:
     est_hours: float | None = None  # device-hours (GPUs x wall hours) of finished runs of the same recipe
     status: str = ""  # the MLflow status of the newest run ("" = none)
     job: dict = field(default_factory=dict)  # the backend's job record (SLURM: id, state, log), if any
+    holder: dict = field(default_factory=dict)  # who holds the cell's lock (pid, host, command), if anyone
 
     def progress(self) -> dict:
-        path = self.run_dir / "progress.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lock_holder(run_dir: Path) -> int | None:
-    """The pid holding the cell's lock, if that process is alive."""
-    try:
-        pid = int((run_dir / LOCK_NAME).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    return pid if pid and pid_alive(pid) else None
+        return read_json(self.run_dir / PROGRESS_FILE)
 
 
 def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path) -> list[PlannedCell]:
@@ -66,13 +41,14 @@ def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path
     planned = []
     for cell in cells:
         run = newest.get(cell.hash)
-        run_dir = output_dir / cell.short
+        run_dir = run_dir_for(output_dir, cell.config.runtime.experiment, cell.short)
         state = run.state if run else "new"
-        if state != "finished" and lock_holder(run_dir):
+        holder = lock_holder(run_dir) if state != "finished" else None
+        if holder:
             state = "running"
         error = run.tags.get("semiseg.error", "") if run else ""
         hours = durations.get(recipe_hash(cell.config)) if durations else None
         est = sum(hours) / len(hours) * cell.config.train.gpus if hours else None
         planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error, est_hours=est,
-                                   status=run.status if run else ""))
+                                   status=run.status if run else "", holder=holder or {}))
     return planned

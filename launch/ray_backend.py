@@ -4,9 +4,10 @@ Why the task runs the engine in-process rather than spawning ``python -m semiseg
 *is* the training process, so Ray's grant (CPU slots, ``CUDA_VISIBLE_DEVICES``) applies to the training
 itself, a worker that dies takes its training with it (no orphaned child keeps writing), and Ray's own
 retry of tasks whose worker died (``max_retries``) re-runs the cell, which resumes from ``last.pth`` into
-the same MLflow run (the run id is in the checkpoint and in ``run.json``). A GPU cell gets a fresh worker
+the same MLflow run (the run id is in the checkpoint and in ``run.json``). The task body is the one run
+assembly and lifecycle of every backend (:func:`semiseg.runtime.run`). A GPU cell gets a fresh worker
 (``max_calls=1``) so its CUDA context and cached memory go away with it; CPU workers are reused, which
-saves a torch import per cell (every cell seeds and configures its own run in ``build_trainer``).
+saves a torch import per cell (every cell seeds and configures its own run in the assembly).
 Idempotence is the local backend's: the plan decides what runs, a lock in the run folder (held by this
 launcher's pid) keeps two launches off one cell. On a multi-node cluster the output folder, the data and
 the tracking store must be shared (a network file system, or an MLflow server URI).
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launch.local import LocalResult, _label, _tail, claim, log_epoch, release
+from launch.local import LocalResult, _label, _tail, claim, log_epoch, release, skip_reason
 from launch.plan import PlannedCell
 from semiseg.config import RunConfig, config_from_dict, config_to_dict, save_config
 from semiseg.errors import UserError
@@ -98,7 +99,7 @@ def attempts(run_dir: Path) -> int:
 
 def run_cell(config: dict[str, Any], tags: dict[str, str], cwd: str) -> dict[str, float]:
     """Ray task body: train or resume one cell in this worker; its output goes to the cell's ``train.log``."""
-    from semiseg.train import build_trainer, run_dir_of
+    from semiseg.runtime import run, run_dir_of
 
     if Path(cwd).is_dir():
         os.chdir(cwd)  # relative paths (data.root) mean what they mean to the launcher
@@ -109,8 +110,9 @@ def run_cell(config: dict[str, Any], tags: dict[str, str], cwd: str) -> dict[str
     (run_dir / ATTEMPTS).write_text(str(attempt))
     with open(run_dir / "train.log", "a", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
         print(f"ray: attempt {attempt} on node {os.uname().nodename}, worker pid {os.getpid()}", flush=True)
-        state = build_trainer(cfg, {**tags, "semiseg.ray_attempt": str(attempt)}).train()
-    return {"best_miou": state.best_miou, "attempt": attempt}
+        outcome = run(cfg, {**tags, "semiseg.ray_attempt": str(attempt)}, lock_held=True)
+    best = outcome.state.best_miou if outcome.state is not None else float("nan")
+    return {"best_miou": best, "attempt": attempt, "status": outcome.status}
 
 
 @dataclass
@@ -154,8 +156,8 @@ def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace,
         while queue or flights:
             while queue and len(flights) < cap:
                 p = queue.pop(0)
-                if not claim(p.run_dir):
-                    log(f"  skip {_label(p)} ({p.cell.short}): already running in another launch")
+                if not claim(p):
+                    log(f"  skip {_label(p)} ({p.cell.short}): {skip_reason(p)}")
                     result.skipped.append(p)
                     continue
                 save_config(p.cell.config, p.run_dir / "config.yaml")

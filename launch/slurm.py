@@ -33,10 +33,11 @@ from typing import Any
 
 import submitit
 
-from launch.local import claim, release
+from launch.local import claim, release, skip_reason
 from launch.plan import PlannedCell
 from semiseg.config import apply_overrides, load_config, load_yaml, save_config
 from semiseg.errors import ConfigError, UserError
+from semiseg.runfiles import RUN_FILE, read_json, write_json
 from semiseg.tracking import cell_tags, record_failure, run_status
 
 CLUSTERS_DIR = Path(__file__).resolve().parent / "clusters"
@@ -174,10 +175,7 @@ def describe(todo: list[PlannedCell], profile: dict, output_dir: Path, exp: str)
 # --- SLURM state -----------------------------------------------------------------------------------------
 
 def read_job(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / JOB_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_json(run_dir / JOB_FILE)
 
 
 def _run(cmd: list[str]) -> str:
@@ -246,7 +244,7 @@ def submit(todo: list[PlannedCell], profile: dict, output_dir: Path, exp: str, l
     folder = logs_folder(output_dir)
     submitted = 0
     for tasks, cells in _groups(todo).items():
-        mine = [p for p in cells if claim(p.run_dir)]
+        mine = [p for p in cells if claim(p)]
         try:  # under the cells' locks: a job another launch submitted since our plan is seen here
             jobs = {p.cell.hash: read_job(p.run_dir) for p in mine}
             live = job_states([job["job_id"] for job in jobs.values() if job])
@@ -259,7 +257,7 @@ def submit(todo: list[PlannedCell], profile: dict, output_dir: Path, exp: str, l
                     continue
                 fresh.append(p)
             for p in [p for p in cells if p not in mine]:
-                log(f"  skip {p.cell.short}: being submitted by another launch")
+                log(f"  skip {p.cell.short}: {skip_reason(p)}")
             if not fresh:
                 continue
             ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile["max_requeues"],
@@ -274,7 +272,7 @@ def submit(todo: list[PlannedCell], profile: dict, output_dir: Path, exp: str, l
                 array_id = job.job_id.split("_")[0]
                 record = {"job_id": job.job_id, "array_job_id": array_id, "array_index": index,
                           "log": str(job.paths.stdout), "submitted": time.time(), "tasks": tasks}
-                (p.run_dir / JOB_FILE).write_text(json.dumps(record, indent=1))
+                write_json(p.run_dir / JOB_FILE, record)
             log(f"submitted job array {jobs[0].job_id.split('_')[0]}: {len(fresh)} cell(s), {tasks} task(s) "
                 f"each, at most {profile['array_parallelism']} at once; logs in {folder.parent}")
             submitted += len(fresh)
@@ -344,8 +342,7 @@ class CellJob(submitit.helpers.Checkpointable):
     def _report_failure(self, error: str, tags: dict) -> None:
         """Record a failure the training process could not record (it died before or without its run)."""
         cfg = load_config(self.config)
-        run_file = Path(self.config).parent / "run.json"  # the config lies in the run's folder
-        run_id = json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None
+        run_id = read_json(Path(self.config).parent / RUN_FILE).get("run_id")  # the config lies in the run's folder
         status = run_status(cfg.runtime.tracking_uri, run_id) if run_id else None
         if status in ("FAILED", "FINISHED", "KILLED"):
             return  # the run reported itself

@@ -125,7 +125,7 @@ def train_trial(sampled: dict[str, Any], bases: list[dict[str, Any]], tags: dict
     """Tune trainable: train one trial, reporting every epoch with the epoch's checkpoint."""
     from ray import tune
 
-    from semiseg.train import build_trainer, run_dir_of
+    from semiseg.runtime import run, run_dir_of
 
     trial_id = tune.get_context().get_trial_id()
     cfg = config_from_dict(trial_config(bases[sampled["cell"]], sampled, trial_id))
@@ -149,7 +149,7 @@ def train_trial(sampled: dict[str, Any], bases: list[dict[str, Any]], tags: dict
 
     final: dict[str, Any] = {}
     searched = {f"semiseg.search.{k}": v for k, v in sampled.items() if k != "cell"}
-    build_trainer(cfg, {**tags, **searched, "semiseg.trial": trial_id}, callbacks=[report_unless_last]).train()
+    run(cfg, {**tags, **searched, "semiseg.trial": trial_id}, callbacks=[report_unless_last])
     if final:
         report(**final)
 
@@ -214,8 +214,11 @@ def _parent_run(uri: str, mlflow_exp: str, study: str, exp_name: str, dims: dict
                 args: argparse.Namespace, cells: list[Cell]) -> RunTracker:
     tracker = RunTracker(uri, mlflow_exp)
     old = find_tagged_run(uri, mlflow_exp, "semiseg.study", study)
-    tracker.start(study, {"semiseg.study": study, "semiseg.exp": exp_name, "semiseg.kind": "study"},
-                  old.run_id if old else None)
+    tags = {"semiseg.study": study, "semiseg.exp": exp_name, "semiseg.kind": "study"}
+    if old:
+        tracker.reopen(old.run_id, tags)
+    else:
+        tracker.create(study, tags)
     tracker.log_params({**{f"search.{k}": d.describe() for k, d in dims.items()},
                         "study.cells": ", ".join(map(_label, cells)), "study.num_samples": args.num_samples,
                         "study.scheduler": args.scheduler, "study.metric": METRIC, "study.sets": " ".join(args.sets)})
@@ -300,8 +303,8 @@ def _summarise(results, args, study: str, exp_name: str, dims, cells, uri: str, 
     out = Path(args.best_out) if args.best_out else EXPERIMENTS_DIR / f"{Path(exp_name).stem}_tuned.yaml"
     write_best(out, exp_name, study, mlflow_exp, parent.run_id, cells, best_by_cell, args.sets)
     print(f"wrote {out}: run it with python launch/run_grid.py --exp {out}")
-    parent.log_metrics({"best_miou": overall["best"], "trials": len(rows),
-                        "trials_stopped_early": sum(r["status"].startswith("stopped") for r in rows)}, step=0)
+    parent.log({"best_miou": overall["best"], "trials": len(rows),
+                "trials_stopped_early": sum(r["status"].startswith("stopped") for r in rows)}, step=0)
     parent.set_tags({"semiseg.best_trial": overall["trial"], "semiseg.interrupted": "false",
                      **{f"semiseg.best.{k}": v for k, v in overall["params"].items()}})
     parent.log_artifact(out)

@@ -1,47 +1,143 @@
-"""The one checkpoint format: an atomic ``torch.save`` of a plain dict, loadable with ``weights_only``."""
+"""The owner of the files holding tensors: training checkpoints (``last.pth``) and weights files.
+
+Two formats, each with its own tag, both a plain dict written atomically by ``torch.save`` and loadable
+with ``weights_only=True``:
+
+- a **training checkpoint** (:data:`TRAINING_FORMAT`): everything an exact resume needs (model, optimizer,
+  scaler, method state, progress counters, RNG states), the cell's config and hash, its experiment, its
+  MLflow run id and the per-epoch metrics already reported (so a resume re-logs what MLflow lacks);
+- a **weights file** (:data:`WEIGHTS_FORMAT`): one model's ``state_dict`` with the config that built it
+  (or none) and free-form metadata (``best.pth``, the demo's pretext encoder).
+
+Writes go to a temporary file beside the target (honouring the umask, so group members of a shared
+folder can read them), are fsynced, then renamed. A write that fails for lack of space or permission
+raises :class:`StorageError` saying so in plain words.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
-import tempfile
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from semiseg.errors import DataError
+from semiseg.errors import DataError, StorageError
+from semiseg.runfiles import fault_point
 
-FORMAT = "semiseg-checkpoint-v1"
+TRAINING_FORMAT = "semiseg-checkpoint-v1"
+WEIGHTS_FORMAT = "semiseg-weights-v1"
+#: The keys every training checkpoint holds.
+TRAINING_KEYS = ("model", "optimizer", "scaler", "method", "state", "rng", "config", "config_hash", "experiment",
+                 "mlflow_run_id", "history")
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never a torn checkpoint."""
-    path = Path(path)
+class CheckpointError(DataError):
+    """A checkpoint file cannot be read (torn, foreign, truncated)."""
+
+
+def _write_atomic(payload: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("checkpoint_written")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        # torch's writer reports a full disk as a RuntimeError; the free space left (before the torn file
+        # goes) tells it apart from a bug
+        full = isinstance(exc, RuntimeError) and _free_bytes(path.parent) < 1 << 20
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) or full:
+            code = errno.ENOSPC if full else exc.errno
+            reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                      errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                      errno.EPERM: "permission denied"}.get(code, getattr(exc, "strerror", None) or str(exc))
+            raise StorageError(code, f"cannot write {path}: {reason}") from None
         raise
+    fault_point("checkpoint_renamed")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain Python values only)."""
+def _free_bytes(folder: Path) -> int:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        raise DataError(f"checkpoint {path} cannot be read ({exc}); delete it to start the run over") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise DataError(f"{path} is not a semiseg checkpoint (format {FORMAT})")
-    return state
+        st = os.statvfs(folder)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
+
+def _read(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{what} {path} cannot be read: it is truncated or not a PyTorch file ({first})") \
+            from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path} is not a semiseg {what} (format {fmt!r}, found {found!r})")
+    return data
+
+
+# --- training checkpoints -----------------------------------------------------------------------------------
+
+def save_training(path: str | Path, **fields: Any) -> None:
+    """Write a training checkpoint; ``fields`` are exactly :data:`TRAINING_KEYS`."""
+    if set(fields) != set(TRAINING_KEYS):
+        raise TypeError(f"a training checkpoint takes {TRAINING_KEYS}, got {sorted(fields)}")
+    _write_atomic({"format": TRAINING_FORMAT, **fields}, Path(path))
+
+
+def load_training(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint written by :func:`save_training` (:class:`CheckpointError` if unreadable)."""
+    data = _read(path, TRAINING_FORMAT, "checkpoint")
+    missing = [k for k in TRAINING_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)} (written by an older semiseg?)")
+    return data
+
+
+# --- weights files ------------------------------------------------------------------------------------------
+
+@dataclass
+class Weights:
+    """A model's weights, the config that built it (None when not a run's model) and metadata."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_weights(path: str | Path, weights: Weights) -> None:
+    _write_atomic({"format": WEIGHTS_FORMAT, "state_dict": weights.state_dict, "config": weights.config,
+                   "meta": weights.meta}, Path(path))
+
+
+def load_weights(path: str | Path) -> Weights:
+    """The model weights in a weights file, or in a training checkpoint (its model and config)."""
+    try:
+        data = _read(path, WEIGHTS_FORMAT, "weights file")
+        return Weights(data["state_dict"], data.get("config"), data.get("meta") or {})
+    except CheckpointError as not_weights:
+        try:
+            ckpt = load_training(path)
+        except CheckpointError:
+            raise not_weights from None
+        return Weights(ckpt["model"], ckpt["config"], {"epoch": ckpt["state"]["epoch"]})
+
+
+# --- random states ------------------------------------------------------------------------------------------
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG state, in a form ``weights_only`` loading accepts."""

@@ -21,3 +21,10 @@ class TrainingDiverged(RuntimeError):
 
 class StopRequested(KeyboardInterrupt):
     """A graceful stop (SLURM preemption or time limit, SIGTERM): training halted at a step boundary."""
+
+
+class StorageError(OSError):
+    """Run files cannot be written (disk full, read-only or forbidden folder): transient, the run stays resumable."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()

@@ -1,41 +1,69 @@
-"""Trainer hooks: LR schedule, evaluation, checkpoint/resume, MLflow logging, progress, epoch callbacks.
+"""Trainer hooks: LR schedule, evaluation, MLflow logging, checkpoints, progress, epoch callbacks.
 
-Each hook may implement ``before_train``, ``after_step``, ``after_epoch``, ``after_train`` and
-``on_failure``; the base class makes all of them no-ops.
+A hook may implement ``before_train(trainer)``, ``after_step(trainer, out)``, ``after_epoch(trainer,
+result)``, ``after_train(trainer)`` and ``on_failure(trainer, exc)``. Hooks run in the order of their
+``priority`` (lower first; a hook without one runs last) and talk to each other only through the
+:class:`EpochResult` of the epoch (evaluations, the reported model, whether it is a new best, the metrics
+to log) and the trainer's ``history`` (step → metrics of every epoch reported so far, saved in
+checkpoints). The order that matters: evaluate, let the method react, log to MLflow, then checkpoint, so
+a checkpoint never says an epoch is done before MLflow has its metrics.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from semiseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from semiseg.checkpoint import Weights, rng_state, save_training, save_weights
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
 from semiseg.distributed import sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
-from semiseg.evaluate import epoch_protocol, evaluate
+from semiseg.evaluate import EvalResult, epoch_protocol, evaluate
 from semiseg.optim import poly_lr
-from semiseg.tracking import REPORTED_MODEL_TAG
+from semiseg.runfiles import PROGRESS_FILE, write_json
+from semiseg.tracking import REPORTED_MODEL_TAG, is_storage_error
 
 #: ``callback(epoch, metrics, last_checkpoint)``: called after each epoch by :class:`EpochCallback`
 EpochFn = Callable[[int, dict[str, float], Path], None]
 
 
+@dataclass
+class EpochResult:
+    """What one epoch produced, handed to every hook's ``after_epoch`` in priority order."""
+
+    epoch: int  # completed epochs (1-based number of this epoch)
+    terms: dict[str, float]  # mean logged loss terms
+    seconds: float
+    images_per_s: float
+    evals: dict[str, EvalResult] = field(default_factory=dict)  # model name → its evaluation
+    reported_model: str = "student"
+    is_best: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)  # what is logged for this epoch (MLflow step epoch-1)
+
+    @property
+    def reported(self) -> EvalResult:
+        return self.evals[self.reported_model]
+
+
 class Hook:
+    priority: int = 100
+
     def before_train(self, trainer) -> None: ...
     def after_step(self, trainer, out) -> None: ...
-    def after_epoch(self, trainer) -> None: ...
+    def after_epoch(self, trainer, result: EpochResult) -> None: ...
     def after_train(self, trainer) -> None: ...
     def on_failure(self, trainer, exc: BaseException) -> None: ...
 
 
 class PolyLR(Hook):
     """Poly decay after every optimizer step, per parameter group (spec §1.5)."""
+
+    priority = 10
 
     def after_step(self, trainer, out) -> None:
         it = trainer.state.iteration - 1
@@ -48,113 +76,170 @@ class Evaluate(Hook):
 
     The *reported* model (``eval.report_model`` when the method has it, else the student) drives the
     last/best mIoU of the run state and ``best.pth``; each model's own best is kept in
-    ``state.extra['best'][name]`` (``{'miou', 'epoch'}``).
+    ``state.extra['best'][name]`` (``{'miou', 'epoch'}``). Fills the result's evaluations and metrics.
     """
 
-    def after_epoch(self, trainer) -> None:
+    priority = 20
+
+    def after_epoch(self, trainer, result: EpochResult) -> None:
         models = trainer.method.eval_models()
         protocol = epoch_protocol(trainer.data.protocol, trainer.state.epoch - 1, trainer.cfg.train.epochs,
                                   trainer.cfg.eval.center_crop_until_last)
-        trainer.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
-                                        trainer.device, trainer.autocast, protocol, reduce=sum_over_ranks)
-                         for name, model in models.items()}
+        result.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
+                                       trainer.device, trainer.autocast, protocol, reduce=sum_over_ranks)
+                        for name, model in models.items()}
         wanted = trainer.cfg.eval.report_model
-        trainer.reported_model = wanted if wanted in models else "student"
-        result = trainer.evals[trainer.reported_model]
+        result.reported_model = wanted if wanted in models else "student"
         state = trainer.state
-        trainer.last_eval = result
-        trainer.is_best = result.miou > state.best_miou or state.best_epoch < 0
-        state.last_miou = result.miou
-        if trainer.is_best:
-            state.best_miou, state.best_epoch = result.miou, state.epoch - 1
-            state.extra["best_iou"] = result.iou
+        state.extra["reported_model"] = result.reported_model
+        result.is_best = result.reported.miou > state.best_miou or state.best_epoch < 0
+        state.last_miou = result.reported.miou
+        if result.is_best:
+            state.best_miou, state.best_epoch = result.reported.miou, state.epoch - 1
+            state.extra["best_iou"] = result.reported.iou
         best = state.extra.setdefault("best", {})
-        for name, res in trainer.evals.items():
+        for name, res in result.evals.items():
             if name not in best or res.miou > best[name]["miou"]:
                 best[name] = {"miou": res.miou, "epoch": state.epoch - 1}
+        result.metrics = epoch_metrics(trainer, result)
+        trainer.history[state.epoch - 1] = result.metrics
 
 
 class MethodEpochEnd(Hook):
-    """Let the method act on the epoch's evaluation (e.g. PrevMatch snapshots); runs before Checkpointing."""
+    """Let the method act on the epoch's evaluation (e.g. PrevMatch snapshots) before it is checkpointed."""
 
-    def after_epoch(self, trainer) -> None:
-        trainer.method.end_epoch(trainer)
+    priority = 30
+
+    def after_epoch(self, trainer, result: EpochResult) -> None:
+        trainer.method.end_epoch(trainer, result)
 
 
-def epoch_metrics(trainer) -> dict[str, float]:
+def epoch_metrics(trainer, result: EpochResult) -> dict[str, float]:
     """The metrics of the epoch just completed (train terms, learning rates, speed, validation IoUs)."""
     state, names = trainer.state, trainer.data.class_names
-    metrics = {f"train/{k}": v for k, v in trainer.epoch_terms.items()}
+    metrics = {f"train/{k}": v for k, v in result.terms.items()}
     metrics.update({
         "train/lr": trainer.optimizer.param_groups[0]["lr"],
         "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
-        "train/images_per_s": trainer.images_per_second,
-        "train/epoch_seconds": trainer.epoch_seconds,
-        "val/miou": trainer.last_eval.miou,
+        "train/images_per_s": result.images_per_s,
+        "train/epoch_seconds": result.seconds,
+        "val/miou": result.reported.miou,
         "val/best_miou": state.best_miou,
     })
-    metrics.update({f"val/iou/{name}": v for name, v in zip(names, trainer.last_eval.iou)})
+    metrics.update({f"val/iou/{name}": v for name, v in zip(names, result.reported.iou)})
+    if len(result.evals) > 1:  # e.g. V2: student and EMA side by side; val/miou is the reported one
+        for model, res in result.evals.items():
+            metrics[f"val/miou_{model}"] = res.miou
+            metrics[f"val/best_miou_{model}"] = state.extra["best"][model]["miou"]
     return metrics
+
+
+class MLflowLogging(Hook):
+    """Per-epoch metrics, final metrics, artifacts and the run's end status, into the run the assembly opened.
+
+    ``logged`` holds the epochs (MLflow steps) the run already has: a resumed run logs only what it lacks,
+    re-logging from the checkpoint's history what an earlier attempt (or a lost store) never recorded, so
+    no step is missing or doubled. An epoch's metrics and tags go in one ``log_batch`` (all or nothing).
+    """
+
+    priority = 40
+
+    def __init__(self, tracker, run_dir: Path, logged: set[int], has_final: bool) -> None:
+        self.tracker, self.run_dir, self.logged, self.has_final = tracker, run_dir, logged, has_final
+
+    def _log_epoch(self, step: int, metrics: dict[str, float], reported_model: str) -> None:
+        if step not in self.logged:
+            self.tracker.log(metrics, step, tags={REPORTED_MODEL_TAG: reported_model})
+            self.logged.add(step)
+
+    def before_train(self, trainer) -> None:
+        reported = trainer.state.extra.get("reported_model", "student")
+        for step in sorted(trainer.history):
+            self._log_epoch(step, trainer.history[step], reported)
+
+    def after_epoch(self, trainer, result: EpochResult) -> None:
+        self._log_epoch(trainer.state.epoch - 1, result.metrics, result.reported_model)
+
+    def after_train(self, trainer) -> None:
+        state, names = trainer.state, trainer.data.class_names
+        if not self.has_final:
+            final = {"best_miou": state.best_miou, "last_miou": state.last_miou, "best_epoch": state.best_epoch}
+            if len(state.extra.get("best", {})) > 1:
+                for model, best in state.extra["best"].items():
+                    final.update({f"best_miou_{model}": best["miou"], f"best_epoch_{model}": best["epoch"]})
+            self.tracker.log(final, state.epoch - 1)
+            self.has_final = True
+        last = trainer.history.get(state.epoch - 1, {})
+        per_class = {"reported_model": state.extra.get("reported_model", "student"), "best_epoch": state.best_epoch,
+                     "best": dict(zip(names, state.extra.get("best_iou", []))),
+                     "last": {name: last.get(f"val/iou/{name}") for name in names}}
+        write_json(self.run_dir / "per_class_iou.json", per_class)
+        ckpts = {"last": str((self.run_dir / "last.pth").resolve()), "best": str((self.run_dir / "best.pth").resolve())}
+        write_json(self.run_dir / "checkpoints.json", ckpts)
+        save_config(trainer.cfg, self.run_dir / "config.yaml")
+        for name in ("per_class_iou.json", "checkpoints.json", "config.yaml"):
+            self.tracker.log_artifact(self.run_dir / name)
+        self.tracker.set_tags({"semiseg.checkpoint.best": ckpts["best"], "semiseg.checkpoint.last": ckpts["last"]})
+        self.tracker.finish("FINISHED")
+
+    def on_failure(self, trainer, exc: BaseException) -> None:
+        if self.tracker.run_id is None:
+            return
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            self.tracker.set_tags({"semiseg.interrupted_at_epoch": trainer.state.epoch})
+            self.tracker.finish("KILLED")
+        elif is_storage_error(exc):  # transient: resumable once space or permissions are back
+            self.tracker.set_tags({"semiseg.error": f"storage: {exc}"})
+            self.tracker.finish("KILLED")
+        else:
+            kind = "diverged" if isinstance(exc, TrainingDiverged) else type(exc).__name__
+            self.tracker.set_tags({"semiseg.error": f"{kind}: {exc}"})
+            self.tracker.finish("FAILED")
+
+
+def training_state(trainer) -> dict:
+    """The fields of a training checkpoint (:func:`semiseg.checkpoint.save_training`) for the trainer now."""
+    return {"model": unwrap(trainer.model).state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scaler": trainer.scaler.state_dict(), "method": trainer.method.state_dict(),
+            "state": dataclasses.asdict(trainer.state), "rng": rng_state(), "config": config_to_dict(trainer.cfg),
+            "config_hash": config_hash(trainer.cfg), "experiment": trainer.cfg.runtime.experiment,
+            "mlflow_run_id": trainer.run_id, "history": {str(k): v for k, v in trainer.history.items()}}
 
 
 class Checkpointing(Hook):
     """Atomic ``last.pth`` (everything needed for an exact resume, the method's EMA teacher included) and
-    ``best.pth`` (the reported model's weights) on improvement.
+    ``best.pth`` (a weights file of the reported model) on improvement.
 
-    ``last.pth`` is written after every epoch, every ``runtime.checkpoint_every_iters`` iterations inside
-    an epoch, and when a graceful stop (:class:`StopRequested`) halts training at a step boundary.
-    ``before_train`` resumes from ``last.pth`` when it exists.
+    ``last.pth`` is written after every epoch (after its metrics are in MLflow), every
+    ``runtime.checkpoint_every_iters`` iterations inside an epoch, and when a graceful stop
+    (:class:`StopRequested`) halts training at a step boundary. Resuming is the run assembly's job.
     """
+
+    priority = 50
 
     def __init__(self, run_dir: Path, save: bool = True) -> None:
         self.last = run_dir / "last.pth"
         self.best = run_dir / "best.pth"
-        self.save = save  # False on data-parallel ranks other than 0: they only load
+        self.save = save  # False on data-parallel ranks other than 0
 
-    def before_train(self, trainer) -> None:
-        if not self.last.exists():
-            return
-        ckpt = load_checkpoint(self.last)
-        unwrap(trainer.model).load_state_dict(ckpt["model"])
-        trainer.optimizer.load_state_dict(ckpt["optimizer"])
-        trainer.scaler.load_state_dict(ckpt["scaler"])
-        trainer.method.load_state_dict(ckpt["method"])
-        trainer.state = type(trainer.state)(**ckpt["state"])
-        trainer.run_id = ckpt.get("mlflow_run_id") or trainer.run_id
-        set_rng_state(ckpt["rng"])
-        trainer.resumed_from = trainer.state.epoch
-        within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
-            if trainer.state.epoch_iter else ""
-        print(f"resumed from {self.last} at epoch {trainer.state.epoch}{within}", flush=True)
-
-    def _save_last(self, trainer) -> dict:
-        if not self.save:
-            return {}
-        state = {
-            "model": unwrap(trainer.model).state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "scaler": trainer.scaler.state_dict(),
-            "method": trainer.method.state_dict(),
-            "state": dataclasses.asdict(trainer.state),
-            "rng": rng_state(),
-            "config": config_to_dict(trainer.cfg),
-            "config_hash": config_hash(trainer.cfg),
-            "mlflow_run_id": trainer.run_id,
-        }
-        save_checkpoint(state, self.last)
-        return state
+    def _save_last(self, trainer) -> None:
+        if self.save:
+            save_training(self.last, **training_state(trainer))
 
     def after_step(self, trainer, out) -> None:
         every = trainer.cfg.runtime.checkpoint_every_iters
         if every and trainer.state.epoch_iter % every == 0 and trainer.state.epoch_iter < trainer.data.iters_per_epoch:
             self._save_last(trainer)
 
-    def after_epoch(self, trainer) -> None:
-        state = self._save_last(trainer)
-        if trainer.is_best and state:
-            reported = unwrap(trainer.method.eval_models()[trainer.reported_model]).state_dict()
-            save_checkpoint({"model": reported, "reported_model": trainer.reported_model, "state": state["state"],
-                             "config": state["config"], "config_hash": state["config_hash"]}, self.best)
+    def after_epoch(self, trainer, result: EpochResult) -> None:
+        if not self.save:
+            return
+        if result.is_best:  # before last.pth: a resume from last.pth never lacks the best.pth it implies
+            reported = unwrap(trainer.method.eval_models()[result.reported_model]).state_dict()
+            save_weights(self.best, Weights(reported, config_to_dict(trainer.cfg),
+                                            {"reported_model": result.reported_model, "epoch": trainer.state.epoch,
+                                             "miou": result.reported.miou, "config_hash": config_hash(trainer.cfg)}))
+        self._save_last(trainer)
 
     def on_failure(self, trainer, exc: BaseException) -> None:
         if isinstance(exc, StopRequested) and trainer.state.epoch_iter and self.save:  # epoch ends are saved
@@ -163,87 +248,50 @@ class Checkpointing(Hook):
                   f"after {exc}", flush=True)
 
 
-class MLflowLogging(Hook):
-    """One MLflow run per training run: params, tags, per-epoch metrics, final metrics, artifacts, status."""
-
-    def __init__(self, tracker, run_dir: Path, tags: dict, params: dict) -> None:
-        self.tracker, self.run_dir, self.tags, self.params = tracker, run_dir, tags, params
-
-    def before_train(self, trainer) -> None:
-        run_id = trainer.run_id
-        if run_id is None and (self.run_dir / "run.json").exists():  # started before without a checkpoint
-            run_id = json.loads((self.run_dir / "run.json").read_text()).get("run_id")
-        trainer.run_id = self.tracker.start(self.tags["semiseg.hash"][:10], self.tags, run_id)
-        (self.run_dir / "run.json").write_text(json.dumps({"run_id": trainer.run_id}))
-        self.tracker.log_params({**flatten(config_to_dict(trainer.cfg)), **self.params})
-        if trainer.resumed_from is not None:
-            self.tracker.set_tags({"semiseg.resumed_at_epoch": trainer.resumed_from})
-
-    def after_epoch(self, trainer) -> None:
-        metrics = epoch_metrics(trainer)
-        if len(trainer.evals) > 1:  # e.g. V2: student and EMA side by side; val/miou is the reported one
-            for model, result in trainer.evals.items():
-                metrics[f"val/miou_{model}"] = result.miou
-                metrics[f"val/best_miou_{model}"] = trainer.state.extra["best"][model]["miou"]
-        self.tracker.log_metrics(metrics, step=trainer.state.epoch - 1)
-        self.tracker.set_tags({REPORTED_MODEL_TAG: trainer.reported_model})
-
-    def after_train(self, trainer) -> None:
-        state, names = trainer.state, trainer.data.class_names
-        final = {"best_miou": state.best_miou, "last_miou": state.last_miou, "best_epoch": state.best_epoch}
-        if len(trainer.evals) > 1:
-            for model, best in state.extra["best"].items():
-                final.update({f"best_miou_{model}": best["miou"], f"best_epoch_{model}": best["epoch"]})
-        self.tracker.log_metrics(final, step=state.epoch - 1)
-        per_class = {"reported_model": trainer.reported_model, "best_epoch": state.best_epoch,
-                     "best": dict(zip(names, state.extra.get("best_iou", []))),
-                     "last": dict(zip(names, trainer.last_eval.iou))}
-        (self.run_dir / "per_class_iou.json").write_text(json.dumps(per_class, indent=1))
-        ckpts = {"last": str((self.run_dir / "last.pth").resolve()), "best": str((self.run_dir / "best.pth").resolve())}
-        (self.run_dir / "checkpoints.json").write_text(json.dumps(ckpts, indent=1))
-        save_config(trainer.cfg, self.run_dir / "config.yaml")
-        for name in ("per_class_iou.json", "checkpoints.json", "config.yaml"):
-            self.tracker.log_artifact(self.run_dir / name)
-        self.tracker.set_tags({"semiseg.checkpoint.best": ckpts["best"], "semiseg.checkpoint.last": ckpts["last"]})
-        self.tracker.finish("FINISHED")
-
-    def on_failure(self, trainer, exc: BaseException) -> None:
-        if trainer.run_id is None or self.tracker.run_id is None:
-            return
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            self.tracker.set_tags({"semiseg.interrupted_at_epoch": trainer.state.epoch})
-            self.tracker.finish("KILLED")
-            return
-        kind = "diverged" if isinstance(exc, TrainingDiverged) else type(exc).__name__
-        self.tracker.set_tags({"semiseg.error": f"{kind}: {exc}"})
-        self.tracker.finish("FAILED")
-
-
 class Progress(Hook):
-    """A line per epoch on stdout, and ``progress.json`` for the orchestrator's status display."""
+    """A line per epoch (and one every ``every_s`` seconds inside long epochs, with an ETA) on stdout, and
+    ``progress.json`` for the orchestrator's status display."""
 
-    def __init__(self, run_dir: Path, label: str) -> None:
-        self.path, self.label = run_dir / "progress.json", label
-        self.start = time.time()
+    priority = 60
+
+    def __init__(self, run_dir: Path, label: str, every_s: float = 30.0) -> None:
+        self.path, self.label, self.every_s = run_dir / PROGRESS_FILE, label, every_s
+        self.start = self.last_line = time.time()
+        self.start_iter = 0
 
     def _write(self, trainer, status: str) -> None:
         state = trainer.state
-        data = {"epoch": state.epoch, "epochs": trainer.cfg.train.epochs, "iteration": state.iteration,
-                "last_miou": state.last_miou, "best_miou": state.best_miou, "status": status,
-                "pid": os.getpid(), "updated": time.time()}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)
+        write_json(self.path, {"epoch": state.epoch, "epochs": trainer.cfg.train.epochs,
+                               "iteration": state.iteration, "total_iters": trainer.total_iters,
+                               "last_miou": state.last_miou, "best_miou": state.best_miou, "status": status,
+                               "eta_s": self._eta(trainer), "pid": os.getpid(), "updated": time.time()})
+
+    def _eta(self, trainer) -> float | None:
+        done = trainer.state.iteration - self.start_iter
+        if done <= 0:
+            return None
+        return (time.time() - self.start) / done * (trainer.total_iters - trainer.state.iteration)
 
     def before_train(self, trainer) -> None:
+        self.start, self.start_iter = time.time(), trainer.state.iteration
         self._write(trainer, "running")
 
-    def after_epoch(self, trainer) -> None:
-        s, terms = trainer.state, trainer.epoch_terms
-        models = "".join(f" {name} {r.miou:.2f}" for name, r in trainer.evals.items()) if len(trainer.evals) > 1 else ""
+    def after_step(self, trainer, out) -> None:
+        if time.time() - self.last_line >= self.every_s:
+            self.last_line = time.time()
+            s = trainer.state
+            print(f"[{self.label}] epoch {s.epoch + 1}/{trainer.cfg.train.epochs} it {s.epoch_iter}/"
+                  f"{trainer.data.iters_per_epoch}, ETA {self._eta(trainer) or 0:.0f}s", flush=True)
+            self._write(trainer, "running")
+
+    def after_epoch(self, trainer, result: EpochResult) -> None:
+        s, terms = trainer.state, result.terms
+        models = "".join(f" {name} {r.miou:.2f}" for name, r in result.evals.items()) if len(result.evals) > 1 else ""
         print(f"[{self.label}] epoch {s.epoch}/{trainer.cfg.train.epochs} it {s.iteration} "
               f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f}{models} best {s.best_miou:.2f} "
-              f"({trainer.epoch_seconds:.1f}s, {trainer.images_per_second:.0f} img/s)", flush=True)
+              f"({result.seconds:.1f}s, {result.images_per_s:.0f} img/s, ETA {self._eta(trainer) or 0:.0f}s)",
+              flush=True)
+        self.last_line = time.time()
         self._write(trainer, "running")
 
     def after_train(self, trainer) -> None:
@@ -252,19 +300,24 @@ class Progress(Hook):
               f"{trainer.state.best_epoch + 1} ({time.time() - self.start:.0f}s)", flush=True)
 
     def on_failure(self, trainer, exc: BaseException) -> None:
-        self._write(trainer, "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed")
+        try:
+            self._write(trainer, "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed")
+        except OSError:  # the disk that stopped the run may refuse this too
+            pass
         sys.stdout.flush()
 
 
 class EpochCallback(Hook):
     """Hand each epoch's metrics and the fresh ``last.pth`` to a plain function (e.g. a tuner's report).
 
-    Place it after :class:`Checkpointing` so the checkpoint it names is the one of this epoch. The engine
+    It runs after :class:`Checkpointing`, so the checkpoint it names is the one of this epoch. The engine
     knows nothing of the caller: the function may stop training by raising.
     """
+
+    priority = 70
 
     def __init__(self, fn: EpochFn, run_dir: Path) -> None:
         self.fn, self.last = fn, run_dir / "last.pth"
 
-    def after_epoch(self, trainer) -> None:
-        self.fn(trainer.state.epoch, epoch_metrics(trainer), self.last)
+    def after_epoch(self, trainer, result: EpochResult) -> None:
+        self.fn(trainer.state.epoch, result.metrics, self.last)

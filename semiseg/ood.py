@@ -36,7 +36,7 @@ from semiseg.data.io import MaskCodec, read_image, read_pair
 from semiseg.errors import DataError
 from semiseg.methods import METHODS
 from semiseg.models import build_model
-from semiseg.train import pick_device
+from semiseg.runtime import pick_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -7,6 +7,7 @@ A tuning study is a parent run; its trials are training runs nested under it wit
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from semiseg.runfiles import fault_point
 
 TAG_PREFIX = "semiseg."
 _SQLITE = "sqlite:///"
@@ -109,8 +112,24 @@ def git_commit() -> str:
         return "unknown"
 
 
+#: errno values of a failed write that a relaunch may get past (space freed, permissions fixed)
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+#: Tag holding the token a run folder's ``run.json`` names before its run exists (see RunTracker.create).
+TOKEN_TAG = TAG_PREFIX + "run_token"
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """True for a write that failed for lack of space or permission (transient: the run stays resumable)."""
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def run_name(cfg) -> str:
+    """The run's name in the MLflow UI: method · dataset · split · backbone · seed (the hash stays a tag)."""
+    return f"{cfg.method} · {cfg.data.dataset} · {cfg.data.split} · {cfg.model.backbone} · s{cfg.seed}"
+
+
 class RunTracker:
-    """Logs one training run into MLflow (new run, or resumed into an existing run id)."""
+    """Logs one training run into MLflow (a new run, or an existing run reopened)."""
 
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri = uri
@@ -118,17 +137,38 @@ class RunTracker:
         self.client = _client(uri)
         self.run_id: str | None = None
 
-    def start(self, run_name: str, tags: dict[str, Any], run_id: str | None = None) -> str:
-        """Create a run (or reopen ``run_id`` as RUNNING) and return its id."""
-        if run_id is not None:
-            self.client.update_run(run_id, status="RUNNING")
-            self.run_id = run_id
-        else:
-            exp_id = get_or_create_experiment(self.uri, self.experiment)
-            run = self.client.create_run(exp_id, run_name=run_name)
-            self.run_id = run.info.run_id
-        self.set_tags(tags)
+    def get(self, run_id: str):
+        """The MLflow run ``run_id`` of this tracker's experiment, or None when the store has no such run."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MlflowException for an unknown id
+            return None
+        exp = self.client.get_experiment(run.info.experiment_id)
+        return run if exp is not None and exp.name == self.experiment else None
+
+    def find(self, tag: str, value: str):
+        """The newest run of the experiment whose tag ``tag`` is ``value``, or None."""
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return None
+        runs = self.client.search_runs([exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
+                                       max_results=1, order_by=["attributes.start_time DESC"])
+        return runs[0] if runs else None
+
+    def create(self, run_name: str, tags: dict[str, Any], status: str = "RUNNING") -> str:
+        """Create a run with all its tags in one call (a run is never seen without its cell identity)."""
+        exp_id = get_or_create_experiment(self.uri, self.experiment)
+        run = self.client.create_run(exp_id, run_name=run_name, tags={k: str(v)[:5000] for k, v in tags.items()})
+        self.run_id = run.info.run_id
+        fault_point("run_created")
         return self.run_id
+
+    def reopen(self, run_id: str, tags: dict[str, Any]) -> str:
+        """Mark an existing (interrupted or failed) run RUNNING again and refresh its tags."""
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        self.set_tags(tags)
+        return run_id
 
     def attach(self, run_id: str) -> "RunTracker":
         """Log into an existing run without changing its status (e.g. to close a run left RUNNING)."""
@@ -149,19 +189,25 @@ class RunTracker:
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+    def log(self, metrics: dict[str, float], step: int, tags: dict[str, Any] | None = None) -> None:
+        """Metrics of one step (and tags) in one ``log_batch``: the store has all of them or none."""
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for start in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()])
+        fault_point("metrics_logged")
+
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which metric ``key`` is in the run."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
     def finish(self, status: str = "FINISHED") -> None:
         """Mark the run FINISHED, FAILED or KILLED (KILLED = interrupted, resumable)."""
+        fault_point("final_status")
         self.client.set_terminated(self.run_id, status=status)
 
 
@@ -180,7 +226,11 @@ def record_failure(uri: str, experiment: str, error: str, tags: dict[str, Any], 
     or it was killed (out of memory, node failure) while its run said RUNNING.
     """
     tracker = RunTracker(uri, experiment)
-    tracker.start(str(tags.get(TAG_PREFIX + "hash", ""))[:10], {**tags, TAG_PREFIX + "error": error}, run_id)
+    tags = {**tags, TAG_PREFIX + "error": error}
+    if run_id is None:
+        tracker.create(str(tags.get("mlflow.runName") or tags.get(TAG_PREFIX + "hash", ""))[:250], tags)
+    else:
+        tracker.attach(run_id).set_tags(tags)
     tracker.finish("FAILED")
     return tracker.run_id
 
@@ -275,6 +325,7 @@ def runs_frame(uri: str, experiment: str, sql: bool = True):
     runs = sql_runs(uri, experiment) if sql else None
     if runs is None:
         runs = search_cells(uri, experiment)
+    runs = [run for run in runs if run.cell_hash]  # a run without its cell tags is no cell's result
     rows = []
     for run in runs:
         row = {"run_id": run.run_id, "status": run.status, "state": run.state, "start_time": run.start_time,
@@ -375,7 +426,7 @@ def log_report(uri: str, experiment: str, run_name: str, files: Iterable[str | P
                tags: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> str:
     """Log a report (tables, plots) as artifacts of a new FINISHED run of ``experiment``; return its id."""
     tracker = RunTracker(uri, experiment)
-    tracker.start(run_name, tags or {})
+    tracker.create(run_name, tags or {})
     if params:
         tracker.log_params(params)
     for path in files:

@@ -1,7 +1,8 @@
 """The shared trainer: a loop that calls the method's step; everything else is a hook.
 
-Hooks (see :mod:`semiseg.hooks`) get ``before_train``, ``after_step``, ``after_epoch``,
-``after_train`` and ``on_failure`` calls, in list order.
+Hooks (see :mod:`semiseg.hooks`) get ``before_train``, ``after_step``, ``after_epoch`` (with the epoch's
+:class:`~semiseg.hooks.EpochResult`), ``after_train`` and ``on_failure`` calls, in the order of their
+``priority``. The trainer is built, and resumed from a checkpoint, by :mod:`semiseg.runtime`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from semiseg.config import RunConfig
 from semiseg.data.sampling import TrainData
 from semiseg.errors import StopRequested, TrainingDiverged
+from semiseg.hooks import EpochResult
 from semiseg.methods.base import Method, StepOutput
 
 
@@ -51,16 +53,10 @@ class Trainer:
         amp = cfg.train.amp if device.type == "cuda" else "off"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
-        self.epoch_terms: dict[str, float] = {}
-        self.epoch_seconds = 0.0
-        # filled in by hooks: the latest evaluation (of the reported model; of every model by name), which
-        # model is reported, whether it is a new best, the MLflow run, resume point
-        self.last_eval = None
-        self.evals: dict = {}
-        self.reported_model = "student"
-        self.is_best = False
-        self.run_id: str | None = None
-        self.resumed_from: int | None = None
+        #: MLflow step (0-based epoch) → the metrics reported for it; saved in checkpoints
+        self.history: dict[int, dict[str, float]] = {}
+        self.run_id: str | None = None  # the MLflow run (None when untracked)
+        self.last_result: EpochResult | None = None  # the latest epoch run by this process
         self.stop_signal: int | None = None  # set by request_stop(); honoured at the next step boundary
         self.epoch_iters_run = 0  # iterations run by this process in the current epoch (speed figures)
 
@@ -70,7 +66,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _call(self, event: str, *args) -> None:
-        for hook in self.hooks:
+        for hook in sorted(self.hooks, key=lambda h: h.priority):  # stable: equal priorities keep list order
             getattr(hook, event)(self, *args)
 
     def _to_device(self, batch: dict) -> dict:
@@ -99,7 +95,7 @@ class Trainer:
         if self.agree(self.stop_signal is not None):
             raise StopRequested(f"signal {self.stop_signal}")
 
-    def train_epoch(self) -> None:
+    def train_epoch(self) -> EpochResult:
         """Run the rest of the current epoch (all of it, or from ``state.epoch_iter`` after a mid-epoch resume)."""
         state = self.state
         self.data.set_epoch(state.epoch, start_iter=state.epoch_iter)
@@ -119,25 +115,23 @@ class Trainer:
             for key, value in {"loss": out.loss.detach(), **out.terms}.items():
                 state.epoch_sums[key] = state.epoch_sums.get(key, 0.0) + float(value)
             self._call("after_step", out)
-        self.epoch_seconds = time.perf_counter() - start
-        self.epoch_terms = {k: v / self.data.iters_per_epoch for k, v in state.epoch_sums.items()}
+        seconds = time.perf_counter() - start
+        terms = {k: v / self.data.iters_per_epoch for k, v in state.epoch_sums.items()}
         state.epoch_iter, state.epoch_sums = 0, {}
+        images = self.cfg.train.batch_size * len(self.method.streams) * self.epoch_iters_run
+        return EpochResult(state.epoch + 1, terms, seconds, images / max(seconds, 1e-9))
 
     def train(self) -> TrainState:
         self._call("before_train")
         try:
             while self.state.epoch < self.cfg.train.epochs:
-                self.train_epoch()
+                result = self.train_epoch()
                 self.state.epoch += 1
-                self._call("after_epoch")
+                self._call("after_epoch", result)
+                self.last_result = result
                 self._check_stop()
             self._call("after_train")
         except BaseException as exc:
             self._call("on_failure", exc)
             raise
         return self.state
-
-    @property
-    def images_per_second(self) -> float:
-        per_iter = self.cfg.train.batch_size * len(self.method.streams)
-        return per_iter * self.epoch_iters_run / max(self.epoch_seconds, 1e-9)

@@ -33,7 +33,7 @@ def test_train_rejects_bad_input_cleanly(tmp_path, yaml_text, fragments):
     assert "\n\n" not in proc.stderr.strip()  # one paragraph
     for fragment in fragments:
         assert fragment in proc.stderr
-    assert not list((tmp_path / "runs").glob("*/*.pth"))
+    assert not list((tmp_path / "runs").glob("*/*/*.pth"))
     if "dataset: pascal" not in yaml_text:
         assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
         return

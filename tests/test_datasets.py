@@ -14,7 +14,7 @@ from semiseg.data.io import MaskCodec, read_image, read_mask, read_pair
 from semiseg.data.sampling import build_data
 from semiseg.errors import ConfigError, DataError
 from semiseg.tracking import _client
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer
 
 LAYOUTS = ["pascal", "cityscapes", "ade20k", "coco", "pascal_context", "folder"]
 
@@ -35,7 +35,7 @@ def test_each_layout_trains_one_iteration_and_evaluates(tmp_path, name):
     assert data.num_classes == (4 if name == "folder" else NUM_CLASSES[name])
     state = trainer.train()
     assert state.epoch == 1 and state.iteration == 1
-    assert 0.0 <= state.last_miou <= 100.0 and len(trainer.last_eval.iou) == data.num_classes
+    assert 0.0 <= state.last_miou <= 100.0 and len(trainer.last_result.reported.iou) == data.num_classes
     params = _client(cfg.runtime.tracking_uri).get_run(trainer.run_id).data.params
     expected = "sliding_window(crop=32, stride=21, truncate)" if name == "cityscapes" else "original"
     assert params["eval.mode"] == "auto" and params["derived.eval_protocol"] == expected

@@ -50,7 +50,7 @@ def test_sigkilled_cell_resumes_into_the_same_run(tmp_path, demo_root):
     deadline = time.time() + 300
     while time.time() < deadline:
         assert launcher.poll() is None, launcher.stdout.read()
-        found = list((tmp_path / "runs").glob("*/progress.json"))
+        found = list((tmp_path / "runs").glob("*/*/progress.json"))
         if found:
             data = json.loads(found[0].read_text() or "{}")
             if data.get("epoch", 0) >= 1:
@@ -73,7 +73,7 @@ def test_sigkilled_cell_resumes_into_the_same_run(tmp_path, demo_root):
     (run,) = search_cells(uri, "demo")
     assert run.run_id == killed.run_id and run.status == "FINISHED"
     assert int(run.tags["semiseg.resumed_at_epoch"]) >= 1
-    log = (next((tmp_path / "runs").glob("*/train.log"))).read_text()
+    log = (next((tmp_path / "runs").glob("*/*/train.log"))).read_text()
     assert "resumed from" in log
 
 

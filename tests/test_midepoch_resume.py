@@ -6,11 +6,11 @@ import signal
 import pytest
 import torch
 
-from semiseg.checkpoint import load_checkpoint
+from semiseg.checkpoint import load_training
 from semiseg.errors import StopRequested
 from semiseg.hooks import Checkpointing, Hook
 from semiseg.tracking import search_cells
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer
 
 # 2 epochs x 4 iterations
 BUDGET = ("train.epochs=2", "train.max_iters_per_epoch=4")
@@ -62,7 +62,7 @@ def test_graceful_stop_mid_epoch_resumes_exactly(make_config, straight):
     first.hooks.append(At(6, lambda t: t.request_stop(signal.SIGUSR2)))  # iteration 2 of epoch 2
     with pytest.raises(StopRequested):
         first.train()
-    ckpt = load_checkpoint(last_path(first))
+    ckpt = load_training(last_path(first))
     assert ckpt["state"]["epoch"] == 1 and ckpt["state"]["epoch_iter"] == 2 and ckpt["state"]["iteration"] == 6
     assert set(ckpt["state"]["epoch_sums"]) >= {"loss"}
     (killed,) = search_cells(cfg.runtime.tracking_uri, "tests")
@@ -72,7 +72,7 @@ def test_graceful_stop_mid_epoch_resumes_exactly(make_config, straight):
     resumed.train()
     assert resumed.run_id == first.run_id and resumed.state.iteration == 8 and resumed.state.epoch == 2
     assert_same(weights(straight), weights(resumed))
-    assert resumed.epoch_terms == pytest.approx(straight.epoch_terms)  # epoch averages survive the stop
+    assert resumed.last_result.terms == pytest.approx(straight.last_result.terms)  # epoch averages survive the stop
 
 
 def test_periodic_checkpoint_bounds_the_loss_of_a_crash(make_config, straight):
@@ -81,7 +81,7 @@ def test_periodic_checkpoint_bounds_the_loss_of_a_crash(make_config, straight):
     first.hooks.append(At(7, crash))  # dies one iteration after the checkpoint at iteration 6
     with pytest.raises(Crash):
         first.train()
-    assert load_checkpoint(last_path(first))["state"]["iteration"] == 6
+    assert load_training(last_path(first))["state"]["iteration"] == 6
 
     resumed = build_trainer(cfg)
     resumed.train()

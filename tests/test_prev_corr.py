@@ -5,12 +5,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from semiseg.checkpoint import load_checkpoint
-from semiseg.config import config_from_dict, short_hash
+from semiseg.checkpoint import load_training
+from semiseg.config import config_from_dict
 from semiseg.hooks import Hook
 from semiseg.methods.prevmatch import PrevGuidance, SnapshotStore, base_only_epochs, snapshot_capacity
 from semiseg.models import build_model
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer, run_dir_of
 
 
 def tiny_model(corr=False, classes=6):
@@ -91,7 +91,7 @@ def test_when_snapshots_are_taken(prevmatch, outcomes):
     guide = PrevGuidance(cfg, tiny_model())
     counts = []
     for completed, best in zip((1, 2, 3, 4), (True, False, True, True)):
-        guide.end_epoch(SimpleNamespace(state=SimpleNamespace(epoch=completed), is_best=best))
+        guide.end_epoch(SimpleNamespace(state=SimpleNamespace(epoch=completed)), SimpleNamespace(is_best=best))
         counts.append(len(guide.store))
     assert counts == outcomes
 
@@ -123,7 +123,7 @@ def test_region_maps_follow_the_affinity():
 
 
 class StopAfterFirstEpoch(Hook):
-    def after_epoch(self, trainer):
+    def after_epoch(self, trainer, result):
         raise KeyboardInterrupt("simulated preemption")
 
 
@@ -145,20 +145,20 @@ def test_resume_keeps_method_state_and_matches_an_uninterrupted_run(make_config,
     first.hooks.append(StopAfterFirstEpoch())
     with pytest.raises(KeyboardInterrupt):
         first.train()
-    saved = load_checkpoint(cfg.runtime.output_dir + f"/{short_hash(cfg)}/last.pth")["method"]
+    saved = load_training(run_dir_of(cfg) / "last.pth")["method"]
     resumed = build_trainer(cfg)
     resumed.train()
 
     if method == "prevmatch":
         assert len(saved["snapshots"]) == 1  # taken after epoch 0 (a new best), used in epoch 1
         assert len(resumed.method.prev.store) == len(straight.method.prev.store) == 1
-        assert resumed.epoch_terms["loss_prev"] > 0 and resumed.epoch_terms["lambda_prev"] == 1.0
+        assert resumed.last_result.terms["loss_prev"] > 0 and resumed.last_result.terms["lambda_prev"] == 1.0
         for a, b in zip(straight.method.prev.store.state_dict(), resumed.method.prev.store.state_dict()):
             assert all(torch.equal(a[k], b[k]) for k in a)
     else:
         assert saved["thresh"] != 0.2  # updated every iteration of epoch 0
         assert resumed.method.tau == straight.method.tau
-        assert resumed.epoch_terms["loss_s"] > 0 and resumed.epoch_terms["loss_kl"] > 0
+        assert resumed.last_result.terms["loss_s"] > 0 and resumed.last_result.terms["loss_kl"] > 0
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for key in a:
         assert torch.equal(a[key], b[key]), key

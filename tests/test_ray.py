@@ -73,7 +73,7 @@ def test_killed_worker_is_retried_and_resumes(ray_runtime, tmp_path, demo_root, 
     def kill_after_first_epoch():
         deadline = time.time() + 240
         while time.time() < deadline:
-            for path in (tmp_path / "runs").glob("*/progress.json"):
+            for path in (tmp_path / "runs").glob("*/*/progress.json"):
                 prog = json.loads(path.read_text() or "{}")
                 if prog.get("epoch", 0) >= 1 and prog.get("status") == "running":
                     killed["run_id"] = json.loads((path.parent / "run.json").read_text())["run_id"]
@@ -95,7 +95,7 @@ def test_killed_worker_is_retried_and_resumes(ray_runtime, tmp_path, demo_root, 
     assert run.run_id == killed["run_id"] and run.status == "FINISHED"  # the retry resumed into the same run
     assert int(run.tags["semiseg.resumed_at_epoch"]) >= killed["epoch"]
     assert run.tags["semiseg.ray_attempt"] == "2"
-    log = next((tmp_path / "runs").glob("*/train.log")).read_text()
+    log = next((tmp_path / "runs").glob("*/*/train.log")).read_text()
     assert "resumed from" in log and "ray: attempt 2" in log
     steps = [s for s, _ in metric_history(f"sqlite:///{tmp_path / 'mlflow.db'}", run.run_id, "val/miou")]
     assert sorted(set(steps)) == [0, 1, 2, 3]

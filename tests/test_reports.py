@@ -54,13 +54,13 @@ def _log(uri: str, method: str, split: str, seed: int, status: str, value: float
          dataset: str = "pascal", backbone: str = "resnet101") -> None:
     tracker = RunTracker(uri, EXP)
     cell = f"{dataset}-{backbone}-{method}-{split}-{seed}"
-    tracker.start(cell, {"semiseg.exp": EXP, "semiseg.method": method, "semiseg.dataset": dataset,
+    tracker.create(cell, {"semiseg.exp": EXP, "semiseg.method": method, "semiseg.dataset": dataset,
                          "semiseg.split": split, "semiseg.backbone": backbone, "semiseg.seed": seed,
                          "semiseg.hash": f"h-{cell}", "semiseg.n_labeled": N_LABELED[split]})
     for epoch in range(2):
-        tracker.log_metrics({"val/miou": (value or 20.0) - 5 + epoch}, step=epoch)
+        tracker.log({"val/miou": (value or 20.0) - 5 + epoch}, step=epoch)
     if value is not None:
-        tracker.log_metrics({"best_miou": value, "last_miou": value - 1.0}, step=1)
+        tracker.log({"best_miou": value, "last_miou": value - 1.0}, step=1)
     if status != "RUNNING":
         tracker.finish(status)
     time.sleep(0.005)  # distinct start times, so the newest re-run is well defined

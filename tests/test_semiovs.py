@@ -14,7 +14,7 @@ from semiseg.data.datasets import SegDataset, read_split
 from semiseg.data.demo_ood import NUM_OOD, ensure_demo_ood
 from semiseg.errors import DataError
 from semiseg.tracking import _client
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,17 +5,16 @@ import json
 import pytest
 import torch
 
-from semiseg.checkpoint import load_checkpoint
-from semiseg.config import short_hash
+from semiseg.checkpoint import load_training
 from semiseg.errors import TrainingDiverged
 from semiseg.hooks import Hook
 from semiseg.methods import METHODS, Method, StepOutput
 from semiseg.tracking import search_cells
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer, run_dir_of
 
 
 class StopAfterFirstEpoch(Hook):
-    def after_epoch(self, trainer):
+    def after_epoch(self, trainer, result):
         raise KeyboardInterrupt("simulated preemption")
 
 
@@ -68,10 +67,10 @@ def test_run_is_recorded_in_mlflow(tmp_path, make_config):
     assert tags["semiseg.reported_model"] == "student" and "val/miou_student" not in metrics  # one model only
     history = _client(cfg.runtime.tracking_uri).get_metric_history(trainer.run_id, "val/miou")
     assert [m.step for m in history] == [0, 1]
-    run_dir = tmp_path / "runs" / short_hash(cfg)
+    run_dir = run_dir_of(cfg)
     per_class = json.loads((run_dir / "per_class_iou.json").read_text())
     assert set(per_class["last"]) == {"background", "disk", "rectangle", "triangle", "star", "ring"}
-    ckpt = load_checkpoint(run_dir / "last.pth")
+    ckpt = load_training(run_dir / "last.pth")
     assert ckpt["state"]["epoch"] == 2 and ckpt["mlflow_run_id"] == trainer.run_id
     assert (run_dir / "best.pth").exists()
     assert not list(run_dir.glob("*.tmp"))

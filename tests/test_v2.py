@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from semiseg.checkpoint import load_checkpoint
-from semiseg.config import short_hash
+from semiseg.checkpoint import load_weights
 from semiseg.errors import ConfigError
 from semiseg.hooks import Hook
 from semiseg.losses import ema_ratio, flip_mix, unimatch_v2_total
 from semiseg.methods.ema import ema_update_
 from semiseg.models.dpt import complementary_masks
 from semiseg.tracking import REPORTED_MODEL_TAG, _client, search_cells
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer, run_dir_of
 
 V2_VITS = ("method=unimatch_v2", "model.backbone=dinov2_small", "data.crop_size=56", "optim.name=adamw",
            "optim.lr=0.0001", "optim.lr_multi=40", "optim.weight_decay=0.01", "train.batch_size=2")
@@ -129,7 +128,7 @@ def test_comp_drop_needs_a_dpt_model(make_config):
 
 
 class StopAfterFirstEpoch(Hook):
-    def after_epoch(self, trainer):
+    def after_epoch(self, trainer, result):
         raise KeyboardInterrupt("simulated preemption")
 
 
@@ -167,8 +166,8 @@ def test_v2_logs_student_and_ema_and_says_which_is_reported(tmp_path, make_confi
     ema_history = [m.value for m in client.get_metric_history(trainer.run_id, "val/miou_ema")]
     assert [m.value for m in client.get_metric_history(trainer.run_id, "val/miou")] == ema_history
     assert metrics["best_miou"] == metrics["best_miou_ema"] == max(ema_history)
-    best = load_checkpoint(tmp_path / "runs" / short_hash(cfg) / "best.pth")
-    assert best["reported_model"] == "ema"
+    best = load_weights(run_dir_of(cfg) / "best.pth")
+    assert best.meta["reported_model"] == "ema"
     assert "derived.parameters_backbone" in run.data.params and "derived.parameters_head" in run.data.params
 
     cfg = make_config("method=fixmatch_v2", "eval.report_model=student", "train.epochs=1", folder="s")

@@ -44,8 +44,9 @@ class Method:
         """Called by the trainer before the iterations of (0-based) ``epoch``."""
         self.epoch = epoch
 
-    def end_epoch(self, trainer) -> None:
-        """Called after each epoch's evaluation and before its checkpoint (``trainer.is_best`` is set)."""
+    def end_epoch(self, trainer, result) -> None:
+        """Called after each epoch's evaluation and before its checkpoint, with the epoch's
+        :class:`~semiseg.hooks.EpochResult` (``result.is_best``: the reported model improved)."""
 
     def labeled_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.cfg.loss

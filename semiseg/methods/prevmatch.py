@@ -85,13 +85,13 @@ class PrevGuidance:
         self.store = SnapshotStore(model, snapshot_capacity(self.p.max_len, cfg.data.dataset))
         self.base_only = base_only_epochs(self.p.base_only_epoch, cfg.data.dataset)
 
-    def end_epoch(self, trainer) -> None:
+    def end_epoch(self, trainer, result) -> None:
         """Snapshot for the next epoch e (= completed epochs): on a new best val mIoU, or every N epochs."""
         e = trainer.state.epoch
         if e >= self.cfg.train.epochs or e < self.base_only:
             return
         if self.p.snapshot_on == "best_val":
-            take = trainer.is_best
+            take = result.is_best
         else:
             take = e % self.p.snapshot_interval == 0
         if take:
@@ -134,8 +134,8 @@ class PrevMatch(UniMatch):
         return extras + [(loss_prev, lam)], {**terms, "loss_prev": loss_prev.detach(),
                                              "lambda_prev": torch.tensor(lam)}
 
-    def end_epoch(self, trainer) -> None:
-        self.prev.end_epoch(trainer)
+    def end_epoch(self, trainer, result) -> None:
+        self.prev.end_epoch(trainer, result)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "snapshots": self.prev.store.state_dict()}

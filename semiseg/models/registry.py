@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,37 +19,56 @@ BACKBONES: Registry = Registry("backbone")
 
 
 def _read_state(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
-                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise ConfigError(f"model.pretrained: cannot load {path} as a PyTorch state dict ({exc})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+        state = state["state_dict"]  # our weights files, and the official layout of some encoders
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ConfigError(f"model.pretrained: {path} does not hold a state dict (name → tensor)")
     return state
 
 
-def _demo_pretext() -> Path:
-    from semiseg.pretext import ensure_demo_pretext  # it trains with the engine, which imports this module
+@dataclass(frozen=True)
+class NamedWeights:
+    """Weights that ``model.pretrained`` may name instead of a file: made on first use by training ``run`` (a
+    run config, untracked) on ``threads`` CPU threads and keeping its ``part``; cached by the run assembly
+    (:func:`semiseg.runtime.ensure_named_weights`). Bump ``version`` when the recipe changes."""
 
-    return ensure_demo_pretext()
+    name: str
+    description: str
+    version: int
+    run: dict = field(hash=False)
+    part: str = "backbone"
+    threads: int = 2
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.run['model']['backbone']}_{self.name}_v{self.version}.pth"
 
 
-#: Named weights that ``model.pretrained`` may give instead of a path: name → function returning the
-#: (generated and cached on first use) weights file.
+#: name → :class:`NamedWeights`.
 NAMED_WEIGHTS: Registry = Registry("named weights")
-NAMED_WEIGHTS.register("demo_pretext")(_demo_pretext)
 
 
-def weights_path(pretrained: str) -> Path:
-    """The weights file that ``model.pretrained`` names: a registered name's file, else the path itself."""
-    if pretrained in NAMED_WEIGHTS:
-        return NAMED_WEIGHTS.get(pretrained)()
-    return Path(pretrained).expanduser()
+def register_named(spec: NamedWeights) -> NamedWeights:
+    NAMED_WEIGHTS.register(spec.name)(spec)
+    return spec
+
+
+#: The demo's stand-in for ImageNet pretraining (see :mod:`semiseg.pretext`): the tiny DeepLabV3+ trained fully
+#: supervised on all 768 ``demo_pretext`` images (other shapes, hues and random streams than the demo's), whole
+#: 64-px images, 40 epochs.
+DEMO_PRETEXT = register_named(NamedWeights(
+    "demo_pretext", "the tiny encoder pretrained on the demo's disjoint pretext shapes", version=2, run={
+        "method": "supervised",
+        "seed": 0,
+        "data": {"dataset": "demo_pretext", "split": "all", "crop_size": 64, "scale_range": [1.0, 1.0]},
+        "model": {"backbone": "tiny", "output_stride": 8, "aspp_dilations": [2, 4, 6]},
+        "optim": {"name": "adamw", "lr": 0.004, "lr_multi": 1.0, "weight_decay": 0.01},
+        "train": {"epochs": 40, "batch_size": 8},
+    }))
 
 
 def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]:
@@ -80,10 +100,11 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_model(cfg, num_classes: int, corr: bool = False) -> nn.Module:
+def build_model(cfg, num_classes: int, corr: bool = False, weights: Path | None = None) -> nn.Module:
     """The segmentation network for run config ``cfg``: DeepLabV3+ or, for DINOv2 encoders, DPT.
 
-    Loads ``model.pretrained`` into the encoder (printing the key report) and freezes the encoder
+    Loads ``weights`` (the file ``model.pretrained`` names, resolved by the run assembly:
+    :func:`semiseg.runtime.resolve_weights`) into the encoder (printing the key report) and freezes the encoder
     when ``model.lock_backbone`` is set. ``corr`` adds CorrMatch's correlation branch to DeepLabV3+
     (a method asks for it via ``Method.model_kwargs``).
     """
@@ -95,8 +116,8 @@ def build_model(cfg, num_classes: int, corr: bool = False) -> nn.Module:
     if cfg.data.crop_size % multiple:
         raise ConfigError(f"key 'data.crop_size': {cfg.data.crop_size} is not a multiple of {multiple}, which "
                           f"backbone '{cfg.model.backbone}' needs (e.g. {multiple * max(1, round(cfg.data.crop_size / multiple))})")
-    if cfg.model.pretrained:
-        report = load_pretrained(encoder, weights_path(cfg.model.pretrained))
+    if weights is not None:
+        report = load_pretrained(encoder, weights)
         print(f"loaded {cfg.model.pretrained}: " + ", ".join(
             f"{len(v)} {k}" + (f" {v[:5]}" if v else "") for k, v in report.items()), flush=True)
     if cfg.model.lock_backbone:

@@ -38,7 +38,7 @@ def main() -> None:
         t_expand, c_expand = time.perf_counter() - t0, time.process_time() - c0
         for cell in cells[:args.runs]:  # a store that already knows some cells
             tracker = RunTracker(uri, exp.name)
-            tracker.start(cell.short, {"semiseg.hash": cell.hash, "semiseg.exp": exp.name})
+            tracker.create(cell.short, {"semiseg.hash": cell.hash, "semiseg.exp": exp.name})
             tracker.finish("FINISHED")
         t0, c0 = time.perf_counter(), time.process_time()
         planned = plan(cells, uri, exp.name, Path(tmp))

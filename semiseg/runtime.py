@@ -1,0 +1,422 @@
+"""The one run assembly and the run lifecycle: every entry point (CLI, local, SLURM, Ray, Tune, pretext)
+builds and runs a training here.
+
+:func:`build_trainer` assembles a run: threads, device and process group, seeding, named weights, data,
+model, method, optimizer, the resume point, the MLflow run and the standard hooks. :func:`run` wraps it in
+the lifecycle: the cell lock, signals, setup-failure records, and the end states below.
+
+The lifecycle of one cell of one experiment (its folder ``<output_dir>/<experiment>/<hash>``):
+
+- **start**: take the cell lock (or inherit a launcher's), remove torn ``*.tmp`` files. A cell whose
+  recorded MLflow run is FINISHED is not touched: :func:`run` says so and returns.
+- **resume point**: ``last.pth`` is used only when it was written by this cell of this experiment (config
+  hash and experiment checked; a foreign one is an error and changes nothing). An unreadable one is moved
+  aside (``last.pth.corrupt-<time>``) and the cell starts over.
+- **the run**: the checkpoint's run id, else ``run.json``'s; a run the store has lost gives a warning and
+  a new run that continues from the checkpoint. A new run is created with its identity tags in one call;
+  ``run.json`` first records a token that the run is tagged with, so a kill between the two never leaves
+  an orphan (the next start adopts the run with that token).
+- **each epoch**: evaluate, log the metrics (one batch), then write ``last.pth`` holding the metric history:
+  a resume re-logs whatever MLflow lacks and never logs an epoch twice.
+- **end**: final metrics and artifacts (each once), then FINISHED. A stop signal → KILLED with a
+  checkpoint; a full disk or refused write → KILLED with ``semiseg.error`` (resumable by a plain relaunch);
+  a diverged loss or a bug → FAILED (``--retry-failed`` starts it over); bad input before the run starts →
+  a FAILED run naming the error, when no checkpoint exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import secrets
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semiseg import distributed
+from semiseg.checkpoint import CheckpointError, Weights, load_training, save_weights, set_rng_state
+from semiseg.config import (RunConfig, config_from_dict, config_hash, effective_lr, global_batch, short_hash)
+from semiseg.data.sampling import build_data
+from semiseg.errors import ConfigError, UserError
+from semiseg.evaluate import describe_schedule, evaluate
+from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, Hook, MethodEpochEnd, MLflowLogging,
+                           PolyLR, Progress)
+from semiseg.methods import METHODS
+from semiseg.models import build_model, count_parameters
+from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights
+from semiseg.optim import build_optimizer
+from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
+                              read_json, run_dir_for, write_json)
+from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,
+                              run_name, run_status)
+from semiseg.trainer import Trainer, TrainState
+
+#: Signals that stop training gracefully: SIGTERM (scancel, preemption) and the USR signals SLURM sends
+#: before a time limit (``--signal``). Ctrl-C (SIGINT) still interrupts at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+#: Where named weights (and the data they are made from) are cached: ``$SEMISEG_CACHE``, else this.
+DEFAULT_CACHE = Path("~/.cache/semiseg")
+
+
+class AlreadyFinished(Exception):
+    """The cell's run is FINISHED: nothing to do."""
+
+
+class CellBusy(UserError):
+    """Another process holds the cell's lock."""
+
+
+@dataclass
+class Outcome:
+    """How :func:`run` ended without an exception: ``finished`` now, or ``already`` finished before."""
+
+    status: str
+    run_id: str | None
+    state: TrainState | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The run's device; on GPUs, data-parallel process ``local_rank`` takes GPU ``local_rank``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("runtime.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if name == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def run_dir_of(cfg: RunConfig) -> Path:
+    return run_dir_for(cfg.runtime.output_dir, cfg.runtime.experiment, short_hash(cfg))
+
+
+def run_tags(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of a run: its cell identity, code version and run folder, then ``extra_tags``."""
+    return {**cell_tags(cfg), "semiseg.git_commit": git_commit(), "semiseg.run_dir": str(run_dir_of(cfg).resolve()),
+            **(extra_tags or {})}
+
+
+# --- named weights ------------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SEMISEG_CACHE") or DEFAULT_CACHE).expanduser().resolve()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _EpochLine(Hook):
+    def __init__(self, label: str, every: int) -> None:
+        self.label, self.every, self.start = label, every, time.perf_counter()
+
+    def after_epoch(self, trainer, result) -> None:
+        epoch = trainer.state.epoch
+        if epoch % self.every == 0 or epoch == trainer.cfg.train.epochs:
+            print(f"{self.label} epoch {epoch}/{trainer.cfg.train.epochs}: loss {result.terms['loss']:.3f}, "
+                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
+
+
+def make_named_weights(spec: NamedWeights, out: Path, data_root: Path) -> float:
+    """Train ``spec``'s recipe (untracked, on ``spec.threads`` CPU threads whatever the caller uses, so the
+    file is the same bit for bit for every caller) and save its ``spec.part`` as a weights file; returns the
+    recipe's val mIoU."""
+    run = {**spec.run, "data": {**spec.run["data"], "root": str(data_root)},
+           "runtime": {**spec.run.get("runtime", {}), "threads": spec.threads, "device": "cpu", "num_workers": 0}}
+    cfg = config_from_dict(run)
+    caller_threads = torch.get_num_threads()
+    try:
+        trainer = build_trainer(cfg, tracked=False, hooks=[_EpochLine(spec.name, every=10)])
+        trainer.train()
+        miou = evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
+                        protocol=trainer.data.protocol).miou
+        part = getattr(trainer.model, spec.part)
+        save_weights(out, Weights(part.state_dict(), None, {"named": spec.name, "version": spec.version,
+                                                            "val_miou": miou, "run": repr(spec.run)}))
+    finally:
+        torch.set_num_threads(caller_threads)
+    return miou
+
+
+def ensure_named_weights(name: str) -> Path:
+    """The cached file of named weights ``name``, made first (under a lock, by whoever needs it first)."""
+    import fcntl
+
+    spec = NAMED_WEIGHTS.get(name)
+    root = cache_dir()
+    path = root / "weights" / spec.file_name
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():  # no other process made it while we waited
+            print(f"making the named weights {name!r} ({spec.description}) -> {path}", flush=True)
+            miou = make_named_weights(spec, path, root / "data" / spec.run["data"]["dataset"])
+            print(f"{name}: val mIoU {miou:.2f}; saved {path}", flush=True)
+    return path
+
+
+def resolve_weights(cfg: RunConfig) -> Path | None:
+    """The absolute weights file ``model.pretrained`` names (a named one is made on first use), or None."""
+    name = cfg.model.pretrained
+    if not name:
+        return None
+    if name in NAMED_WEIGHTS:
+        return ensure_named_weights(name)
+    path = Path(name).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
+                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
+    return path
+
+
+# --- resume point and MLflow run ----------------------------------------------------------------------------
+
+def load_resume_point(cfg: RunConfig, run_dir: Path, move_corrupt: bool = True) -> dict | None:
+    """This cell's ``last.pth``, checked to be its own; None when there is none (or it was unreadable and
+    moved aside)."""
+    last = run_dir / "last.pth"
+    if not last.exists():
+        return None
+    try:
+        ckpt = load_training(last)
+    except CheckpointError as exc:
+        if not move_corrupt:
+            return None
+        aside = last.with_name(f"last.pth.corrupt-{int(time.time())}")
+        os.replace(last, aside)
+        print(f"warning: {exc}; moved it to {aside.name} and starting the cell over", flush=True)
+        return None
+    mine = config_hash(cfg)
+    if ckpt["config_hash"] != mine or ckpt["experiment"] != cfg.runtime.experiment:
+        raise ConfigError(f"{last} belongs to cell {ckpt['config_hash'][:10]} of experiment "
+                          f"{ckpt['experiment']!r}, not to this run (cell {mine[:10]} of experiment "
+                          f"{cfg.runtime.experiment!r}); move it away or use another runtime.output_dir")
+    return ckpt
+
+
+def restore(trainer: Trainer, ckpt: dict) -> None:
+    """Put the trainer where the checkpoint left it (weights, optimizer, method, counters, RNGs, history)."""
+    distributed.unwrap(trainer.model).load_state_dict(ckpt["model"])
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.scaler.load_state_dict(ckpt["scaler"])
+    trainer.method.load_state_dict(ckpt["method"])
+    trainer.state = TrainState(**ckpt["state"])
+    trainer.history = {int(k): v for k, v in ckpt["history"].items()}
+    set_rng_state(ckpt["rng"])
+    within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
+        if trainer.state.epoch_iter else ""
+    print(f"resumed at epoch {trainer.state.epoch}{within}", flush=True)
+
+
+def open_run(tracker: RunTracker, run_dir: Path, tags: dict, known_run_id: str | None) -> tuple[set[int], bool]:
+    """Create, adopt or reopen the cell's MLflow run; returns (epochs already logged, final metrics logged).
+
+    Raises :class:`AlreadyFinished` when the run is FINISHED.
+    """
+    record = read_json(run_dir / RUN_FILE)
+    run_id = known_run_id or record.get("run_id")
+    run = tracker.get(run_id) if run_id else None
+    if run_id and run is None:
+        print(f"warning: MLflow run {run_id} of this cell is not in {tracker.uri} (experiment "
+              f"{tracker.experiment!r}); a new run continues from the checkpoint", flush=True)
+    if run is None and record.get("token"):  # killed between creating the run and recording it
+        run = tracker.find(TOKEN_TAG, record["token"])
+    if run is not None and run.info.status == "FINISHED":
+        raise AlreadyFinished(run.info.run_id)
+    if run is None:
+        token = secrets.token_hex(8)
+        write_json(run_dir / RUN_FILE, {"token": token})
+        run_id = tracker.create(tags["mlflow.runName"], {**tags, TOKEN_TAG: token})
+        logged, has_final = set(), False
+    else:
+        run_id = tracker.reopen(run.info.run_id, tags)
+        logged, has_final = tracker.logged_steps("val/miou"), "best_miou" in run.data.metrics
+    write_json(run_dir / RUN_FILE, {"run_id": run_id, "experiment": tracker.experiment,
+                                    "tracking_uri": resolve_uri(tracker.uri), "hash": tags["semiseg.hash"]})
+    return logged, has_final
+
+
+def recorded_finished(cfg: RunConfig, run_dir: Path) -> str | None:
+    """The id of the cell's recorded run when the store says it is FINISHED (cheap: no data, no model)."""
+    run_id = read_json(run_dir / RUN_FILE).get("run_id")
+    if run_id and run_status(cfg.runtime.tracking_uri, run_id) == "FINISHED":
+        return run_id
+    return None
+
+
+# --- the assembly ---------------------------------------------------------------------------------------------
+
+def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, callbacks: list[EpochFn] | None = None,
+                  tracked: bool = True, hooks: list[Hook] | None = None) -> Trainer:
+    """Everything for one run, resumed from its checkpoint when it has one.
+
+    ``tracked`` runs get a run folder, checkpoints, an MLflow run and progress files; untracked ones (named
+    weights) only the LR schedule and ``hooks``. Each callback gets ``(epoch, metrics, last_checkpoint_path)``
+    after every epoch, once the MLflow metrics and the checkpoint of that epoch are written (a tuner's report).
+    Raises :class:`AlreadyFinished` for a cell whose run is FINISHED.
+    """
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    world = distributed.world_from_env(cfg.train.gpus)
+    device = pick_device(cfg.runtime.device, world.local_rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    weights = resolve_weights(cfg)  # before seeding: making named weights draws random numbers
+    distributed.setup(world, device)
+    seed_everything(cfg.seed)
+    method_cls = METHODS.get(cfg.method)
+    data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
+    model = build_model(cfg, data.num_classes, weights=weights, **method_cls.model_kwargs).to(device)
+    model = distributed.wrap(model, world, device, cfg.train.sync_bn)
+    method = method_cls(cfg, model)
+    optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
+    all_hooks: list[Hook] = [PolyLR(), *(hooks or [])]
+    if not tracked:
+        return Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
+
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = load_resume_point(cfg, run_dir, move_corrupt=world.is_main)
+    all_hooks += [Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
+    trainer = Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
+    if ckpt is not None:
+        restore(trainer, ckpt)
+    if world.is_main:  # one MLflow run and one progress file per training run
+        n_params, n_backbone = count_parameters(model), count_parameters(distributed.unwrap(model).backbone)
+        tags = run_tags(cfg, {"semiseg.n_labeled": data.n_labeled, "mlflow.runName": run_name(cfg),
+                              **(extra_tags or {})})
+        tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
+        logged, has_final = open_run(tracker, run_dir, tags, ckpt["mlflow_run_id"] if ckpt else None)
+        trainer.run_id = tracker.run_id
+        tracker.log_params({**flatten_config(cfg), **derived_params(cfg, data, device, world, model, n_params,
+                                                                     n_backbone, weights)})
+        if ckpt is not None:
+            tracker.set_tags({"semiseg.resumed_at_epoch": trainer.state.epoch})
+        trainer.hooks += [MLflowLogging(tracker, run_dir, logged, has_final),
+                          Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
+        trainer.hooks += [EpochCallback(fn, run_dir) for fn in callbacks or []]
+        print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(distributed.unwrap(model)).__name__} "
+              f"{cfg.model.backbone} {n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head "
+              f"{(n_params - n_backbone) / 1e6:.2f}M), {data.iters_per_epoch} it/epoch, device {device}, "
+              f"{world.size} process(es), lr {effective_lr(cfg):g}, run {trainer.run_id}", flush=True)
+    return trainer
+
+
+def flatten_config(cfg: RunConfig) -> dict:
+    from semiseg.config import config_to_dict, flatten
+
+    return flatten(config_to_dict(cfg))
+
+
+def derived_params(cfg: RunConfig, data, device, world, model, n_params: int, n_backbone: int,
+                   weights: Path | None) -> dict:
+    """The MLflow params computed for a run (not in its config)."""
+    params = {"derived.iters_per_epoch": data.iters_per_epoch,
+              "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
+              "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
+              "derived.parameters": n_params, "derived.parameters_backbone": n_backbone,
+              "derived.parameters_head": n_params - n_backbone, "derived.device": str(device),
+              "derived.global_batch": global_batch(cfg), "derived.effective_lr": effective_lr(cfg),
+              "derived.eval_protocol": describe_schedule(data.protocol, cfg.train.epochs,
+                                                         cfg.eval.center_crop_until_last),
+              "derived.world_size": world.size,
+              "derived.sync_bn": any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())}
+    if weights is not None:
+        params.update({"derived.pretrained_file": str(weights), "derived.pretrained_sha256": file_digest(weights)})
+    return params
+
+
+def record_setup_failure(cfg: RunConfig, extra_tags: dict[str, str] | None, exc: Exception) -> None:
+    """Record a run that could not start (missing data, bad weights file, ...) as FAILED with its error, so
+    the grid's status shows it. A cell with a checkpoint or a run of its own is left alone: it stays
+    resumable once fixed."""
+    run_dir = run_dir_of(cfg)
+    if (run_dir / "last.pth").exists() or read_json(run_dir / RUN_FILE).get("run_id") \
+            or os.environ.get("RANK", "0") != "0":  # rank 0 reports for all
+        return
+    run_id = record_failure(cfg.runtime.tracking_uri, cfg.runtime.experiment, f"{type(exc).__name__}: {exc}",
+                            run_tags(cfg, {"mlflow.runName": run_name(cfg), **(extra_tags or {})}))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / RUN_FILE, {"run_id": run_id})  # a backend sees the run reported itself
+
+
+# --- the lifecycle ------------------------------------------------------------------------------------------
+
+def run(cfg: RunConfig, extra_tags: dict[str, str] | None = None, callbacks: list[EpochFn] | None = None,
+        lock_held: bool | None = None) -> Outcome:
+    """Train (or resume, or leave alone when finished) the cell of ``cfg``; the one way every backend runs one.
+
+    ``lock_held``: a launcher holds the cell lock for this process (default: the launcher's environment
+    variable says so). A stop signal checkpoints and raises :class:`~semiseg.errors.StopRequested`; a
+    failure is recorded and re-raised.
+    """
+    run_dir = run_dir_of(cfg)
+    main = os.environ.get("RANK", "0") == "0"
+    lock = CellLock(run_dir)
+    if lock_held is None:
+        lock_held = os.environ.get(LOCK_HELD_ENV) == "1"
+    if main and not lock_held and not lock.acquire():
+        holder = lock_holder(run_dir) or {}
+        raise CellBusy(f"cell {short_hash(cfg)} of experiment {cfg.runtime.experiment!r} is being trained: "
+                       f"{describe_holder(holder, lock.path)}")
+    trainers: list[Trainer] = []
+    previous = _install_stop_handlers(trainers)
+    try:
+        if main:
+            for torn in clean_torn_files(run_dir) if run_dir.is_dir() else []:
+                print(f"removed {torn.name}, left by an interrupted write", flush=True)
+        finished = recorded_finished(cfg, run_dir)
+        if finished:
+            print(f"cell {short_hash(cfg)} of experiment {cfg.runtime.experiment!r} is finished (MLflow run "
+                  f"{finished}); nothing to do", flush=True)
+            return Outcome("already", finished)
+        try:
+            trainers.append(build_trainer(cfg, extra_tags, callbacks))
+        except AlreadyFinished as done:
+            print(f"cell {short_hash(cfg)} is finished (MLflow run {done}); nothing to do", flush=True)
+            return Outcome("already", str(done))
+        except UserError as exc:
+            record_setup_failure(cfg, extra_tags, exc)
+            raise
+        state = trainers[0].train()
+        return Outcome("finished", trainers[0].run_id, state)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        distributed.teardown()
+        lock.release()
+
+
+def _install_stop_handlers(trainers: list[Trainer]) -> dict:
+    """Stop signals ask the trainer for a graceful stop (before it exists they interrupt the setup).
+    Only the main thread can install handlers (a Tune trial runs in a thread): elsewhere nothing is done."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum, frame):
+        if not trainers:  # still setting up: nothing to save
+            raise KeyboardInterrupt(f"signal {signum}")
+        if trainers[0].stop_signal is None:
+            print(f"signal {signum}: stopping after the current step, with a checkpoint", flush=True)
+            trainers[0].request_stop(signum)
+
+    return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
