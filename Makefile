@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m semiseg.pretext --threads 2
+	$(PY) -m semiseg.pretext
 	$(PY) launch/run_grid.py --exp demo --max-parallel 2
 	$(PY) reports/make_tables.py --exp demo
 

@@ -1,26 +1,31 @@
-"""Local backend: a slot pool running each cell as its own ``python -m semiseg.train`` process."""
+"""Local backend: a pool running each cell as its own ``python -m semiseg.train`` process(es).
+
+A cell with ``train.gpus: N`` runs as N processes (:class:`launch.gang.Gang`). GPUs are counted, not cells:
+on a 4-GPU machine one 4-GPU cell or two 2-GPU cells run at a time (``CUDA_VISIBLE_DEVICES`` narrows the
+pool); ``--max-parallel`` caps the number of cells. Without GPUs the N ranks run on the CPU with gloo.
+"""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from launch.gang import Gang
 from launch.plan import PlannedCell
 from semiseg.config import save_config
-from semiseg.runfiles import LOCK_HELD_ENV, LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json
+from semiseg.errors import UserError
+from semiseg.runfiles import LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json
 from semiseg.tracking import run_status
 
 
 @dataclass
 class Slot:
     planned: PlannedCell
-    process: subprocess.Popen
-    gpu: str | None
+    gang: Gang
+    gpus: list[str]
     last_epoch: int = -1
 
 
@@ -90,13 +95,20 @@ def log_epoch(p: PlannedCell, last_epoch: int, log=print) -> int:
 
 
 def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=print) -> LocalResult:
-    """Run ``cells`` with at most ``max_parallel`` processes (one GPU each when GPUs exist)."""
+    """Run ``cells``, at most ``max_parallel`` at once and, when GPUs exist, as many as their GPUs allow."""
     result = LocalResult()
     gpus = visible_gpus()
     free_gpus = list(gpus)
-    slots = max(1, min(max_parallel, len(gpus) or max_parallel))
+    too_big = [p for p in cells if gpus and p.cell.config.train.gpus > len(gpus)]
+    if too_big:
+        raise UserError(f"cell {too_big[0].cell.short} needs train.gpus={too_big[0].cell.config.train.gpus} but this "
+                        f"machine shows {len(gpus)} GPU(s) ({', '.join(gpus)}); use --gpus {len(gpus)} to re-fit "
+                        f"the recipes, or another backend")
     queue, running = list(cells), []
     total = len(cells)
+
+    def fits(p: PlannedCell) -> bool:
+        return len(running) < max_parallel and (not gpus or p.cell.config.train.gpus <= len(free_gpus))
 
     def start(p: PlannedCell) -> None:
         if not claim(p):
@@ -104,24 +116,18 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
             result.skipped.append(p)
             return
         save_config(p.cell.config, p.run_dir / "config.yaml")
-        env = {**os.environ, LOCK_HELD_ENV: "1"}
-        gpu = free_gpus.pop(0) if gpus else None
-        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
-        cmd = [sys.executable, "-m", "semiseg.train", "--config", str(p.run_dir / "config.yaml"),
-               "--tag", f"semiseg.exp={exp_name}", "--tag", "semiseg.backend=local"]
-        logf = open(p.run_dir / "train.log", "ab")
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-        logf.close()
-        running.append(Slot(p, proc, gpu))
-        log(f"  start {_label(p)} ({p.cell.short}) pid {proc.pid}" + (f" gpu {gpu}" if gpu else "")
-            + f", log {p.run_dir / 'train.log'}")
+        ranks = p.cell.config.train.gpus
+        mine = [free_gpus.pop(0) for _ in range(ranks)] if gpus else []
+        gang = Gang(p.run_dir / "config.yaml", {"semiseg.exp": exp_name, "semiseg.backend": "local"}, ranks, mine,
+                    p.run_dir / "train.log")
+        running.append(Slot(p, gang, mine))
+        log(f"  start {_label(p)} ({p.cell.short}) pid {' '.join(map(str, gang.pids))}"
+            + (f" gpu {','.join(mine)}" if mine else "") + f", log {p.run_dir / 'train.log'}")
 
-    def reap(slot: Slot) -> None:
+    def reap(slot: Slot, code: int) -> None:
         running.remove(slot)
         release(slot.planned.run_dir)
-        if slot.gpu is not None:
-            free_gpus.append(slot.gpu)
-        code = slot.process.returncode
+        free_gpus.extend(slot.gpus)
         done = len(result.finished) + len(result.failed) + 1
         if code == 0:
             result.finished.append(slot.planned)
@@ -134,25 +140,20 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
 
     try:
         while queue or running:
-            while queue and len(running) < slots:
+            while queue and fits(queue[0]):
                 start(queue.pop(0))
             time.sleep(0.5)
             for slot in list(running):
                 slot.last_epoch = log_epoch(slot.planned, slot.last_epoch, log)
-                if slot.process.poll() is not None:
-                    reap(slot)
+                code = slot.gang.poll()
+                if code is not None:
+                    reap(slot, code)
     except KeyboardInterrupt:
         result.interrupted = True
         log("interrupted: stopping running cells (they checkpoint and stay resumable; run the same command to "
             "resume)")
         for slot in running:
-            if slot.process.poll() is None:
-                slot.process.send_signal(signal.SIGTERM)  # graceful: the step finishes, then a checkpoint
-        for slot in running:
-            try:
-                slot.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                slot.process.kill()
+            slot.gang.stop()  # graceful: the step finishes, then a checkpoint
             release(slot.planned.run_dir)
     return result
 

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launch.gang import Gang
 from launch.local import LocalResult, _label, _tail, claim, log_epoch, release, skip_reason
 from launch.plan import PlannedCell
 from semiseg.config import RunConfig, config_from_dict, config_to_dict, save_config
 from semiseg.errors import UserError
+from semiseg.runfiles import read_json
 from semiseg.tracking import resolve_uri
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +101,12 @@ def attempts(run_dir: Path) -> int:
 
 
 def run_cell(config: dict[str, Any], tags: dict[str, str], cwd: str) -> dict[str, float]:
-    """Ray task body: train or resume one cell in this worker; its output goes to the cell's ``train.log``."""
+    """Ray task body: train or resume one cell; its output goes to the cell's ``train.log``.
+
+    A one-process cell trains in this worker (:func:`semiseg.runtime.run`); a cell with ``train.gpus: N``
+    starts its N ranks as child processes of this worker on the GPUs Ray granted the task
+    (:class:`launch.gang.Gang`), so Ray's reservation covers all of them.
+    """
     from semiseg.runtime import run, run_dir_of
 
     if Path(cwd).is_dir():
@@ -108,11 +116,28 @@ def run_cell(config: dict[str, Any], tags: dict[str, str], cwd: str) -> dict[str
     run_dir.mkdir(parents=True, exist_ok=True)
     attempt = attempts(run_dir) + 1
     (run_dir / ATTEMPTS).write_text(str(attempt))
+    tags = {**tags, "semiseg.ray_attempt": str(attempt)}
     with open(run_dir / "train.log", "a", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
         print(f"ray: attempt {attempt} on node {os.uname().nodename}, worker pid {os.getpid()}", flush=True)
-        outcome = run(cfg, {**tags, "semiseg.ray_attempt": str(attempt)}, lock_held=True)
-    best = outcome.state.best_miou if outcome.state is not None else float("nan")
-    return {"best_miou": best, "attempt": attempt, "status": outcome.status}
+        if cfg.train.gpus == 1:
+            outcome = run(cfg, tags, lock_held=True)
+            return {"best_miou": outcome.state.best_miou if outcome.state else float("nan"), "attempt": attempt}
+    import ray
+
+    gpus = [str(g) for g in ray.get_gpu_ids()]
+    save_config(cfg, run_dir / "config.yaml")
+    gang = Gang(run_dir / "config.yaml", tags, cfg.train.gpus, gpus, run_dir / "train.log")
+    try:
+        while (code := gang.poll()) is None:
+            time.sleep(0.5)
+    except BaseException:  # cancelled (Ctrl-C of the launcher): the ranks checkpoint and stop
+        gang.stop()
+        raise
+    if code != 0:
+        raise RuntimeError(f"the {cfg.train.gpus} ranks of cell {run_dir.name} stopped with exit code {code}; see "
+                           f"{run_dir / 'train.log'}")
+    best = read_json(run_dir / "progress.json").get("best_miou", float("nan"))
+    return {"best_miou": best, "attempt": attempt}
 
 
 @dataclass
@@ -146,9 +171,9 @@ def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace,
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(max_calls=1 if gpus else 0)(run_cell)
-    options = dict(num_cpus=args.cpus_per_cell, num_gpus=gpus, max_retries=args.max_retries, retry_exceptions=False)
+    options = dict(max_retries=args.max_retries, retry_exceptions=False)
     log(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "
-        f"each cell asks for {args.cpus_per_cell:g} CPU(s), {gpus:g} GPU(s)")
+        f"each cell asks for {args.cpus_per_cell:g} CPU(s), {gpus:g} GPU(s) per rank (train.gpus ranks)")
     result, queue, flights = LocalResult(), list(cells), {}
     cap = args.max_parallel or len(cells)
     tags = {"semiseg.exp": exp_name, "semiseg.backend": "ray"}
@@ -161,8 +186,10 @@ def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace,
                     result.skipped.append(p)
                     continue
                 save_config(p.cell.config, p.run_dir / "config.yaml")
-                ref = task.options(name=f"cell-{p.cell.short}", **options).remote(
-                    worker_config(p.cell.config), tags, os.getcwd())
+                ranks = p.cell.config.train.gpus  # a data-parallel cell reserves its resources once per rank
+                ref = task.options(name=f"cell-{p.cell.short}", num_cpus=args.cpus_per_cell * ranks,
+                                   num_gpus=gpus * ranks, **options).remote(worker_config(p.cell.config), tags,
+                                                                            os.getcwd())
                 flights[ref] = Flight(p, attempts(p.run_dir))
                 log(f"  submit {_label(p)} ({p.cell.short}), log {p.run_dir / 'train.log'}")
             if not flights:

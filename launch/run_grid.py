@@ -31,6 +31,7 @@ from launch.plan import PlannedCell, plan  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.config import effective_lr  # noqa: E402
 from semiseg.errors import UserError  # noqa: E402
+from semiseg.tracking import get_or_create_experiment  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to train: every selected cell is finished, failed (use --retry-failed) or running elsewhere")
         return 0
     resumed = sum(p.state == "interrupted" for p in todo)
+    # the store and the experiment (with the file's description for the UI) are made once, here, not per cell
+    get_or_create_experiment(args.tracking_uri, todo[0].cell.config.runtime.experiment,
+                             load_experiment(args.exp).description)
     if args.backend == "slurm":
         slurm.check_available()
         n = slurm.submit(todo, slurm_profile(args), output_dir, args.exp)

@@ -78,3 +78,9 @@ def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """True when a collective failed because another rank died (gloo: its connection closed; NCCL: a
+    backend error): the run is interrupted, not broken, and resumes from its checkpoint."""
+    return isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and "Connection closed by peer" in str(exc))

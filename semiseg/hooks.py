@@ -21,7 +21,7 @@ from typing import Callable
 
 from semiseg.checkpoint import Weights, rng_state, save_training, save_weights
 from semiseg.config import config_hash, config_to_dict, flatten, save_config
-from semiseg.distributed import sum_over_ranks, unwrap
+from semiseg.distributed import lost_peer, sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import EvalResult, epoch_protocol, evaluate
 from semiseg.optim import poly_lr
@@ -190,6 +190,9 @@ class MLflowLogging(Hook):
             self.tracker.finish("KILLED")
         elif is_storage_error(exc):  # transient: resumable once space or permissions are back
             self.tracker.set_tags({"semiseg.error": f"storage: {exc}"})
+            self.tracker.finish("KILLED")
+        elif lost_peer(exc):  # another rank died: resumable like a kill
+            self.tracker.set_tags({"semiseg.error": f"lost a data-parallel rank: {str(exc)[:300]}"})
             self.tracker.finish("KILLED")
         else:
             kind = "diverged" if isinstance(exc, TrainingDiverged) else type(exc).__name__

@@ -22,9 +22,10 @@ from semiseg.runtime import cache_dir, ensure_named_weights
 
 
 def main(argv: list[str] | None = None) -> int:
+    where = cache_dir() / "weights" / DEMO_PRETEXT.file_name
     parser = argparse.ArgumentParser(prog="python -m semiseg.pretext", description=__doc__.split("\n\n")[0],
-                                     epilog=f"the file: {cache_dir() / 'weights' / DEMO_PRETEXT.file_name} "
-                                            f"($SEMISEG_CACHE moves it)")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=f"the file: {where} ($SEMISEG_CACHE moves it)")
     parser.parse_args(argv)
     print(ensure_named_weights(DEMO_PRETEXT.name))
     return 0

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from semiseg.errors import StorageError
+
 LOCK_NAME = "lock"
 RUN_FILE = "run.json"
 PROGRESS_FILE = "progress.json"
@@ -77,9 +79,14 @@ class CellLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Take the lock without waiting; False when another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        """Take the lock without waiting; False when another process holds it. A folder that cannot be written
+        (read-only, forbidden, full) raises :class:`~semiseg.errors.StorageError` naming it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise StorageError(exc.errno, f"cannot write the run folder {self.path.parent}: "
+                                          f"{exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -213,7 +213,7 @@ def load_resume_point(cfg: RunConfig, run_dir: Path, move_corrupt: bool = True) 
     return ckpt
 
 
-def restore(trainer: Trainer, ckpt: dict) -> None:
+def restore(trainer: Trainer, ckpt: dict, path: Path) -> None:
     """Put the trainer where the checkpoint left it (weights, optimizer, method, counters, RNGs, history)."""
     distributed.unwrap(trainer.model).load_state_dict(ckpt["model"])
     trainer.optimizer.load_state_dict(ckpt["optimizer"])
@@ -224,7 +224,7 @@ def restore(trainer: Trainer, ckpt: dict) -> None:
     set_rng_state(ckpt["rng"])
     within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
         if trainer.state.epoch_iter else ""
-    print(f"resumed at epoch {trainer.state.epoch}{within}", flush=True)
+    print(f"resumed from {path} at epoch {trainer.state.epoch}{within}", flush=True)
 
 
 def open_run(tracker: RunTracker, run_dir: Path, tags: dict, known_run_id: str | None) -> tuple[set[int], bool]:
@@ -276,7 +276,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     """
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    world = distributed.world_from_env(cfg.train.gpus)
+    world = distributed.world_from_env(cfg.train.gpus) if tracked else distributed.World()  # named weights: 1 process
     device = pick_device(cfg.runtime.device, world.local_rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -299,7 +299,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     all_hooks += [Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
     trainer = Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
     if ckpt is not None:
-        restore(trainer, ckpt)
+        restore(trainer, ckpt, run_dir / "last.pth")
     if world.is_main:  # one MLflow run and one progress file per training run
         n_params, n_backbone = count_parameters(model), count_parameters(distributed.unwrap(model).backbone)
         tags = run_tags(cfg, {"semiseg.n_labeled": data.n_labeled, "mlflow.runName": run_name(cfg),

@@ -29,6 +29,8 @@ REPORTED_MODEL_TAG = TAG_PREFIX + "reported_model"
 RECIPE_TAG = TAG_PREFIX + "recipe"
 #: MLflow's own tag nesting a run under a parent run (the UI lists trials under their study).
 PARENT_TAG = "mlflow.parentRunId"
+#: MLflow's tag for the description shown on an experiment's (or run's) page.
+NOTE_TAG = "mlflow.note.content"
 #: MLflow status → semiseg cell state.
 STATE_OF_STATUS = {"FINISHED": "finished", "FAILED": "failed", "RUNNING": "interrupted",
                    "KILLED": "interrupted", "SCHEDULED": "interrupted"}
@@ -78,14 +80,28 @@ def _artifact_root(uri: str) -> str | None:
     return (db.parent / "mlruns").as_uri() if db is not None else None
 
 
-def get_or_create_experiment(uri: str, name: str) -> str:
-    """Return the id of experiment ``name``, creating it (with an absolute artifact root) if needed."""
+def store_absent(uri: str) -> bool:
+    """True for a sqlite store whose file does not exist yet: reading it must not create it."""
+    db = sqlite_file(resolve_uri(uri))
+    return db is not None and not db.is_file()
+
+
+def get_or_create_experiment(uri: str, name: str, description: str = "") -> str:
+    """Return the id of experiment ``name``, creating it (with an absolute artifact root) if needed; a
+    ``description`` is shown on the experiment's page of the MLflow UI."""
+    if not name.strip():
+        from semiseg.errors import ConfigError
+
+        raise ConfigError("runtime.experiment is empty; give the MLflow experiment a name, e.g. demo")
     client = _client(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if description and exp.tags.get(NOTE_TAG) != description:
+            client.set_experiment_tag(exp.experiment_id, NOTE_TAG, description)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=_artifact_root(uri))
+        return client.create_experiment(name, artifact_location=_artifact_root(uri),
+                                        tags={NOTE_TAG: description} if description else None)
     except Exception:  # another process created it between the two calls
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -213,6 +229,8 @@ class RunTracker:
 
 def run_status(uri: str, run_id: str) -> str | None:
     """The MLflow status of run ``run_id`` (RUNNING, FINISHED, FAILED, KILLED), None if it does not exist."""
+    if store_absent(uri):
+        return None
     try:
         return _client(uri).get_run(run_id).info.status
     except Exception:  # noqa: BLE001 - MLflow raises MlflowException for an unknown id
@@ -260,6 +278,8 @@ class CellRun:
 
 def search_cells(uri: str, experiment: str, hashes: Iterable[str] | None = None) -> list[CellRun]:
     """All runs of ``experiment`` (optionally only those with the given cell hashes), newest first."""
+    if store_absent(uri):
+        return []
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -296,6 +316,8 @@ def find_tagged_run(uri: str, experiment: str, tag: str, value: str) -> CellRun 
 
 def list_experiments(uri: str) -> list[str]:
     """Names of the experiments in the store."""
+    if store_absent(uri):
+        return []
     return [exp.name for exp in _client(uri).search_experiments()]
 
 

@@ -5,7 +5,8 @@ The same entry point runs on a laptop, in a SLURM job or under torchrun; it call
 holds ``last.pth`` resumes from it into the same MLflow run; a finished cell is left alone.
 
 exit codes: 0 finished (or already finished), 1 the run failed (diverged loss, a bug), 2 bad input,
-75 a write failed (disk full, read-only folder: the run stays resumable), 130 stopped by a signal (resumable).
+75 interrupted by a failed write (disk full, read-only folder) or a lost data-parallel rank (the run stays
+resumable), 130 stopped by a signal (resumable).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import sys
 
 from semiseg.cli import run_cli
 from semiseg.config import load_config
+from semiseg.distributed import lost_peer
 from semiseg.errors import ConfigError, StorageError, TrainingDiverged
 from semiseg.runtime import run
 from semiseg.tracking import is_storage_error
 
-EXIT_STORAGE = 75  # sysexits' EX_TEMPFAIL: try again later
+EXIT_RESUMABLE = 75  # sysexits' EX_TEMPFAIL: try again later
 
 
 def parse_tags(items: list[str]) -> dict[str, str]:
@@ -56,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}. The run is stopped and resumable: free space or fix the folder's permissions, "
               f"then run the same command again", file=sys.stderr)
-        return EXIT_STORAGE
+        return EXIT_RESUMABLE
+    except RuntimeError as exc:
+        if not lost_peer(exc):
+            raise
+        print(f"error: a data-parallel rank was lost ({str(exc).splitlines()[0][:200]}); the run is resumable: "
+              f"run the same command again", file=sys.stderr)
+        return EXIT_RESUMABLE
     if outcome.state is not None:
         print(f"best mIoU {outcome.state.best_miou:.2f}")
     return 0

@@ -9,6 +9,15 @@ import pytest
 from semiseg.config import RunConfig, apply_overrides, config_from_dict
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Named weights made by tests go to a session folder, never to the user's ~/.cache/semiseg."""
+    import os
+
+    os.environ["SEMISEG_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     from semiseg.data.demo import ensure_demo

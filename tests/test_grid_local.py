@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from semiseg.tracking import search_cells
+from semiseg.tracking import metric_history, search_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the demo grid with a random-init encoder: these tests check orchestration (test_pretext covers the
@@ -103,3 +103,85 @@ def test_failed_cell_is_recorded_and_rerun_only_with_retry_failed(tmp_path, demo
     retried = subprocess.run(bad + ["--retry-failed"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert retried.returncode == 1 and "1 failed" in retried.stdout
     assert len(search_cells(uri, "demo")) == 2  # the retry is a new run, the old one is kept
+
+
+def _one_run_per_cell(uri: str, experiment: str, cells: int, epochs: int) -> None:
+    runs = search_cells(uri, experiment)
+    assert len(runs) == cells and len({r.cell_hash for r in runs}) == cells, [(r.cell_hash, r.status) for r in runs]
+    assert {r.status for r in runs} == {"FINISHED"}
+    for r in runs:
+        assert [s for s, _ in metric_history(uri, r.run_id, "val/miou")] == list(range(epochs))
+
+
+def test_three_launches_at_once_train_each_cell_once(tmp_path, demo_root):
+    cmd = grid(tmp_path, demo_root, "--methods", "supervised,fixmatch", "--max-parallel", "1", iters=3)
+    launchers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(3)]
+    outputs = [p.communicate(timeout=600)[0] for p in launchers]
+    assert all(p.returncode == 0 for p in launchers), outputs
+    _one_run_per_cell(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo", cells=2, epochs=1)
+    assert sum(out.count("  start ") for out in outputs) == 2, outputs
+
+
+def test_launches_racing_a_finishing_cell_leave_it_finished(tmp_path, demo_root):
+    cmd = grid(tmp_path, demo_root, "--methods", "supervised", epochs=2, iters=3)
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:  # the cell is in its last epoch
+        found = list((tmp_path / "runs").glob("*/*/progress.json"))
+        if found and json.loads(found[0].read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        time.sleep(0.05)
+    late = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in (first, *late)]
+    assert all(p.returncode == 0 for p in (first, *late)), outputs
+    _one_run_per_cell(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo", cells=1, epochs=2)
+
+
+def test_two_experiments_sharing_a_cell_get_their_own_runs(tmp_path, demo_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    shared = grid(tmp_path, demo_root, "--methods", "fixmatch")
+    thresholds = [*shared[:3], "demo_thresholds", *shared[4:]]  # same cell, in the threshold study's grid
+    for cmd in (thresholds, shared):
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and "done: 1 finished" in done.stdout, done.stdout + done.stderr
+    (a,), (b,) = search_cells(uri, "demo_thresholds"), search_cells(uri, "demo")
+    assert a.cell_hash == b.cell_hash and a.run_id != b.run_id and a.status == b.status == "FINISHED"
+    assert sorted(p.parent.name for p in (tmp_path / "runs").glob("*/*/last.pth")) == [a.cell_hash[:10]] * 2
+
+
+def test_two_process_cells_run_data_parallel_on_the_local_backend(tmp_path, demo_root):
+    from semiseg.tracking import _client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = grid(tmp_path, demo_root, "--methods", "supervised,unimatch", "--set", "train.gpus=2", "--max-parallel", "2")
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "done: 2 finished, 0 failed" in done.stdout, done.stdout + done.stderr
+    runs = search_cells(uri, "demo")
+    assert len(runs) == 2 and {r.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert _client(uri).get_run(run.run_id).data.params["derived.world_size"] == "2"
+
+
+def test_a_killed_rank_stops_its_cell_and_a_relaunch_resumes_it(tmp_path, demo_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = grid(tmp_path, demo_root, "--methods", "fixmatch", "--set", "train.gpus=2", epochs=3, iters=3)
+    launcher = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids = next(line for line in launcher.stdout if "  start " in line).split(" pid ")[1].split(",")[0].split()
+    assert len(pids) == 2
+    deadline = time.time() + 300
+    while time.time() < deadline and launcher.poll() is None:  # the first epoch is checkpointed
+        if list((tmp_path / "runs").glob("*/*/last.pth")):
+            break
+        time.sleep(0.05)
+    os.kill(int(pids[1]), signal.SIGKILL)  # one rank dies mid-run; its peer is stopped by the launcher
+    out = launcher.communicate(timeout=300)[0]
+    assert launcher.returncode == 1 and "1 failed" in out, out
+    (killed,) = search_cells(uri, "demo")
+    assert killed.status in ("RUNNING", "KILLED")  # interrupted, never FAILED: a lost rank is resumable
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "1 resumed" in again.stdout, again.stdout + again.stderr
+    (run,) = search_cells(uri, "demo")
+    assert run.run_id == killed.run_id and run.status == "FINISHED"
+    assert [s for s, _ in metric_history(uri, run.run_id, "val/miou")] == [0, 1, 2]

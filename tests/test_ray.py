@@ -142,3 +142,14 @@ def test_tune_help_gives_an_example_for_every_option():
     for action in tune.build_parser()._actions:
         if action.dest != "help":
             assert "e.g." in (action.help or ""), action.option_strings
+
+
+def test_two_process_cells_on_ray(ray_runtime, tmp_path, demo_root, capsys, sigterm_restored):
+    args = grid_args(tmp_path, demo_root, "--methods", "supervised,fixmatch", "--splits", "1_16",
+                     "--set", "train.gpus=2", epochs=1, iters=3)
+    assert run_grid.main(args) == 0
+    assert "done: 2 finished, 0 failed" in capsys.readouterr().out
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = search_cells(uri, "demo")
+    assert len(runs) == 2 and {r.status for r in runs} == {"FINISHED"}
+    assert {_client(uri).get_run(r.run_id).data.params["derived.world_size"] for r in runs} == {"2"}

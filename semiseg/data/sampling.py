@@ -7,6 +7,7 @@ epoch replays identically after a resume, whatever the number of workers.
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,13 @@ class TrainData:
             loader.sampler.set_epoch(epoch, start_iter * loader.batch_size)
 
 
+def leave_stop_signals_to_trainer(worker_id: int) -> None:
+    """Loader workers ignore the stop signals: a SIGTERM to the whole process group (``scancel``, preemption,
+    ``kill -- -PGID``) then stops training gracefully, with a checkpoint, instead of killing a worker under it."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: int = 1) -> TrainData:
     """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood); data-parallel process
     ``rank`` of ``world`` gets its share of every epoch and of the validation set.
@@ -109,7 +117,8 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
     workers = cfg.runtime.num_workers
     # a private generator: the worker base seed must not consume the global RNG, which a resume restores
     kw = dict(batch_size=bs, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-              pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed))
+              pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed),
+              worker_init_fn=leave_stop_signals_to_trainer)
     crop, C, scales = cfg.data.crop_size, spec.codec(cfg.data.mask_encoding), cfg.data.scale_range
     norm = {"mean": spec.mean, "std": spec.std}
     shard = dict(rank=rank, world=world)
@@ -133,7 +142,8 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
         loaders["ood"] = DataLoader(ood_set, sampler=EpochSampler(len(ood_entries), epoch_len, cfg.seed,
                                                                   STREAM_IDS["ood"], **shard), **kw)
     val_loader = DataLoader(SegDataset(root, val[rank::world], "val", C, **norm), batch_size=1, shuffle=False,
-                            num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed))
+                            num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed),
+                            worker_init_fn=leave_stop_signals_to_trainer)
     protocol = resolve_protocol(cfg.eval, spec.eval_mode, crop)
     return TrainData(loaders, val_loader, iters, spec.num_classes, spec.classes, len(labeled), len(unlabeled), root,
                      protocol)
