@@ -81,9 +81,8 @@ def _read(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{what} {path} does not exist") from None
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{what} {path} cannot be read: it is truncated or not a PyTorch file ({first})") \
-            from None
+        raise CheckpointError(f"{what} {path} cannot be read: it is truncated or not a file semiseg wrote "
+                              f"({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != fmt:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path} is not a semiseg {what} (format {fmt!r}, found {found!r})")

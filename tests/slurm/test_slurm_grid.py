@@ -86,7 +86,7 @@ def jobs_in_queue() -> list[str]:
 
 
 def slurm_record(tmp: Path, short: str) -> dict:
-    return json.loads((tmp / "runs" / short / "slurm.json").read_text())
+    return json.loads((tmp / "runs" / "demo" / short / "slurm.json").read_text())
 
 
 def test_demo_grid_as_one_job_array_without_duplicates(slurm_cluster, tmp_path, demo_root):
@@ -144,13 +144,13 @@ def test_preempted_job_requeues_and_resumes_into_the_same_run(slurm_cluster, tmp
     (cell,) = json.loads(run(cmd + ["--dry-run", "--json"], tmp_path).stdout)
     out = run(cmd, tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    run_dir = tmp_path / "runs" / cell["short"]
+    run_dir = tmp_path / "runs" / "demo" / cell["short"]
     progress = run_dir / "progress.json"
     wait_until(lambda: progress.exists() and json.loads(progress.read_text() or "{}").get("epoch", 0) >= 1,
                240, "the first epoch", every=0.5)
     (before,) = search_cells(uri, "demo")
     job_id = slurm_record(tmp_path, cell["short"])["job_id"]
-    SlurmJob(folder=run_dir.parent / "_slurm" / "%j", job_id=job_id)._interrupt()  # SIGTERM, then USR2
+    SlurmJob(folder=tmp_path / "runs" / "_slurm" / "%j", job_id=job_id)._interrupt()  # SIGTERM, then USR2
 
     def finished():
         runs = search_cells(uri, "demo")
@@ -178,7 +178,7 @@ def test_failures_show_their_reason_in_status_and_mlflow(slurm_cluster, tmp_path
 
     # the job's processes all killed at once (as by the OOM killer): nobody reports, sacct knows
     (long_cell,) = status(tmp_path, demo_root, *long_sel, epochs=500)
-    progress = tmp_path / "runs" / long_cell["short"] / "progress.json"
+    progress = tmp_path / "runs" / "demo" / long_cell["short"] / "progress.json"
     wait_until(progress.exists, 240, "the long run to start", every=0.5)
     trainer = json.loads(progress.read_text())["pid"]
     wrapper = int(Path(f"/proc/{trainer}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
