@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from semiseg.checkpoint import save_checkpoint
+from semiseg.checkpoint import load_checkpoint, save_checkpoint
 from semiseg.cli import run_cli
 from semiseg.config import config_from_dict
 from semiseg.data.sampling import build_data
+from semiseg.errors import DataError, UserError
 from semiseg.evaluate import evaluate
 from semiseg.hooks import Hook, PolyLR
 from semiseg.methods import METHODS
@@ -106,8 +107,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
-    print(ensure_demo_pretext(args.out, args.threads))
+    out = args.out or default_path()
+    check_out(out)
+    print(ensure_demo_pretext(out, args.threads))
     return 0
+
+
+def check_out(out: Path) -> None:
+    """Before minutes of pretraining: ``out`` must be writable as a file, and an existing one a pretext file."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the weights file to write, e.g. {out / default_path().name}")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"--out {out}: {parent} is a file, not a folder")
+    if out.is_file():
+        try:
+            ok = "pretext" in load_checkpoint(out)
+        except DataError:
+            ok = False
+        if not ok:
+            raise UserError(f"--out {out} exists and is not a demo_pretext weights file; delete it to pretrain again")
 
 
 if __name__ == "__main__":
