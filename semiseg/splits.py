@@ -133,7 +133,7 @@ def list_warnings(lists: dict[str, list[tuple[str, str]]]) -> list[str]:
         shared = labeled & {image for image, _ in unlabeled}
         if shared:
             out.append(f"split '{split}': {len(shared)} of the {len(labeled)} labeled images are also in its unlabeled "
-                       f"list, e.g. {sorted(shared)[0]} (as in the official blended splits; they are trained on as both)")
+                       f"list, e.g. {min(shared)} (as in the official blended splits; they are trained on as both)")
     return out
 
 

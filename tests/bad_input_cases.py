@@ -10,13 +10,12 @@ the defect of a case another engineer fixes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from bad_input_data import (DROP, EXPERIMENT, SIZE, TRAIN, VAL, folder_data, merge, pair, run_config, write_image,
+from bad_input_data import (DROP, EXPERIMENT, SIZE, TRAIN, folder_data, merge, pair, run_config, write_image,
                             write_lists, write_mask, write_yaml)
 
 ROOT = Path(__file__).resolve().parents[1]
