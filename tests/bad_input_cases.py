@@ -11,7 +11,7 @@ the defect of a case another engineer fixes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,6 @@ class Case:
     runs: tuple = ()  # (experiment, run) pairs logged into that store first (tracking.log_runs_batch)
     subprocess: bool = False  # a real process of its own (workers, signals, import-time failures)
     xfail: str = ""
-    env: dict = field(default_factory=dict)
 
     def args(self, d: Path) -> list[str]:
         return [a.replace("{d}", str(d)) for a in self.argv]
@@ -74,13 +73,11 @@ RANDOM_BYTES = np.random.default_rng(17).integers(0, 256, 2048, dtype=np.uint8).
 
 
 def train(id: str, kind: str, fragments: tuple[str, ...], edits: dict | None = None, *, text: str | None = None,
-          method: str = "supervised", setup=None, extra: list[str] = (), writes: str = "none", data: bool = True,
-          **kw) -> Case:
+          method: str = "supervised", setup=None, extra: list[str] = (), writes: str = "none", **kw) -> Case:
     """``python -m semiseg.train --config {d}/run.yaml`` on the small folder dataset, with ``edits`` (dotted keys)
     or the raw ``text`` as the config; data errors record a FAILED run, so they start with an empty store."""
     def prepare(d: Path) -> None:
-        if data:
-            folder_data(d)
+        folder_data(d)
         if text is not None:
             (d / "run.yaml").write_text(text.replace("{d}", str(d)))
         else:
@@ -205,7 +202,7 @@ add(
           xfail="semiseg/tracking.py: an unsupported tracking URI gives an MLflow traceback"),
     train("runtime-output-dir-file", "config", ("runtime.output_dir", "is a file"),
           {"runtime.output_dir": "{d}/taken"}, setup=write("taken", "x"),
-          xfail="semiseg/train.py: runtime.output_dir naming a file gives a FileExistsError traceback"),
+          xfail="semiseg/train.py: runtime.output_dir naming a file gives a NotADirectoryError traceback"),
 )
 
 # --------------------------------------------------------------------------- train: data on disk

@@ -29,14 +29,14 @@ def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (SIZE, SIZE),
     Image.fromarray(pixels).save(path, fmt)
 
 
-def write_mask(path: Path, values: np.ndarray | None = None, size: tuple[int, int] = (SIZE, SIZE),
-               mode: str = "L") -> None:
+def write_mask(path: Path, values: np.ndarray | None = None, size: tuple[int, int] = (SIZE, SIZE)) -> None:
+    """A grayscale class-index PNG: by default classes 0 and 1 and one 255 (ignore) pixel."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if values is None:
         values = np.zeros((size[1], size[0]), np.uint8)
         values[: size[1] // 2] = 1
         values[0, 0] = 255
-    Image.fromarray(values, mode=mode if mode != "L" else None).save(path)
+    Image.fromarray(values).save(path)
 
 
 def folder_data(d: Path) -> Path:

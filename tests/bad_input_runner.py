@@ -1,12 +1,13 @@
 """Run many CLI calls in one process: ``python tests/bad_input_runner.py CASES.json RESULTS.json``.
 
-Each case (``{"id", "entry", "argv", "cwd", "env", "copy_store", "runs"}``) runs its entry point's ``main(argv)`` the
-way the command line does (``run_cli``; ``SystemExit`` as the interpreter handles it; any other exception
-printed as a traceback, exit code 1), in its own working folder, with its environment additions, with stdout
-and stderr captured at the file-descriptor level (so logging, warnings and child processes are caught too).
-The imports (torch, MLflow) are paid once for all cases. ``copy_store`` copies a freshly created empty
-MLflow sqlite store to that path first (creating a store takes seconds; copying it, milliseconds), and
-``runs`` are (experiment, run) pairs logged into it; the result holds the snapshot of the folder taken after that, just before the call.
+Each case (``{"id", "entry", "argv", "cwd", "copy_store", "runs"}``) runs its entry point's ``main(argv)``
+the way the command line does (``run_cli``; ``SystemExit`` as the interpreter handles it; any other
+exception printed as a traceback, exit code 1), in its own working folder, with stdout and stderr captured
+at the file-descriptor level (so logging, warnings and child processes are caught too); the environment
+and signal handlers are restored after each. The imports (torch, MLflow) are paid once for all cases.
+``copy_store`` copies a freshly created empty MLflow sqlite store to that path first (creating a store
+takes seconds, copying it milliseconds) and ``runs`` are (experiment, run) pairs logged into it; the
+result holds the snapshot of the folder taken after that, just before the call.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ def run_case(case: dict, store_dir: Path) -> dict:
         os.dup2(out.fileno(), 1), os.dup2(err.fileno(), 2)
         start = time.perf_counter()
         try:
-            os.environ.update(case.get("env", {}))
             os.chdir(case["cwd"])
             signal.signal(signal.SIGALRM, _timeout)
             signal.alarm(CASE_TIMEOUT_S)
