@@ -55,6 +55,7 @@ class Experiment:
     exclude: list[dict[str, Any]] = field(default_factory=list)
     search: dict[str, SearchDim] = field(default_factory=dict)
     slurm: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
 
 
 @dataclass
@@ -105,21 +106,21 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     if name in _seen:
         raise ConfigError(f"{path}: inheritance cycle {' -> '.join(_seen + (name,))}")
     data = load_yaml(path)
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(TOP_KEYS))}")
+    _check_layout(path, data)
     if "inherit" in data:
         parent = load_experiment(data["inherit"], _seen + (name,))
         base_defaults, grid, slurm = parent.defaults, dict(parent.grid), parent.slurm
         overrides, exclude, search = list(parent.overrides), list(parent.exclude), dict(parent.search)
     else:
         base_defaults, grid, overrides, exclude, search, slurm = {}, {}, [], [], {}, {}
-    if not isinstance(data.get("slurm") or {}, dict):
-        raise ConfigError(f"{path}: 'slurm' must map resource keys to values, got {data['slurm']!r}")
     for axis, values in (data.get("grid") or {}).items():
         if axis not in AXES:
             raise ConfigError(f"{path}: unknown grid axis {axis!r}; valid: {', '.join(AXES)}")
+        if isinstance(values, dict):
+            raise ConfigError(f"{path}: grid axis {axis!r} must be a list of values (or one value), got {values!r}")
         grid[axis] = values if isinstance(values, list) else [values]
+        if values is None or not grid[axis]:
+            raise ConfigError(f"{path}: grid axis {axis!r} is empty; give it at least one value or leave it out")
     for rule in data.get("overrides") or []:
         if not isinstance(rule, dict) or set(rule) - {"when", "set"} or not isinstance(rule.get("set"), dict):
             raise ConfigError(f"{path}: each override needs 'set' (a partial config) and optional 'when', got {rule!r}")
@@ -133,7 +134,24 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
     if "official" in data:
         base_defaults = _merge(base_defaults, _official_defaults(path, data["official"]))
     return Experiment(name, data.get("description", ""), _merge(base_defaults, data.get("defaults") or {}), grid,
-                      overrides, exclude, search, {**slurm, **(data.get("slurm") or {})})
+                      overrides, exclude, search, {**slurm, **(data.get("slurm") or {})}, str(path))
+
+
+#: top-level key → (accepted type, the rule) of the experiment file's own layout
+_LAYOUT = {"description": (str, "must be a string"), "inherit": (str, "must name an experiment in experiments/"),
+           "defaults": (dict, "must be a partial run config (a mapping)"),
+           "grid": (dict, "must map axes to lists of values"), "overrides": (list, "must be a list of {when, set} rules"),
+           "exclude": (list, "must be a list of {axis: value} rules"), "slurm": (dict, "must map resource keys to values")}
+
+
+def _check_layout(path: Path, data: dict[str, Any]) -> None:
+    """The file's top-level keys and their types (the sections' contents are checked where they are read)."""
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(TOP_KEYS))}")
+    for key, (kind, rule) in _LAYOUT.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise ConfigError(f"{path}: '{key}' {rule}, got {data[key]!r}")
 
 
 def _official_defaults(path: Path, spec: Any) -> dict[str, Any]:
@@ -141,8 +159,9 @@ def _official_defaults(path: Path, spec: Any) -> dict[str, Any]:
     the experiment file)."""
     from experiments.official import load_official
 
-    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "gpus"}:
-        raise ConfigError(f"{path}: 'official' must be {{file: PATH, gpus: N}}, got {spec!r}")
+    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "gpus"} or not (
+            isinstance(spec.get("gpus", 0), int) and not isinstance(spec.get("gpus"), bool) and spec.get("gpus", 0) >= 0):
+        raise ConfigError(f"{path}: 'official' must be {{file: PATH, gpus: N}} with N a whole number >= 0, got {spec!r}")
     file = Path(str(spec["file"])).expanduser()
     return load_official(file if file.is_absolute() else path.parent / file, int(spec.get("gpus", 0)))
 
@@ -169,7 +188,7 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
     for axis, values in (only or {}).items():
         grid[axis] = values
     axes_names = list(grid)
-    cells = []
+    cells, excluded = [], 0
     for combo in itertools.product(*(grid[a] for a in axes_names)):
         axes = dict(zip(axes_names, combo))
         data = _copy(exp.defaults)
@@ -177,6 +196,7 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
             _set_dotted(data, AXES[axis], value)
         view = {axis: _get_dotted(data, key) for axis, key in AXES.items()}  # grid values + defaults
         if any(_matches(rule, view) for rule in exp.exclude):
+            excluded += 1
             continue
         for rule in exp.overrides:
             if _matches(rule.get("when") or {}, view):
@@ -190,6 +210,9 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
             where = ", ".join(f"{k}={v}" for k, v in axes.items())
             raise ConfigError(f"experiment {exp.name!r}, cell {where}: {exc}") from None
         cells.append(Cell(axes, cfg, config_hash(cfg)))
+    if not cells and excluded:
+        raise ConfigError(f"{exp.path or exp.name}: the exclude rules drop all {excluded} selected cell(s) (it "
+                          f"excludes every cell); check 'exclude' and the selection (--methods, --splits)")
     return cells
 
 

@@ -64,6 +64,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+#: URI schemes of the stores MLflow reads (a plain path is a file store)
+STORE_SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject what would fail half-way: an --out that is no folder, a missing --published file, a store URI
+    MLflow cannot open."""
+    from urllib.parse import urlsplit
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the tables and plots, e.g. --out reports/out")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"--out {out}: {blocker} is a file, not a folder")
+    if args.published and not Path(args.published).is_file():
+        raise UserError(f"--published {args.published} does not exist (default: reports/published.yaml)")
+    for uri in args.tracking_uri:
+        scheme = urlsplit(uri).scheme.split("+")[0]
+        if scheme not in STORE_SCHEMES:
+            raise UserError(f"--tracking-uri {uri}: unsupported scheme {scheme!r}; give sqlite:///PATH/mlflow.db, "
+                            f"http(s)://HOST:PORT or a database URL (postgresql://, mysql://, mssql://)")
+
+
+def check_sqlite_store(db: Path, uri: str) -> None:
+    """A sqlite store file must be an MLflow database; MLflow would otherwise fail with a traceback, or migrate
+    (write its tables into) an empty or foreign file."""
+    import sqlite3
+
+    if db.is_dir():
+        raise UserError(f"tracking store {uri}: {db} is a folder, not an MLflow store (a sqlite file)")
+    with open(db, "rb") as f:
+        header = f.read(len(_SQLITE_HEADER))
+    problem = None if header == _SQLITE_HEADER else "not a SQLite database"
+    if problem is None:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            tables, problem = set(), f"corrupt: {exc}"
+        if problem is None and not {"alembic_version", "experiments", "runs"} <= tables:
+            problem = "a SQLite database without MLflow's tables"
+    if problem is not None:
+        raise UserError(f"tracking store {uri}: {db} is not an MLflow store ({problem}); pass the mlflow.db "
+                        f"the runs were tracked in with --tracking-uri")
+
+
 def _existing_experiments(uri: str) -> list[str]:
     """Experiment names of the store, for the error message."""
     from semiseg import tracking
@@ -82,9 +130,11 @@ def load_runs(uris: str | list[str], exp: str):
     frames = []
     for uri in uris:
         db = tracking.sqlite_file(tracking.resolve_uri(uri))
-        if db is not None and not db.is_file():
+        if db is not None and not db.exists():
             raise UserError(f"tracking store {uri} does not exist (no file {db}); "
                             f"pass the store of experiment {exp!r} with --tracking-uri")
+        if db is not None:
+            check_sqlite_store(db, uri)
         frame = tracking.runs_frame(uri, exp)
         if not frame.empty:
             frames.append(frame.assign(store=uri))
@@ -124,6 +174,7 @@ def write_plots(tables, out: Path, exp: str) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_args(args)
     from reports import published as pub
     from reports import tables as tb
 

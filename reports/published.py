@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from reports.tables import MISSING, Table, format_delta
+from semiseg.config import load_yaml
 from semiseg.errors import DataError
 
 PUBLISHED = Path(__file__).with_name("published.yaml")
@@ -30,10 +30,7 @@ def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
     Raises :class:`DataError` naming the file, entry and key when the file is malformed.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(f"cannot read published figures {path}: {exc}") from exc
+    data = load_yaml(path)
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a mapping with a list under 'entries'")

@@ -356,19 +356,49 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    """Read a YAML mapping (safe types only); errors name the file, and a key given twice is one (with its line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not a UTF-8 text file (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start}); a YAML config must be UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc.strerror or exc})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _reject_duplicate_keys(node, "", path)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must contain a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path) -> None:
+    """YAML keeps the last of two equal keys silently; here a key given twice in one mapping is an error."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, f"{prefix[:-1]}[{i}].", path)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else repr(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise ConfigError(f"config file {path}: key '{prefix}{key}' appears twice (line {lines[key]} and "
+                                  f"line {line}); keep one of them")
+            lines[key] = line
+            _reject_duplicate_keys(value_node, f"{prefix}{key}.", path)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -84,17 +84,24 @@ def write_mask(path: Path, mask: np.ndarray, palette: tuple[tuple[int, int, int]
 @torch.no_grad()
 def predict(checkpoint: Path, root: Path, images: str, masks: str, list_name: str, device: str) -> Path:
     """Label every image with the checkpoint's model (whole image, native size, argmax); write masks and the list."""
+    names = list_images(root, images)
+    out, mask_dir = root / list_name, root / masks
+    if out.is_dir():
+        raise DataError(f"--list {out} is a folder; give the list file to write, e.g. ood.txt")
+    if mask_dir.exists() and not mask_dir.is_dir():
+        raise DataError(f"--masks {mask_dir} is a file; give the folder to write the masks to, e.g. pseudo_labels")
+    if not checkpoint.is_file():
+        raise DataError(f"--checkpoint {checkpoint} does not exist (give a run's best.pth or last.pth)")
     dev = pick_device(device)
     model, dataset = load_model(checkpoint, dev)
     palette = DATASETS.get(dataset).palette
     lines = []
-    for rel in list_images(root, images):
+    for rel in names:
         img = read_image(root / rel)
         pred = model(T.normalize(img).unsqueeze(0).to(dev)).argmax(1)[0].cpu().numpy()
         mask_rel = (Path(masks) / Path(rel).with_suffix(".png").name).as_posix()
         write_mask(root / mask_rel, pred, palette)
         lines.append(f"{rel} {mask_rel}\n")
-    out = root / list_name
     out.write_text("".join(lines))
     return out
 
@@ -140,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(out.read_text().splitlines())} pseudo-labels and {out}")
         return 0
     spec = DATASETS.get(args.dataset)
+    if spec.from_root is not None:
+        named = ", ".join(n for n in DATASETS.names() if DATASETS.get(n).from_root is None)
+        raise DataError(f"--dataset {args.dataset}: its classes are read from its data root (classes.yaml or "
+                        f"classes.txt), which the OOD check does not know; give a named dataset: {named}")
     counts = check(args.root, args.list, spec.num_classes)
     total = max(int(counts.sum()), 1)
     shares = ", ".join(f"{name} {100 * n / total:.1f}%" for name, n in zip(spec.classes, counts) if n)

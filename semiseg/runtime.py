@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from semiseg import distributed
-from semiseg.checkpoint import CheckpointError, Weights, load_training, save_weights, set_rng_state
+from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
 from semiseg.config import (RunConfig, config_from_dict, config_hash, effective_lr, global_batch, short_hash)
 from semiseg.data.sampling import build_data
 from semiseg.errors import ConfigError, UserError
@@ -163,7 +163,7 @@ def ensure_named_weights(name: str) -> Path:
     root = cache_dir()
     path = root / "weights" / spec.file_name
     if path.is_file():
-        return path
+        return _checked_cache(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -171,6 +171,15 @@ def ensure_named_weights(name: str) -> Path:
             print(f"making the named weights {name!r} ({spec.description}) -> {path}", flush=True)
             miou = make_named_weights(spec, path, root / "data" / spec.run["data"]["dataset"])
             print(f"{name}: val mIoU {miou:.2f}; saved {path}", flush=True)
+    return path
+
+
+def _checked_cache(path: Path) -> Path:
+    try:
+        load_weights(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"model.pretrained: the cached named weights {path} are damaged ({exc}); delete the file "
+                          f"and they are made again") from None
     return path
 
 

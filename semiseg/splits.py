@@ -73,6 +73,7 @@ class CheckReport:
     missing: list[str] = field(default_factory=list)  # missing file paths
     bad: list[str] = field(default_factory=list)  # DataError messages from a full check
     size_notes: list[str] = field(default_factory=list)  # lists whose size differs from the official one
+    warnings: list[str] = field(default_factory=list)  # accepted, but worth knowing: duplicates, overlaps
 
     @property
     def ok(self) -> bool:
@@ -112,6 +113,30 @@ def _lists_to_check(root: Path, spec: DatasetSpec, splits: list[str], lists_dir:
     return out
 
 
+def list_warnings(lists: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """Duplicate images within a list, and labeled images also in the same split's unlabeled list (the official
+    blended Pascal splits do overlap: such images are trained on as both)."""
+    out = []
+    for name, entries in lists.items():
+        images = [image for image, _ in entries]
+        dupes = len(images) - len(set(images))
+        if dupes:
+            first = next(i for i in images if images.count(i) > 1)
+            out.append(f"{name}: {dupes} duplicate entries (an image listed more than once, e.g. {first}); "
+                       f"each copy is sampled")
+    for name, entries in lists.items():
+        split, _, kind = name.partition(" ")[0].rpartition("/")
+        if kind != "labeled.txt":
+            continue
+        unlabeled = next((e for n, e in lists.items() if n.startswith(f"{split}/unlabeled.txt")), [])
+        labeled = {image for image, _ in entries}
+        shared = labeled & {image for image, _ in unlabeled}
+        if shared:
+            out.append(f"split '{split}': {len(shared)} of the {len(labeled)} labeled images are also in its unlabeled "
+                       f"list, e.g. {min(shared)} (as in the official blended splits; they are trained on as both)")
+    return out
+
+
 def _decode(args: tuple[Path, str, str, MaskCodec]) -> str | None:
     root, image, mask, codec = args
     try:
@@ -128,12 +153,14 @@ def check_lists(root: Path, spec: DatasetSpec, splits: list[str] = (), lists_dir
     report = CheckReport()
     pairs: dict[tuple[str, str], None] = {}
     official = spec.official_counts
-    for name, entries in _lists_to_check(root, spec, list(splits), lists_dir).items():
+    lists = _lists_to_check(root, spec, list(splits), lists_dir)
+    for name, entries in lists.items():
         report.lists[name] = len(entries)
         key = name.split(" ")[0]
         if key in official and official[key] != len(entries):
             report.size_notes.append(f"{name}: {len(entries)} entries; the official list has {official[key]}")
         pairs.update(dict.fromkeys(entries))
+    report.warnings = list_warnings(lists)
     seen = set()
     for image, mask in pairs:
         for rel in (image, mask):
@@ -192,7 +219,19 @@ def _write_list(path: Path, entries: list[tuple[str, str]], force: bool) -> None
 # --------------------------------------------------------------------------- command line
 
 
+def _check_dest(dest: Path) -> None:
+    blocker = next((p for p in (dest, *dest.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise DataError(f"--dest {dest}: {blocker} is a file, not a folder for split lists")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise DataError(f"{name} must be at least {low}, got {value}")
+
+
 def _cmd_import(args) -> int:
+    _check_dest(Path(args.dest))
     for rel, n in import_lists(Path(args.src).expanduser(), args.dataset, Path(args.dest), args.force):
         official = DATASETS.get(args.dataset).official_counts.get(rel)
         note = "" if official is None else ("  (official size)" if official == n else f"  (official: {official})")
@@ -201,6 +240,8 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_check(args) -> int:
+    _at_least("--workers", args.workers, 1)
+    _at_least("--show", args.show, 0)
     spec, root = open_dataset(args.dataset, args.root)
     lists_dir = Path(args.lists).expanduser() if args.lists else None
     report = check_lists(root, spec, args.split, lists_dir, args.full, args.mask_encoding, args.workers)
@@ -208,6 +249,8 @@ def _cmd_check(args) -> int:
         print(f"{name}: {n} entries")
     for note in report.size_notes:
         print(f"note: {note}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.missing:
         print(f"{len(report.missing)} listed files are missing under {root}; the first ones:")
         print("\n".join(f"  {p}" for p in report.missing[:args.show]))
@@ -221,6 +264,11 @@ def _cmd_check(args) -> int:
 def _cmd_make(args) -> int:
     if (args.labeled is None) == (args.fraction is None):
         raise DataError("give exactly one of --labeled N or --fraction 1/K")
+    _at_least("--seed", args.seed, 0)
+    if not args.name or Path(args.name).name != args.name or args.name in (".", ".."):
+        raise DataError(f"--name {args.name!r} must be a plain folder name such as 1_16 (the split's folder under "
+                        f"--dest/<dataset>/), not a path")
+    _check_dest(Path(args.dest))
     spec, root = open_dataset(args.dataset, args.root)
     if args.train:
         train, source = read_split(Path(args.train)), args.train
