@@ -83,4 +83,7 @@ def teardown() -> None:
 def lost_peer(exc: BaseException) -> bool:
     """True when a collective failed because another rank died (gloo: its connection closed; NCCL: a
     backend error): the run is interrupted, not broken, and resumes from its checkpoint."""
-    return isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and "Connection closed by peer" in str(exc))
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+                                  "gloo/transport")))

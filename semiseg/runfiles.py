@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from semiseg.errors import StorageError
+from semiseg.errors import ConfigError, StorageError
 
 LOCK_NAME = "lock"
 RUN_FILE = "run.json"
@@ -84,6 +84,9 @@ class CellLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except (NotADirectoryError, FileExistsError):
+            raise ConfigError(f"runtime.output_dir: cannot make the run folder {self.path.parent}: a file stands "
+                              f"in its path; give a folder") from None
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write the run folder {self.path.parent}: "
                                           f"{exc.strerror}") from None

@@ -41,7 +41,7 @@ def _empty_store(folder: Path) -> Path:
     if not db.exists():
         from semiseg import tracking
 
-        tracking.list_experiments(f"sqlite:///{db}")
+        tracking.get_or_create_experiment(f"sqlite:///{db}", "Default")
     return db
 
 
