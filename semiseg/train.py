@@ -29,7 +29,7 @@ from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
 from semiseg.tracking import RunTracker, cell_tags, git_commit, record_failure
-from semiseg.trainer import Trainer, TrainState
+from semiseg.trainer import Trainer, TrainState, optimizer_steps
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +92,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
     model = build_model(cfg, data.num_classes, **method_cls.model_kwargs).to(device)
-    model = distributed.wrap(model, world, device, cfg.train.sync_bn)
+    model = distributed.wrap(model, device, cfg.train.sync_bn)
     method = method_cls(cfg, model)
     optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
     run_dir = run_dir_of(cfg)
@@ -100,8 +100,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
     n_params, n_backbone = count_parameters(model), count_parameters(distributed.unwrap(model).backbone)
 
     tags = run_tags(cfg, {"semiseg.n_labeled": data.n_labeled, **(extra_tags or {})})
-    params = {"derived.iters_per_epoch": data.iters_per_epoch,
-              "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
+    steps = optimizer_steps(data.iters_per_epoch, cfg.train.accum_steps)  # iterations = optimizer steps
+    params = {"derived.iters_per_epoch": steps, "derived.total_iters": steps * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
               "derived.parameters": n_params, "derived.parameters_backbone": n_backbone,
               "derived.parameters_head": n_params - n_backbone, "derived.device": str(device),
@@ -120,7 +120,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
     if world.is_main:
         print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(distributed.unwrap(model)).__name__} "
               f"{cfg.model.backbone} {n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head "
-              f"{(n_params - n_backbone) / 1e6:.2f}M), {data.iters_per_epoch} it/epoch, device {device}, "
+              f"{(n_params - n_backbone) / 1e6:.2f}M), {steps} it/epoch, device {device}, "
               f"{world.size} process(es), lr {effective_lr(cfg):g}", flush=True)
     return trainer
 
