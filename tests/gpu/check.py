@@ -67,13 +67,13 @@ def rows() -> list[Row]:
 def paper_recipe(method: str) -> dict:
     """The method's Pascal recipe (encoder, optimizer, batch, method options) as a config dict."""
     (cell,) = expand(load_experiment("pascal_all"), {"method": [method], "split": ["92"]})
-    return config_to_dict(cell.cfg)
+    return config_to_dict(cell.config)
 
 
 def row_config(row: Row, args, demo: Path, tmp: Path) -> RunConfig:
     data = paper_recipe(row.method)
     v2 = data["model"]["backbone"].startswith("dinov2")
-    sets = [f"data.dataset=demo", f"data.root={demo}", "data.split=1_32", f"data.crop_size={args.crop}",
+    sets = ["data.dataset=demo", f"data.root={demo}", "data.split='1_32'", f"data.crop_size={args.crop}",
             "model.pretrained=''", "train.gpus=1", f"train.amp={row.amp}", f"train.accum_steps={row.accum}",
             f"train.max_iters_per_epoch={(args.steps + 1) * row.accum}", "train.epochs=1",
             f"runtime.device={args.device}", "runtime.num_workers=0", f"runtime.output_dir={tmp}"]
