@@ -89,6 +89,7 @@ def row_config(row: Row, args, demo: Path, tmp: Path) -> RunConfig:
 def build(cfg: RunConfig) -> Trainer:
     """The engine of one run as build_trainer wires it, without MLflow, checkpoints or evaluation."""
     device = pick_device(cfg.runtime.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     seed_everything(cfg.seed)
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams)
