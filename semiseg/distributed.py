@@ -5,8 +5,9 @@ the processes (the SLURM backend, torchrun, or by hand); without them a run is a
 GPUs, gloo on CPU. Every rank uses the same seed (as CorrMatch does), so a resume restores every rank's
 random state exactly from rank 0's checkpoint.
 
-**Every model pass goes through the wrapper.** DDP synchronises gradients only for a backward whose graph
-came from a call of the *wrapped* model, and SyncBatchNorm needs it too. So a method calls
+**Every model pass goes through the wrapper.** DDP arms its gradient all-reduce in the *wrapper's* forward:
+a step whose grad-carrying passes all bypass the wrapper is not synchronised at all, and a single bypassing
+pass is right only by grace of the others (tests/test_ddp_methods.py checks both). So a method calls
 ``self.model(x, **mode)`` for every pass, and a model offers its alternative passes as keyword arguments
 of ``forward`` (DeepLabV3+: ``need_fp`` for UniMatch's feature perturbation, ``corr`` for CorrMatch's
 correlation branch; DPT: ``comp_drop`` for Complementary Dropout), never as other methods. Capability
