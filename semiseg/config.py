@@ -74,7 +74,8 @@ class OptimConfig:
     reference_batch: int = _opt(
         0, "global batch size (labeled images per step over all GPUs) at which optim.lr was tuned, e.g. 8 for "
            "UniMatch V1 on Pascal (2 per GPU x 4 GPUs); the LR actually used is scaled linearly to this run's "
-           "global batch, train.gpus x train.batch_size (spec §1.5); 0 = use optim.lr as given", ge=0)
+           "global batch, train.gpus x train.batch_size x train.accum_steps (spec §1.5); 0 = use optim.lr as "
+           "given", ge=0)
 
 
 @dataclass
@@ -89,11 +90,17 @@ class LossConfig:
 class TrainConfig:
     epochs: int = _opt(80, "number of epochs", ge=1)
     batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
-    gpus: int = _opt(1, "GPUs (data-parallel processes) the run uses; global batch = gpus x batch_size", ge=1)
+    gpus: int = _opt(1, "GPUs (data-parallel processes) the run uses; global batch = gpus x batch_size x "
+                        "accum_steps", ge=1)
     sync_bn: bool = _opt(True, "with gpus > 1: SyncBatchNorm across processes (spec §1.7: V1, V2, CorrMatch, "
                                "PrevMatch when W > 1)")
+    accum_steps: int = _opt(
+        1, "gradient accumulation: micro-batches of train.batch_size per optimizer step (losses scaled 1/K, as K "
+           "more GPUs would average them); global batch = gpus x batch_size x accum_steps. EMA, snapshots and the "
+           "poly LR advance per optimizer step; BatchNorm statistics (and CorrMatch's tau) per micro-batch", ge=1)
     amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
-    max_iters_per_epoch: int = _opt(0, "cap on iterations per epoch; 0 = as defined by the data", ge=0)
+    max_iters_per_epoch: int = _opt(0, "cap on iterations (micro-batches) per epoch; 0 = as defined by the data",
+                                    ge=0)
 
 
 @dataclass
@@ -411,8 +418,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 
 
 def global_batch(cfg: RunConfig) -> int:
-    """Labeled images per optimizer step over all GPUs."""
-    return cfg.train.gpus * cfg.train.batch_size
+    """Labeled images per optimizer step over all GPUs and accumulated micro-batches."""
+    return cfg.train.gpus * cfg.train.batch_size * cfg.train.accum_steps
 
 
 def effective_lr(cfg: RunConfig) -> float:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -145,21 +144,23 @@ def predict(model: Predict, img: torch.Tensor, num_classes: int, protocol: EvalP
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             autocast=contextlib.nullcontext, protocol: EvalProtocol = EvalProtocol(), reduce=None) -> EvalResult:
+             protocol: EvalProtocol = EvalProtocol(), reduce=None) -> EvalResult:
     """Predict every val image (batch 1, eval mode) under ``protocol``; the model's mode is restored.
 
+    Always in fp32, with autocast switched off even when called inside an autocast region (training
+    under ``train.amp``), as the official PrevMatch/SemiOVS code evaluates outside autocast.
     ``reduce`` sums the confusion matrix over data-parallel processes that each evaluated a shard."""
     was_training = model.training
     model.eval()
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
-    for batch in loader:
-        img = batch["img"].to(device, non_blocking=True)
-        mask = batch["mask"].to(device, non_blocking=True)
-        if protocol.mode == "center_crop":
-            img, mask = center_crop(img, mask, protocol.crop)
-        with autocast():
+    with torch.autocast(device.type, enabled=False):
+        for batch in loader:
+            img = batch["img"].to(device, non_blocking=True)
+            mask = batch["mask"].to(device, non_blocking=True)
+            if protocol.mode == "center_crop":
+                img, mask = center_crop(img, mask, protocol.crop)
             pred = predict(model, img, num_classes, protocol).argmax(dim=1)
-        total += confusion_matrix(pred, mask, num_classes)
+            total += confusion_matrix(pred, mask, num_classes)
     model.train(was_training)
     if reduce is not None:
         total = reduce(total)

@@ -86,7 +86,7 @@ class Evaluate(Hook):
         protocol = epoch_protocol(trainer.data.protocol, trainer.state.epoch - 1, trainer.cfg.train.epochs,
                                   trainer.cfg.eval.center_crop_until_last)
         result.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
-                                       trainer.device, trainer.autocast, protocol, reduce=sum_over_ranks)
+                                       trainer.device, protocol, reduce=sum_over_ranks)
                         for name, model in models.items()}
         wanted = trainer.cfg.eval.report_model
         result.reported_model = wanted if wanted in models else "student"
@@ -231,7 +231,7 @@ class Checkpointing(Hook):
 
     def after_step(self, trainer, out) -> None:
         every = trainer.cfg.runtime.checkpoint_every_iters
-        if every and trainer.state.epoch_iter % every == 0 and trainer.state.epoch_iter < trainer.data.iters_per_epoch:
+        if every and trainer.state.epoch_iter % every == 0 and trainer.state.epoch_iter < trainer.steps_per_epoch:
             self._save_last(trainer)
 
     def after_epoch(self, trainer, result: EpochResult) -> None:

@@ -55,7 +55,7 @@ from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_file
                               read_json, run_dir_for, write_json)
 from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,
                               run_name, run_status)
-from semiseg.trainer import Trainer, TrainState
+from semiseg.trainer import Trainer, TrainState, optimizer_steps
 
 #: Signals that stop training gracefully: SIGTERM (scancel, preemption) and the USR signals SLURM sends
 #: before a time limit (``--signal``). Ctrl-C (SIGINT) still interrupts at once.
@@ -295,7 +295,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
     model = build_model(cfg, data.num_classes, weights=weights, **method_cls.model_kwargs).to(device)
-    model = distributed.wrap(model, world, device, cfg.train.sync_bn)
+    model = distributed.wrap(model, device, cfg.train.sync_bn)
     method = method_cls(cfg, model)
     optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
     all_hooks: list[Hook] = [PolyLR(), *(hooks or [])]
@@ -325,7 +325,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
         trainer.hooks += [EpochCallback(fn, run_dir) for fn in callbacks or []]
         print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(distributed.unwrap(model)).__name__} "
               f"{cfg.model.backbone} {n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head "
-              f"{(n_params - n_backbone) / 1e6:.2f}M), {data.iters_per_epoch} it/epoch, device {device}, "
+              f"{(n_params - n_backbone) / 1e6:.2f}M), {trainer.steps_per_epoch} it/epoch, device {device}, "
               f"{world.size} process(es), lr {effective_lr(cfg):g}, run {trainer.run_id}", flush=True)
     return trainer
 
@@ -339,8 +339,8 @@ def flatten_config(cfg: RunConfig) -> dict:
 def derived_params(cfg: RunConfig, data, device, world, model, n_params: int, n_backbone: int,
                    weights: Path | None) -> dict:
     """The MLflow params computed for a run (not in its config)."""
-    params = {"derived.iters_per_epoch": data.iters_per_epoch,
-              "derived.total_iters": data.iters_per_epoch * cfg.train.epochs,
+    steps = optimizer_steps(data.iters_per_epoch, cfg.train.accum_steps)  # iterations = optimizer steps
+    params = {"derived.iters_per_epoch": steps, "derived.total_iters": steps * cfg.train.epochs,
               "derived.n_labeled": data.n_labeled, "derived.n_unlabeled": data.n_unlabeled,
               "derived.parameters": n_params, "derived.parameters_backbone": n_backbone,
               "derived.parameters_head": n_params - n_backbone, "derived.device": str(device),

@@ -3,6 +3,11 @@
 Hooks (see :mod:`semiseg.hooks`) get ``before_train``, ``after_step``, ``after_epoch`` (with the epoch's
 :class:`~semiseg.hooks.EpochResult`), ``after_train`` and ``on_failure`` calls, in the order of their
 ``priority``. The trainer is built, and resumed from a checkpoint, by :mod:`semiseg.runtime`.
+
+An *iteration* is one optimizer step. With gradient accumulation (``train.accum_steps`` = K) it runs K
+micro-batches, each loss scaled by 1/K, so the gradient is the mean over the micro-batches, as K times
+the GPUs would average it; an epoch is the data's batches in groups of K. Caveat: BatchNorm normalises
+(and updates its running statistics) per micro-batch, so BN layers see K small batches, not one big one.
 """
 
 from __future__ import annotations
@@ -17,14 +22,33 @@ from torch import nn
 
 from semiseg.config import RunConfig
 from semiseg.data.sampling import TrainData
-from semiseg.errors import StopRequested, TrainingDiverged
+from semiseg.distributed import average_bn_buffers
+from semiseg.errors import ConfigError, StopRequested, TrainingDiverged
 from semiseg.hooks import EpochResult
 from semiseg.methods.base import Method, StepOutput
 
 
+def optimizer_steps(micro_batches: int, accum_steps: int) -> int:
+    """Optimizer steps per epoch: the epoch's ``micro_batches`` in groups of ``accum_steps`` (a rest is dropped)."""
+    if accum_steps > micro_batches:
+        raise ConfigError(f"key 'train.accum_steps': {accum_steps} micro-batches per optimizer step, but an epoch "
+                          f"has {micro_batches} batches; it must be between 1 and {micro_batches}")
+    return micro_batches // accum_steps
+
+
+def mean_output(outs: list[StepOutput]) -> StepOutput:
+    """The micro-batches' mean loss and terms (detached); a single output as it is."""
+    if len(outs) == 1:
+        return outs[0]
+    loss = torch.stack([o.loss.detach() for o in outs]).mean()
+    terms = {k: torch.stack([torch.as_tensor(o.terms[k], dtype=torch.float32) for o in outs]).mean()
+             for k in outs[0].terms}
+    return StepOutput(loss, terms)
+
+
 @dataclass
 class TrainState:
-    """Progress counters; saved in checkpoints. ``epoch`` counts completed epochs.
+    """Progress counters; saved in checkpoints. ``epoch`` counts completed epochs, ``iteration`` optimizer steps.
 
     ``epoch_iter`` and ``epoch_sums`` describe a partly done epoch (a mid-epoch checkpoint): the
     iterations already run in it and the running sums of its logged loss terms.
@@ -49,7 +73,9 @@ class Trainer:
         self.cfg, self.model, self.method, self.data = cfg, model, method, data
         self.optimizer, self.device, self.hooks, self.agree = optimizer, device, hooks, agree
         self.state = TrainState()
-        self.total_iters = data.iters_per_epoch * cfg.train.epochs
+        self.accum_steps = cfg.train.accum_steps
+        self.steps_per_epoch = optimizer_steps(data.iters_per_epoch, self.accum_steps)
+        self.total_iters = self.steps_per_epoch * cfg.train.epochs
         amp = cfg.train.amp if device.type == "cuda" else "off"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
@@ -69,23 +95,43 @@ class Trainer:
         for hook in sorted(self.hooks, key=lambda h: h.priority):  # stable: equal priorities keep list order
             getattr(hook, event)(self, *args)
 
-    def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    def _to_device(self, batch: dict[str, dict]) -> dict[str, dict]:
+        """A batch (one dict of tensors per stream) on the trainer's device."""
+        return {name: {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+                for name, b in batch.items()}
 
-    def run_step(self, batch: dict) -> StepOutput:
-        """One iteration: method step under autocast, finite check, backward, optimizer step, method's after_step."""
-        with self.autocast():
-            out = self.method.step(batch)
+    def _no_sync(self, sync: bool):
+        """DDP's ``no_sync`` (gradients accumulate locally) unless ``sync``; nothing for a single process."""
+        no_sync = getattr(self.model, "no_sync", None)
+        return contextlib.nullcontext() if sync or no_sync is None else no_sync()
+
+    def _check_finite(self, out: StepOutput) -> None:
         if not torch.isfinite(out.loss):
             terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.terms.items())
             raise TrainingDiverged(f"loss is {float(out.loss.detach())} at epoch {self.state.epoch} iteration "
                                    f"{self.state.iteration} ({terms})")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(out.loss).backward()
+
+    def run_step(self, *batches: dict) -> StepOutput:
+        """One optimizer step over the micro-batches ``batches`` (one, or ``train.accum_steps``).
+
+        Per micro-batch: the method's step under autocast, a finite check, backward of loss/K (DDP all-reduces
+        with the last micro-batch only). Then the optimizer step, BN statistics made equal over the ranks, and
+        the method's ``after_step`` (e.g. the EMA update). Returns the micro-batches' mean loss and terms.
+        """
+        self.optimizer.zero_grad(set_to_none=False)  # gradients stay allocated: DDP's bucket views persist
+        outs = []
+        for i, batch in enumerate(batches):
+            with self._no_sync(sync=i == len(batches) - 1):
+                with self.autocast():
+                    out = self.method.step(self._to_device(batch))
+                self._check_finite(out)
+                self.scaler.scale(out.loss / len(batches)).backward()
+            outs.append(out)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        average_bn_buffers(self.model)
         self.method.after_step(self.state.iteration)
-        return out
+        return mean_output(outs)
 
     def request_stop(self, signum: int = 0) -> None:
         """Ask for a graceful stop: the current step completes, then :class:`StopRequested` is raised."""
@@ -98,17 +144,17 @@ class Trainer:
     def train_epoch(self) -> EpochResult:
         """Run the rest of the current epoch (all of it, or from ``state.epoch_iter`` after a mid-epoch resume)."""
         state = self.state
-        self.data.set_epoch(state.epoch, start_iter=state.epoch_iter)
+        self.data.set_epoch(state.epoch, start_iter=state.epoch_iter * self.accum_steps)
         if state.epoch_iter == 0:  # a mid-epoch checkpoint holds the method state after its epoch start
             self.method.begin_epoch(state.epoch)
         self.model.train()
         iterators = {name: iter(self.data.loaders[name]) for name in self.method.streams}
         start = time.perf_counter()
         self.epoch_iters_run = 0
-        while state.epoch_iter < self.data.iters_per_epoch:
+        while state.epoch_iter < self.steps_per_epoch:
             self._check_stop()
-            batch = {name: self._to_device(next(it)) for name, it in iterators.items()}
-            out = self.run_step(batch)
+            micro = [{name: next(it) for name, it in iterators.items()} for _ in range(self.accum_steps)]
+            out = self.run_step(*micro)
             state.iteration += 1
             state.epoch_iter += 1
             self.epoch_iters_run += 1
@@ -116,9 +162,9 @@ class Trainer:
                 state.epoch_sums[key] = state.epoch_sums.get(key, 0.0) + float(value)
             self._call("after_step", out)
         seconds = time.perf_counter() - start
-        terms = {k: v / self.data.iters_per_epoch for k, v in state.epoch_sums.items()}
+        terms = {k: v / self.steps_per_epoch for k, v in state.epoch_sums.items()}
         state.epoch_iter, state.epoch_sums = 0, {}
-        images = self.cfg.train.batch_size * len(self.method.streams) * self.epoch_iters_run
+        images = self.cfg.train.batch_size * len(self.method.streams) * self.accum_steps * self.epoch_iters_run
         return EpochResult(state.epoch + 1, terms, seconds, images / max(seconds, 1e-9))
 
     def train(self) -> TrainState:

@@ -1,17 +1,22 @@
-"""Data-parallel training on CPU (gloo, two real processes), sharding, LR scaling, SLURM shapes."""
+"""Data-parallel training on CPU (gloo, two real processes), the DDP settings, sharding, LR scaling, SLURM shapes."""
 
 import os
 import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
 
 from experiments.registry import expand, load_experiment
 from launch.plan import PlannedCell
 from launch.slurm import describe, load_profile
 from semiseg.config import effective_lr, save_config
 from semiseg.data.sampling import EpochSampler
+from semiseg import distributed
 from semiseg.distributed import world_from_env
 from semiseg.errors import ConfigError
 from semiseg.tracking import search_cells
@@ -42,6 +47,26 @@ def test_two_processes_train_one_run_with_the_scaled_lr(tmp_path, make_config):
     assert run.status == "FINISHED"
     assert params["derived.world_size"] == "2" and params["derived.global_batch"] == "8"
     assert float(params["derived.effective_lr"]) == pytest.approx(0.02) and params["optim.lr"] == "0.01"
+
+
+def test_wrap_sets_up_ddp_deliberately_and_without_warnings():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    assert distributed.wrap(model, torch.device("cpu"), sync_bn=True) is model  # no process group: unchanged
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ddp = distributed.wrap(model, torch.device("cpu"), sync_bn=True)
+        assert not [str(w.message) for w in caught]
+        assert isinstance(ddp, nn.parallel.DistributedDataParallel) and distributed.unwrap(ddp) is model
+        assert ddp.gradient_as_bucket_view and not ddp.broadcast_buffers and not ddp.find_unused_parameters
+        assert not any(isinstance(m, nn.SyncBatchNorm) for m in ddp.modules())  # SyncBatchNorm is GPU-only
+        x = torch.randn(2, 3, 4, 4)
+        assert torch.equal(distributed.all_gather_cat(x), x)  # a world of one
+        ddp(x).sum().backward()
+        assert ddp.module[0].weight.grad is not None
+    finally:
+        dist.destroy_process_group()
 
 
 def test_world_must_match_train_gpus(monkeypatch):

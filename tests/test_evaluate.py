@@ -170,3 +170,17 @@ def test_corrmatch_schedule_center_crop_then_the_configured_protocol():
     assert describe_schedule(sliding, 240, 20) == ("center_crop(crop=801) in epochs 1-220, then "
                                                    "sliding_window(crop=801, stride=534, truncate)")
     assert describe_schedule(sliding, 10, 20) == sliding.describe()
+
+
+def test_evaluate_runs_in_fp32_inside_an_autocast_region():
+    """Training under train.amp runs in autocast; validation must not (the official code evaluates in fp32)."""
+    model, dtypes = RandomLogits(), []
+    model.register_forward_hook(lambda mod, args, out: dtypes.append(out.dtype))
+    images, masks = [torch.randn(3, 8, 8) for _ in range(2)], [torch.randint(0, C, (8, 8)) for _ in range(2)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(images[0][None]).dtype == torch.bfloat16  # autocast is on around the call
+        dtypes.clear()
+        evaluate(model, loader_of(images, masks), C, torch.device("cpu"))
+        evaluate(model, loader_of(images, masks), C, torch.device("cpu"),
+                 protocol=EvalProtocol("sliding_window", crop=4, stride=4, window_batch=2))
+    assert len(dtypes) == 2 + 2 * 2 and set(dtypes) == {torch.float32}

@@ -80,18 +80,20 @@ def test_capacity_and_base_only_epoch_per_dataset():
     assert base_only_epochs(2, "coco") == 2
 
 
-@pytest.mark.parametrize("prevmatch, outcomes", [
+@pytest.mark.parametrize("prevmatch, mious, outcomes", [
     # best_val: after epochs 0..3 (completed = 1..4) with is_best = T, F, T, T; epoch 4 is the last: no snapshot
-    ({}, [1, 1, 2, 2]),
-    ({"base_only_epoch": 3}, [0, 0, 1, 1]),
-    ({"snapshot_on": "interval", "snapshot_interval": 2}, [0, 1, 1, 1]),
+    ({}, (5, 4, 6, 7), [1, 1, 2, 2]),
+    ({}, (0, 0, 6, 7), [0, 0, 1, 1]),  # a first "best" of 0.0 is no improvement
+    ({"base_only_epoch": 3}, (5, 4, 6, 7), [0, 0, 1, 1]),
+    ({"snapshot_on": "interval", "snapshot_interval": 2}, (5, 4, 6, 7), [0, 1, 1, 1]),
 ])
-def test_when_snapshots_are_taken(prevmatch, outcomes):
+def test_when_snapshots_are_taken(prevmatch, mious, outcomes):
     cfg = config_from_dict({"model": {"backbone": "tiny"}, "train": {"epochs": 4}, "prevmatch": prevmatch})
     guide = PrevGuidance(cfg, tiny_model())
     counts = []
-    for completed, best in zip((1, 2, 3, 4), (True, False, True, True)):
-        guide.end_epoch(SimpleNamespace(state=SimpleNamespace(epoch=completed)), SimpleNamespace(is_best=best))
+    for completed, best, miou in zip((1, 2, 3, 4), (True, False, True, True), mious):
+        guide.end_epoch(SimpleNamespace(state=SimpleNamespace(epoch=completed, last_miou=miou)),
+                        SimpleNamespace(is_best=best))
         counts.append(len(guide.store))
     assert counts == outcomes
 
@@ -101,7 +103,7 @@ def test_correlation_head_propagates_detached_logits():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():  # zero affinity logits: A is uniform, so corr_out is the spatial mean of z_d
         model.corr.conv1.weight.zero_(), model.corr.conv1.bias.zero_()
-    out = model.forward_corr(x, need_fp=True, num_regions=5)
+    out = model(x, need_fp=True, corr=True, num_regions=5)
     assert out["out"].shape == out["out_fp"].shape == out["corr_out"].shape == (2, 6, 32, 32)
     assert out["corr_map"].shape == (2, 5, 32, 32) and out["corr_map"].dtype == torch.bool
     z = torch.nn.functional.interpolate(out["out"], size=(4, 4), mode="bilinear", align_corners=True)
@@ -113,13 +115,13 @@ def test_correlation_head_propagates_detached_logits():
 
 def test_region_maps_follow_the_affinity():
     model = tiny_model(corr=True).train()
-    out = model.forward_corr(torch.randn(2, 3, 32, 32), num_regions=16)
+    out = model(torch.randn(2, 3, 32, 32), corr=True, num_regions=16)
     regions = out["corr_map"]
     assert regions.any(dim=(2, 3)).all()  # each region has its argmax pixel(s) and is not everything
     assert not regions.all(dim=(2, 3)).any()
     assert tiny_model().corr is None
     with pytest.raises(RuntimeError, match="corr=True"):
-        tiny_model().forward_corr(torch.randn(2, 3, 32, 32))
+        tiny_model()(torch.randn(2, 3, 32, 32), corr=True)
 
 
 class StopAfterFirstEpoch(Hook):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from semiseg.config import RunConfig
+from semiseg.distributed import all_gather_cat
 from semiseg.losses import IGNORE, mask_ratio, masked_loss, mix, pseudo_labels
 from semiseg.losses_ext import adaptive_thresh, corrmatch_total, kl_loss, propagate_regions
 from semiseg.methods.base import METHODS, Method, StepOutput
@@ -17,7 +18,9 @@ from semiseg.methods.base import METHODS, Method, StepOutput
 class CorrMatch(Method):
     """UniMatch-style step with the correlation branch; the global threshold τ_g is saved in checkpoints.
 
-    Single-process: the reference all-gathers the logits for the τ_g update across GPUs.
+    As the official code, τ_g is updated from the weak logits and ignore maps of all data-parallel ranks
+    (all-gathered), so every rank holds the same τ_g. Under gradient accumulation it is updated once per
+    micro-batch (from the micro-batches of all ranks), not once per optimizer step.
     """
 
     streams = ("labeled", "unlabeled", "mix")
@@ -36,17 +39,17 @@ class CorrMatch(Method):
 
         conf_mix, label_mix = pseudo_labels(self.eval_forward(m["w"]))
         s1 = mix(box, m["s1"], u["s1"])
-        out = self.model.forward_corr(torch.cat([x, u["w"]]), need_fp=True, num_regions=opts.num_regions)
+        out = self.model(torch.cat([x, u["w"]]), need_fp=True, corr=True, num_regions=opts.num_regions)
         logits_x, logits_w = out["out"].split([n_x, n_u])
         corr_x, corr_w = out["corr_out"].split([n_x, n_u])
         logits_w_fp, regions_w = out["out_fp"][n_x:], out["corr_map"][n_x:]
-        out_s = self.model.forward_corr(s1, num_regions=opts.num_regions)
+        out_s = self.model(s1, corr=True, num_regions=opts.num_regions)
         logits_s, corr_s = out_s["out"], out_s["corr_out"]
 
         conf_w, label_w = pseudo_labels(logits_w)
         label1, conf1, ign1 = mix(box, label_mix, label_w), mix(box, conf_mix, conf_w), mix(box, m["ign"], ign)
         # [QUIRK] the τ_g update pairs the un-mixed weak logits with the cut-mixed ignore map
-        self.tau = adaptive_thresh(self.tau, logits_w, ign1, opts.thresh_momentum)
+        self.tau = adaptive_thresh(self.tau, all_gather_cat(logits_w), all_gather_cat(ign1), opts.thresh_momentum)
         keep = (conf1 >= self.tau) & (ign1 != IGNORE)
         label_ext, keep_ext = propagate_regions(regions_w, box, ign1, label1, keep, self.tau)
         keep_w = conf_w >= self.tau

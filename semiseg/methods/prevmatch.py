@@ -86,12 +86,15 @@ class PrevGuidance:
         self.base_only = base_only_epochs(self.p.base_only_epoch, cfg.data.dataset)
 
     def end_epoch(self, trainer, result) -> None:
-        """Snapshot for the next epoch e (= completed epochs): on a new best val mIoU, or every N epochs."""
+        """Snapshot for the next epoch e (= completed epochs): on a new best val mIoU, or every N epochs.
+
+        A best of 0.0 is no improvement (the official best starts at 0), so an untrained model is not stored.
+        """
         e = trainer.state.epoch
         if e >= self.cfg.train.epochs or e < self.base_only:
             return
         if self.p.snapshot_on == "best_val":
-            take = result.is_best
+            take = result.is_best and trainer.state.last_miou > 0
         else:
             take = e % self.p.snapshot_interval == 0
         if take:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from semiseg.distributed import unwrap
 from semiseg.errors import ConfigError
 from semiseg.losses import fixmatch_total, flip_mix, mask_ratio, unimatch_v2_total, unsup_loss
 from semiseg.methods.base import METHODS, StepOutput
@@ -41,7 +42,7 @@ class UniMatchV2(_V2Method):
     def __init__(self, cfg, model) -> None:
         super().__init__(cfg, model)
         self.comp_drop = cfg.unimatch_v2.comp_drop
-        if self.comp_drop and not isinstance(model, DPT):
+        if self.comp_drop and not isinstance(unwrap(model), DPT):  # the module, not a DDP wrapper
             raise ConfigError(f"key 'unimatch_v2.comp_drop': Complementary Dropout needs a DPT model (backbone "
                               f"dinov2_*), not backbone '{cfg.model.backbone}'; set unimatch_v2.comp_drop=false")
 

@@ -74,7 +74,7 @@ class Correlation(nn.Module):
 class DeepLabV3Plus(nn.Module):
     """Encoder (``backbone``) → ASPP on c4 → decoder fused with reduced c1 → classifier → upsample.
 
-    With ``corr=True`` the model also carries CorrMatch's correlation head, used by :meth:`forward_corr`.
+    With ``corr=True`` the model also carries CorrMatch's correlation head, used by ``forward(corr=True)``.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, rates: tuple[int, int, int] = (6, 12, 18),
@@ -95,12 +95,22 @@ class DeepLabV3Plus(nn.Module):
         c4 = F.interpolate(c4, size=c1.shape[-2:], mode="bilinear", align_corners=True)
         return self.classifier(self.fuse(torch.cat([self.reduce(c1), c4], dim=1)))
 
-    def forward(self, x: torch.Tensor, need_fp: bool = False):
+    def forward(self, x: torch.Tensor, need_fp: bool = False, corr: bool = False, num_regions: int = 128):
         """Logits at the input size; with ``need_fp`` also the logits of Dropout2d(0.5)-perturbed features.
 
         The FP forward runs the head once on ``cat(clean, dropped)`` so BN sees both (as the official code).
+        ``corr`` (a model built with ``corr=True``) is CorrMatch's pass: a dict of ``out`` (and ``out_fp``),
+        ``corr_out`` and ``corr_map`` from the clean c4 and logits. Every pass is a ``forward`` so that it
+        runs through the DDP wrapper (see :mod:`semiseg.distributed`).
         """
-        return self._forward(x, need_fp)[0]
+        logits, c4 = self._forward(x, need_fp)
+        if not corr:
+            return logits
+        if self.corr is None:
+            raise RuntimeError("forward(corr=True) needs a model built with corr=True")
+        result = dict(zip(("out", "out_fp"), logits)) if need_fp else {"out": logits}
+        result["corr_out"], result["corr_map"] = self.corr(c4, result["out"], num_regions)
+        return result
 
     def _forward(self, x: torch.Tensor, need_fp: bool):
         """(logits or (clean, perturbed) logits, c4)."""
@@ -112,12 +122,3 @@ class DeepLabV3Plus(nn.Module):
             out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
             return out.chunk(2), c4
         return F.interpolate(self.decode(c1, c4), size=size, mode="bilinear", align_corners=True), c4
-
-    def forward_corr(self, x: torch.Tensor, need_fp: bool = False, num_regions: int = 128) -> dict[str, torch.Tensor]:
-        """CorrMatch's forward: ``out`` (and ``out_fp``), ``corr_out`` and ``corr_map`` from the clean c4 and logits."""
-        if self.corr is None:
-            raise RuntimeError("forward_corr needs a model built with corr=True")
-        logits, c4 = self._forward(x, need_fp)
-        result = dict(zip(("out", "out_fp"), logits)) if need_fp else {"out": logits}
-        result["corr_out"], result["corr_map"] = self.corr(c4, result["out"], num_regions)
-        return result

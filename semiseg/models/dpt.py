@@ -61,6 +61,9 @@ class DPTHead(nn.Module):
                                      nn.Identity(), nn.Conv2d(c[3], c[3], 3, stride=2, padding=1)])
         self.rn = nn.ModuleList(nn.Conv2d(ch, features, 3, padding=1, bias=False) for ch in out_channels)
         self.fusion = nn.ModuleList(FusionBlock(features) for _ in out_channels)
+        # the deepest block has no skip input, so its RCU1 never runs (in the official DPT too); it stays for the
+        # checkpoint keys but is frozen, so every trained parameter is in the graph (DDP without unused ones)
+        self.fusion[-1].rcu1.requires_grad_(False)
         self.output = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.ReLU(inplace=True),
                                     nn.Conv2d(features, num_classes, 1))
 
