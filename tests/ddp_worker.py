@@ -2,7 +2,7 @@
 
 ``python tests/ddp_worker.py OUT NAME=CONFIG.yaml [NAME=CONFIG.yaml ...]`` in each of the processes, with the
 torch.distributed variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) set. For each config it builds the
-run with :func:`semiseg.train.build_trainer`, trains it and writes ``OUT/NAME.rank<R>.pt`` with the model's
+run with :func:`semiseg.runtime.build_trainer`, trains it and writes ``OUT/NAME.rank<R>.pt`` with the model's
 initial and final state, the method state (EMA teacher, snapshots, τ), the loss of every step on this rank,
 and how many grad-enabled forwards went through the DDP wrapper and through the module it wraps.
 """
@@ -18,7 +18,7 @@ import torch
 from semiseg import distributed
 from semiseg.config import load_config
 from semiseg.hooks import Hook
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer
 
 
 class StepLosses(Hook):

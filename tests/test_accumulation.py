@@ -12,7 +12,7 @@ from semiseg.errors import ConfigError
 from semiseg.hooks import Hook, PolyLR
 from semiseg.methods import METHODS
 from semiseg.optim import build_optimizer, poly_lr
-from semiseg.train import build_trainer
+from semiseg.runtime import build_trainer
 from semiseg.trainer import Trainer
 
 

@@ -3,9 +3,9 @@
 Rows: every registered method in bf16 and in fp16 on its paper encoder (the Pascal recipe of
 ``experiments/_paper.yaml``: ResNet-101 DeepLabV3+, DINOv2-B DPT for the V2 methods) at a small crop; runs
 through the real DDP path in a 1-process NCCL group (CorrMatch, UniMatch V2, UniMatch with accumulation);
-and a plain accumulation run. Each row builds the engine's pieces as ``semiseg.train.build_trainer`` does
-(data, model, ``distributed.wrap``, method, optimizer, :class:`semiseg.trainer.Trainer`; no MLflow, no
-checkpoints), runs 1 untimed and ``--steps`` timed optimizer steps on the demo data and prints one line
+and a plain accumulation run. Each row builds its trainer with the run assembly, untracked
+(``semiseg.runtime.build_trainer(cfg, tracked=False)``: data, model, ``distributed.wrap``, method, optimizer; no
+MLflow, no checkpoints), runs 1 untimed and ``--steps`` timed optimizer steps on the demo data and prints one line
 (PrevMatch rows start with ``prevmatch.num_models`` snapshots, so the ensemble pass is timed too).
 
 ``--device cpu`` is the tiny mode (``tiny`` / ``dinov2_small`` encoders, crop 28, gloo, fp32 since autocast is
@@ -40,7 +40,7 @@ from semiseg.hooks import PolyLR
 from semiseg.methods import METHODS
 from semiseg.models import build_model
 from semiseg.optim import build_optimizer
-from semiseg.train import pick_device, seed_everything
+from semiseg.runtime import build_trainer
 from semiseg.trainer import Trainer
 
 COLUMNS = ("row", "method", "backbone", "amp", "crop", "batch", "accum", "ddp", "step_ms", "peak_mib", "loss")
@@ -87,16 +87,8 @@ def row_config(row: Row, args, demo: Path, tmp: Path) -> RunConfig:
 
 
 def build(cfg: RunConfig) -> Trainer:
-    """The engine of one run as build_trainer wires it, without MLflow, checkpoints or evaluation."""
-    device = pick_device(cfg.runtime.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    seed_everything(cfg.seed)
-    method_cls = METHODS.get(cfg.method)
-    data = build_data(cfg, method_cls.streams)
-    model = distributed.wrap(build_model(cfg, data.num_classes, **method_cls.model_kwargs).to(device), device,
-                             cfg.train.sync_bn)
-    optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
-    return Trainer(cfg, model, method_cls(cfg, model), data, optimizer, device, [PolyLR()])
+    """The engine of one run from the one run assembly, untracked: no MLflow, checkpoints or evaluation."""
+    return build_trainer(cfg, tracked=False)
 
 
 def run_row(row: Row, args, demo: Path, tmp: Path) -> dict:
