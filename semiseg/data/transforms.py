@@ -1,7 +1,8 @@
 """Train-time augmentations of spec §1.2, on OpenCV/numpy arrays, driven by an explicit RNG.
 
 Every function takes a ``numpy.random.Generator`` so a sample's augmentation depends only on the
-seed handed to it (see :mod:`semiseg.data.sampling`), never on worker scheduling.
+seed handed to it (see :mod:`semiseg.data.sampling`), never on worker scheduling. Resizing reproduces
+the official PIL pipeline (masks exactly, images within one grey level).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -28,9 +30,29 @@ def random_rescale(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         oh, ow = new_long, int(w * new_long / h + 0.5)
     else:
         oh, ow = int(h * new_long / w + 0.5), new_long
-    img = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST)
-    return img, mask
+    return resize_image(img, oh, ow), resize_mask(mask, oh, ow)
+
+
+def resize_mask(mask: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """PIL ``NEAREST`` exactly: source pixel floor((x + 0.5)·s), i.e. OpenCV's ``INTER_NEAREST_EXACT``
+    (plain ``INTER_NEAREST`` samples floor(x·s) and shifts labels by up to 1 px)."""
+    return cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def resize_image(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """PIL ``BILINEAR`` within one grey level (uint8 HxWx3).
+
+    PIL widens the triangle filter's support by the scale factor when it shrinks an axis (antialiasing);
+    OpenCV's ``INTER_LINEAR`` does not (up to 65 levels off). Torch's uint8 ``antialias=True`` bilinear kernel
+    is PIL's algorithm, so it serves any shrinking axis; pure upscaling keeps the faster ``INTER_LINEAR``,
+    which equals PIL there up to rounding.
+    """
+    h, w = img.shape[:2]
+    if oh >= h and ow >= w:
+        return cv2.resize(img, (ow, oh), interpolation=cv2.INTER_LINEAR)
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    out = F.interpolate(t, size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)
+    return np.ascontiguousarray(out[0].permute(1, 2, 0).numpy())
 
 
 def pad_and_crop(img: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator,
