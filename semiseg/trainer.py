@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from semiseg.config import RunConfig
+from semiseg.data.device import to_device
 from semiseg.data.sampling import TrainData
 from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.methods.base import Method, StepOutput
@@ -74,7 +75,7 @@ class Trainer:
             getattr(hook, event)(self, *args)
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return to_device(batch, self.device, self.data.norm)
 
     def run_step(self, batch: dict) -> StepOutput:
         """One iteration: method step under autocast, finite check, backward, optimizer step, method's after_step."""
