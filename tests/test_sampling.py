@@ -13,7 +13,15 @@ from layouts import build, write_list
 from torch.utils.data import DistributedSampler
 
 from semiseg.data.datasets import read_split
-from semiseg.data.sampling import EpochSampler, build_data, iters_per_epoch, stream_list
+from semiseg.data.sampling import (
+    MAX_AUTO_WORKERS,
+    EpochSampler,
+    build_data,
+    iters_per_epoch,
+    loader_workers,
+    stream_list,
+    worker_kwargs,
+)
 from semiseg.methods import METHODS
 
 
@@ -102,3 +110,14 @@ def test_iterations_per_process_under_data_parallel(longer_labeled):
     assert [d.iters_per_epoch for d in shards] == [2, 2]
     batches = [next(iter(d.loaders["unlabeled"])) for d in shards]
     assert all(b["w"].dtype == torch.uint8 for b in batches)
+
+
+def test_auto_workers_share_the_cpus():
+    assert loader_workers(-1, 3, 1, cpus=16) == 5  # 16 CPUs over 3 loaders
+    assert loader_workers(-1, 1, 1, cpus=16) == MAX_AUTO_WORKERS
+    assert loader_workers(-1, 4, 2, cpus=16) == 2  # two processes on this machine
+    assert loader_workers(3, 4, 2, cpus=16) == 3  # an explicit count is kept
+    assert loader_workers(-1, 3, 1, cpus=2) == 0  # fewer CPUs than loaders: load in the training process
+    assert worker_kwargs(0) == {"num_workers": 0}
+    assert worker_kwargs(1) == {"num_workers": 1, "persistent_workers": True, "prefetch_factor": 4}
+    assert worker_kwargs(8)["prefetch_factor"] == 2

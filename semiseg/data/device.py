@@ -8,7 +8,7 @@ parameters were drawn in the worker (``c1``/``c2``) are made here from the weak 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -24,13 +24,13 @@ BOXES = ("box1", "box2")
 COLOUR = {"c1": "s1", "c2": "s2"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stats(norm: Norm, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1).to(device) for v in norm)
     return mean, std
 
 
-@lru_cache(maxsize=None)
+@cache
 def _side_stream(device: torch.device) -> torch.cuda.Stream:
     return torch.cuda.Stream(device)
 

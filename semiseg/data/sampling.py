@@ -31,14 +31,13 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def loader_workers(requested: int, loaders: int, world: int) -> int:
-    """Worker processes per loader: ``requested``, or for -1 (auto) the CPUs shared out over the loaders of
-    every process on this machine (``LOCAL_WORLD_SIZE``, else ``world``), at most :data:`MAX_AUTO_WORKERS`;
-    0 (load in the training process) when there are fewer CPUs than loaders."""
+def loader_workers(requested: int, loaders: int, processes: int, cpus: int) -> int:
+    """Worker processes per loader: ``requested``, or for -1 (auto) the ``cpus`` shared out over the loaders of
+    the ``processes`` on this machine, at most :data:`MAX_AUTO_WORKERS`; 0 (load in the training process)
+    when there are fewer CPUs than loaders."""
     if requested >= 0:
         return requested
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    return min(MAX_AUTO_WORKERS, cpu_count() // (loaders * local))
+    return min(MAX_AUTO_WORKERS, cpus // (loaders * processes))
 
 
 def worker_kwargs(workers: int) -> dict:
@@ -168,7 +167,8 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
                                                                            else ""))
 
     cuda = torch.cuda.is_available() and cfg.runtime.device != "cpu"
-    workers = loader_workers(cfg.runtime.num_workers, len(lists), world)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # processes on this machine (torchrun sets it)
+    workers = loader_workers(cfg.runtime.num_workers, len(lists), local, cpu_count())
     # a private generator: the worker base seed must not consume the global RNG, which a resume restores
     kw = dict(batch_size=bs, drop_last=True, pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
               **worker_kwargs(workers))

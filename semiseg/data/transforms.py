@@ -110,35 +110,37 @@ def draw_colour(rng: np.random.Generator) -> np.ndarray:
 
 def blur_kernel_size(sigma: float) -> int:
     """OpenCV's Gaussian kernel size for a uint8 image: round(6·sigma + 1), made odd."""
-    return int(round(sigma * 6 + 1)) | 1
+    return round(sigma * 6 + 1) | 1
 
 
-def gaussian_blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of a uint8 CHW tensor: OpenCV's on CPU; off the CPU torchvision's with OpenCV's kernel size
+def gaussian_blur(t: torch.Tensor, sigma: float, opencv: bool = True) -> torch.Tensor:
+    """Gaussian blur of a uint8 CHW tensor: OpenCV's (CPU tensors), or torchvision's with OpenCV's kernel size
     and reflect-101 border (within one grey level of OpenCV's fixed-point arithmetic)."""
-    if t.device.type != "cpu":
+    if not opencv:
         k = blur_kernel_size(sigma)
         return TF.gaussian_blur(t, [k, k], [sigma, sigma])
     out = cv2.GaussianBlur(np.ascontiguousarray(t.permute(1, 2, 0).numpy()), (0, 0), sigmaX=sigma, sigmaY=sigma)
     return torch.from_numpy(out).permute(2, 0, 1)
 
 
-def apply_colour(t: torch.Tensor, params: np.ndarray | torch.Tensor) -> torch.Tensor:
+def apply_colour(t: torch.Tensor, params: np.ndarray | torch.Tensor, opencv: bool | None = None) -> torch.Tensor:
     """The strong colour view of a uint8 CHW tensor with :func:`draw_colour`'s ``params`` (torchvision semantics
-    for the jitter; hue and blur through OpenCV on CPU, torch elsewhere: see :func:`adjust_hue`,
-    :func:`gaussian_blur`). On CPU the result does not depend on the tensor's memory layout."""
+    for the jitter). Hue and blur go through OpenCV if ``opencv`` (default: for CPU tensors), else through torch
+    on the tensor's device (see :func:`adjust_hue`, :func:`gaussian_blur`); with OpenCV the result does not
+    depend on the tensor's memory layout."""
+    opencv = t.device.type == "cpu" if opencv is None else opencv
     p = params.tolist()
     if p[0]:
         for op in p[5:9]:
             name, factor = _JITTER_OPS[int(op)], p[1 + int(op)]
             if name == "hue":
-                t = adjust_hue(t, factor) if t.device.type == "cpu" else TF.adjust_hue(t, factor)
+                t = adjust_hue(t, factor) if opencv else TF.adjust_hue(t, factor)
             else:
                 t = getattr(TF, f"adjust_{name}")(t, factor)
     if p[9]:
         t = TF.rgb_to_grayscale(t, num_output_channels=3)
     if p[10]:
-        t = gaussian_blur(t, p[11])
+        t = gaussian_blur(t, p[11], opencv)
     return t
 
 

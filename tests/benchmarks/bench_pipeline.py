@@ -31,10 +31,10 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from legacy_pipeline import LegacySegDataset  # noqa: E402
+from legacy_pipeline import LegacySegDataset
 
-from semiseg.data.datasets import SegDataset  # noqa: E402
-from semiseg.data.device import to_device  # noqa: E402
+from semiseg.data.datasets import SegDataset
+from semiseg.data.device import to_device
 
 
 def natural_image(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -97,7 +97,7 @@ def main() -> None:
         for label, make, classes, crop in cases:
             entry = make()
             for mode in ("train_l", "train_u", "val"):
-                kw = dict(crop_size=crop)
+                kw = {"crop_size": crop}
                 paths = {"old": LegacySegDataset(root, [entry], mode, classes, **kw),
                          "new": SegDataset(root, [entry], mode, classes, **kw),
                          "new+gpu": SegDataset(root, [entry], mode, classes, colour_on_device=True, **kw)}
