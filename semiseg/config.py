@@ -184,7 +184,10 @@ class RuntimeConfig:
     """Where and how to run; not part of the config hash."""
 
     device: str = _opt("auto", "device", choices=["auto", "cpu", "cuda"])
-    num_workers: int = _opt(1, "data-loader worker processes", ge=0)
+    num_workers: int = _opt(
+        -1, "data-loader worker processes per loader (persistent, >= 4 batches in flight); -1 = auto: the CPUs this "
+        "process may use divided by (loaders x processes on the machine), at most 8; 0 = load in the training process",
+        ge=-1)
     threads: int = _opt(0, "torch CPU threads; 0 = torch default", ge=0)
     output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
     tracking_uri: str = _opt("sqlite:///mlflow.db", "MLflow tracking URI")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from semiseg.data.device import loader_norm, to_device
 from semiseg.metrics import confusion_matrix, iou_per_class
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -153,10 +154,11 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     was_training = model.training
     model.eval()
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    norm = loader_norm(loader)
     with torch.autocast(device.type, enabled=False):
         for batch in loader:
-            img = batch["img"].to(device, non_blocking=True)
-            mask = batch["mask"].to(device, non_blocking=True)
+            batch = to_device(batch, device, norm)
+            img, mask = batch["img"], batch["mask"]
             if protocol.mode == "center_crop":
                 img, mask = center_crop(img, mask, protocol.crop)
             pred = predict(model, img, num_classes, protocol).argmax(dim=1)

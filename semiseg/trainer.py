@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from semiseg.config import RunConfig
+from semiseg.data.device import to_device
 from semiseg.data.sampling import TrainData
 from semiseg.distributed import average_bn_buffers
 from semiseg.errors import ConfigError, StopRequested, TrainingDiverged
@@ -96,9 +97,8 @@ class Trainer:
             getattr(hook, event)(self, *args)
 
     def _to_device(self, batch: dict[str, dict]) -> dict[str, dict]:
-        """A batch (one dict of tensors per stream) on the trainer's device."""
-        return {name: {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
-                for name, b in batch.items()}
+        """A batch (one dict of tensors per stream) on the trainer's device, normalised there."""
+        return {name: to_device(b, self.device, self.data.norm) for name, b in batch.items()}
 
     def _no_sync(self, sync: bool):
         """DDP's ``no_sync`` (gradients accumulate locally) unless ``sync``; nothing for a single process."""

@@ -10,6 +10,7 @@ from layouts import N_LABELED, N_TRAIN, N_VAL, NUM_CLASSES, build, write_image, 
 
 from semiseg.data import catalog
 from semiseg.data.datasets import DATASETS, SegDataset, open_dataset
+from semiseg.data.device import to_device
 from semiseg.data.io import MaskCodec, read_image, read_mask, read_pair
 from semiseg.data.sampling import build_data
 from semiseg.errors import ConfigError, DataError
@@ -59,11 +60,14 @@ def test_val_sample_is_native_size_and_normalised_with_the_dataset_stats(tmp_pat
     spec, root = open_dataset("folder", str(root))
     assert spec.classes == ("background", "road", "car", "tree") and spec.mean == (0.5, 0.5, 0.5)
     entries = [tuple(line.split()) for line in (root / "splits" / "val.txt").read_text().splitlines()]
-    sample = SegDataset(root, entries, "val", spec.codec(), mean=spec.mean, std=spec.std)[0]
+    dataset = SegDataset(root, entries, "val", spec.codec(), mean=spec.mean, std=spec.std)
+    sample = dataset[0]
     img = read_image(root / entries[0][0])
+    assert sample["img"].dtype == sample["mask"].dtype == torch.uint8  # normalised on the training device
+    batch = to_device({k: v[None] for k, v in sample.items() if k != "index"}, torch.device("cpu"), dataset.norm)
     expected = (torch.from_numpy(img).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
-    assert sample["img"].shape == (3, 40, 56) and torch.allclose(sample["img"], expected)
-    assert sample["mask"].dtype == torch.int64
+    assert batch["img"].shape == (1, 3, 40, 56) and torch.allclose(batch["img"][0], expected)
+    assert batch["mask"].dtype == torch.int64
 
 
 def test_coco_unlabeled_is_train_minus_labeled_from_the_train2017_folder(tmp_path):

@@ -15,8 +15,8 @@ from experiments.registry import expand, load_experiment
 from launch.plan import PlannedCell
 from launch.slurm import describe, load_profile
 from semiseg.config import effective_lr, save_config
-from semiseg.data.sampling import EpochSampler
 from semiseg import distributed
+from semiseg.data.sampling import EpochSampler, stream_list
 from semiseg.distributed import world_from_env
 from semiseg.errors import ConfigError
 from semiseg.tracking import search_cells
@@ -81,11 +81,12 @@ def test_world_must_match_train_gpus(monkeypatch):
 
 
 def test_ranks_share_each_epoch_without_overlap():
-    full = list(EpochSampler(10, 21, seed=3, stream=1))
-    shards = [list(EpochSampler(10, 21, seed=3, stream=1, rank=r, world=3)) for r in range(3)]
+    items = stream_list(10, 21, truncate=False)
+    full = list(EpochSampler(items, seed=3, stream=1))
+    shards = [list(EpochSampler(items, seed=3, stream=1, rank=r, world=3)) for r in range(3)]
     assert [len(s) for s in shards] == [7, 7, 7]
     assert sorted(sum(shards, [])) == sorted(full)
-    late = EpochSampler(10, 21, seed=3, stream=1, rank=1, world=3)
+    late = EpochSampler(items, seed=3, stream=1, rank=1, world=3)
     late.set_epoch(0, start=4)
     assert list(late) == shards[1][4:]
 

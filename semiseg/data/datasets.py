@@ -296,6 +296,11 @@ class SegDataset(torch.utils.data.Dataset):
     augmentation is reproducible; ``val`` is indexed by plain integers. ``codec`` is a
     :class:`MaskCodec` (or just the class count, for index-encoded masks).
 
+    Samples hold uint8 CHW images and uint8 masks (255 = ignore); :func:`semiseg.data.device.to_device`
+    normalises them (with :attr:`norm`) and widens the masks on the training device. With
+    ``colour_on_device`` the strong views are left to it too: a sample then holds each view's colour
+    parameters (``c1``, ``c2``, see :func:`transforms.draw_colour`) instead of ``s1``, ``s2``.
+
     Unlabeled samples never open their mask: the ignore mask marks crop padding only, and GT pixels of
     unlabeled images are not used (spec §1.2), so an all-zero dummy gives the same result (UniMatch V2).
     ``train_u_ood`` (SemiOVS) reads precomputed pseudo-label masks: labeled geometry (mask pad 255), then
@@ -304,12 +309,14 @@ class SegDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: Path, entries: list[tuple[str, str]], mode: str, codec: MaskCodec | int,
                  crop_size: int = 0, scale_range: tuple[float, float] = (0.5, 2.0),
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
+                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+                 colour_on_device: bool = False) -> None:
         assert mode in ("train_l", "train_u", "train_u_ood", "val")
         self.root, self.entries, self.mode = root, entries, mode
         self.codec = codec if isinstance(codec, MaskCodec) else MaskCodec(codec)
         self.crop_size, self.scale_range = crop_size, tuple(scale_range)
-        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self.norm = (tuple(mean), tuple(std))
+        self.colour_on_device = colour_on_device
 
     @property
     def num_classes(self) -> int:
@@ -318,9 +325,6 @@ class SegDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _normalize(self, img: np.ndarray) -> torch.Tensor:
-        return T.normalize(img, self.mean, self.std)
-
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         img_rel, mask_rel = self.entries[index]
         if self.mode == "train_u":
@@ -328,10 +332,16 @@ class SegDataset(torch.utils.data.Dataset):
             return img, np.zeros(img.shape[:2], dtype=np.uint8)
         return read_pair(self.root, img_rel, mask_rel, self.codec)
 
+    def _strong(self, img: np.ndarray, rng: np.random.Generator, key: str) -> tuple[str, torch.Tensor]:
+        """One strong view (``s1``/``s2``), or its colour parameters (``c1``/``c2``) for the device."""
+        if self.colour_on_device:
+            return "c" + key[1], torch.from_numpy(T.draw_colour(rng))
+        return key, T.to_chw(T.strong_colour(img, rng))
+
     def __getitem__(self, item):
         if self.mode == "val":
             img, mask = self._load(item)
-            return {"img": self._normalize(img), "mask": T.to_long(mask), "index": item}
+            return {"img": T.to_chw(img), "mask": T.to_tensor(mask), "index": item}
         index, seed = item
         rng = np.random.default_rng(seed)
         img, mask = self._load(index)
@@ -340,16 +350,18 @@ class SegDataset(torch.utils.data.Dataset):
         img, mask = T.pad_and_crop(img, mask, self.crop_size, rng, mask_pad=pad)
         img, mask = T.random_hflip(img, mask, rng)
         if self.mode == "train_l":
-            return {"img": self._normalize(img), "mask": T.to_long(mask)}
+            return {"img": T.to_chw(img), "mask": T.to_tensor(mask)}
         if self.mode == "train_u_ood":
-            ign = np.where(mask == T.IGNORE, T.IGNORE, 0).astype(np.uint8)
-            return {"w": self._normalize(img), "mask": T.to_long(np.where(ign == T.IGNORE, 0, mask)),
-                    "s1": self._normalize(T.strong_colour(img, rng)),
-                    "s2": self._normalize(T.strong_colour(img, rng)), "ign": T.to_long(ign)}
+            padded = mask == T.IGNORE
+            out = {"w": T.to_chw(img), "mask": T.to_tensor(np.where(padded, 0, mask).astype(np.uint8))}
+            out.update([self._strong(img, rng, "s1"), self._strong(img, rng, "s2")])
+            out["ign"] = T.to_tensor(np.where(padded, T.IGNORE, 0).astype(np.uint8))
+            return out
         ign = np.where(mask == T.PAD_SENTINEL, T.IGNORE, 0).astype(np.uint8)
-        s1 = T.strong_colour(img, rng)
-        box1 = T.cutmix_box(self.crop_size, rng)
-        s2 = T.strong_colour(img, rng)
-        box2 = T.cutmix_box(self.crop_size, rng)
-        return {"w": self._normalize(img), "s1": self._normalize(s1), "s2": self._normalize(s2),
-                "ign": T.to_long(ign), "box1": torch.from_numpy(box1).bool(), "box2": torch.from_numpy(box2).bool()}
+        out = {"w": T.to_chw(img)}
+        out.update([self._strong(img, rng, "s1")])
+        out["box1"] = T.to_tensor(T.cutmix_box(self.crop_size, rng))
+        out.update([self._strong(img, rng, "s2")])
+        out["box2"] = T.to_tensor(T.cutmix_box(self.crop_size, rng))
+        out["ign"] = T.to_tensor(ign)
+        return out

@@ -7,6 +7,7 @@ epoch replays identically after a resume, whatever the number of workers.
 from __future__ import annotations
 
 import math
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,23 +18,67 @@ from torch.utils.data import DataLoader, Sampler
 
 from semiseg.config import RunConfig
 from semiseg.data.datasets import SegDataset, load_split, open_dataset, unlabeled_entries
+from semiseg.data.device import IMAGENET, Norm
 from semiseg.errors import DataError
 from semiseg.evaluate import EvalProtocol, resolve_protocol
 
 STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2, "ood": 3}
+#: most worker processes a loader gets by default (beyond it, decoding rarely limits a GPU step)
+MAX_AUTO_WORKERS = 8
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def loader_workers(requested: int, loaders: int, processes: int, cpus: int) -> int:
+    """Worker processes per loader: ``requested``, or for -1 (auto) the ``cpus`` shared out over the loaders of
+    the ``processes`` on this machine, at most :data:`MAX_AUTO_WORKERS`; 0 (load in the training process)
+    when there are fewer CPUs than loaders."""
+    if requested >= 0:
+        return requested
+    return min(MAX_AUTO_WORKERS, cpus // (loaders * processes))
+
+
+def worker_kwargs(workers: int) -> dict:
+    """DataLoader worker settings: persistent workers, at least 4 batches in flight per loader, and stop
+    signals left to the training process."""
+    if workers == 0:
+        return {"num_workers": 0}
+    return {"num_workers": workers, "persistent_workers": True, "prefetch_factor": max(2, math.ceil(4 / workers)),
+            "worker_init_fn": leave_stop_signals_to_trainer}
+
+
+def stream_list(num_items: int, target: int, truncate: bool) -> np.ndarray:
+    """The index list an official dataset object holds (built once, before any shuffling): the ``num_items``
+    entries repeated ``ceil(target / num_items)`` times and cut to ``target`` when they are fewer; with
+    ``truncate`` a longer list is cut to ``target`` too (UniMatch V1's ``ids[:nsample]``), else kept whole."""
+    if num_items >= target and not truncate:
+        return np.arange(num_items)
+    return np.tile(np.arange(num_items), math.ceil(target / num_items))[:target]
+
+
+def iters_per_epoch(length: int, batch_size: int, world: int) -> int:
+    """Batches per process of an epoch over ``length`` entries: a ``DistributedSampler`` pads every process
+    to ``ceil(length / world)`` entries and the loader drops the last partial batch."""
+    return math.ceil(length / world) // batch_size
 
 
 class EpochSampler(Sampler):
-    """Shuffles ``num_items`` repeated to ``length`` entries each epoch; yields (index, seed) pairs.
+    """Shuffles the whole list ``items`` (indices into the dataset) each epoch; yields (index, seed) pairs.
 
-    ``order_stream`` lets two samplers share the index order while drawing different augmentations
-    (the same-index Style-A mix quirk). ``start`` skips the epoch's first entries (a mid-epoch resume).
-    Data-parallel process ``rank`` of ``world`` takes every ``world``-th entry of the epoch, from ``rank``.
+    As a ``DistributedSampler`` with ``shuffle=True``: the epoch's permutation is padded by wrapping to a
+    multiple of ``world`` and process ``rank`` takes every ``world``-th entry from ``rank``, so each process
+    gets ``ceil(len(items) / world)`` entries. The permutation and the per-position sample seeds depend only
+    on (run seed, stream, epoch). ``order_stream`` lets two samplers share the index order while drawing
+    different augmentations (the same-index Style-A mix quirk). ``start`` skips the process's first entries
+    of the epoch (a mid-epoch resume).
     """
 
-    def __init__(self, num_items: int, length: int, seed: int, stream: int, order_stream: int | None = None,
+    def __init__(self, items: np.ndarray, seed: int, stream: int, order_stream: int | None = None,
                  rank: int = 0, world: int = 1) -> None:
-        self.num_items, self.length, self.seed, self.rank, self.world = num_items, length, seed, rank, world
+        self.items, self.seed, self.rank, self.world = np.asarray(items), seed, rank, world
         self.stream = stream
         self.order_stream = stream if order_stream is None else order_stream
         self.epoch = 0
@@ -43,13 +88,15 @@ class EpochSampler(Sampler):
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.length // self.world - self.start
+        return math.ceil(len(self.items) / self.world) - self.start
 
     def __iter__(self):
-        repeated = np.tile(np.arange(self.num_items), math.ceil(self.length / self.num_items))[: self.length]
-        order = np.random.default_rng([self.seed, self.order_stream, self.epoch]).permutation(repeated)
-        seeds = np.random.default_rng([self.seed, self.stream, self.epoch, 1]).integers(0, 2**63 - 1, self.length)
-        mine = slice(self.rank, self.length // self.world * self.world, self.world)
+        n = len(self.items)
+        total = math.ceil(n / self.world) * self.world
+        order = np.random.default_rng([self.seed, self.order_stream, self.epoch]).permutation(self.items)
+        order = np.resize(order, total)  # wraps around: the DistributedSampler's padding
+        seeds = np.random.default_rng([self.seed, self.stream, self.epoch, 1]).integers(0, 2**63 - 1, total)
+        mine = slice(self.rank, total, self.world)
         return iter(zip(order[mine][self.start:].tolist(), seeds[mine][self.start:].tolist()))
 
 
@@ -66,6 +113,7 @@ class TrainData:
     n_unlabeled: int
     root: Path
     protocol: EvalProtocol
+    norm: Norm = IMAGENET
 
     def set_epoch(self, epoch: int, start_iter: int = 0) -> None:
         """Select the epoch's sample order, starting after ``start_iter`` batches (a mid-epoch resume)."""
@@ -84,8 +132,10 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
     """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood); data-parallel process
     ``rank`` of ``world`` gets its share of every epoch and of the validation set.
 
-    The ``ood`` stream (SemiOVS) is repeated to the unlabeled epoch length, so a short OOD list is cycled
-    instead of shortening the epoch (the official ``zip`` quirk of spec §2.7).
+    Every epoch shuffles each stream's whole list and ends with the shortest loader, as the official ``zip``
+    does. The ``ood`` stream (SemiOVS) is repeated to the unlabeled epoch length when it is shorter, so a
+    short OOD list is cycled instead of shortening the epoch (the official ``zip`` quirk of spec §2.7); a
+    longer one is used whole.
     """
     spec, root = open_dataset(cfg.data.dataset, cfg.data.root)
     labeled = load_split(root, spec.name, cfg.data.split, "labeled")
@@ -102,48 +152,59 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
     if not labeled:
         raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has an empty labeled list")
 
+    # the index list of each stream, as the official dataset objects hold them (spec §1.2, epoch length)
     if semi:
-        epoch_len = len(unlabeled)
+        # V1-family datasets (Style-A CutMix, a mix stream) cut the labeled list to N_u even when it is longer;
+        # UniMatch V2 repeats it only when it is shorter
+        lists = {"labeled": stream_list(len(labeled), len(unlabeled), truncate="mix" in streams),
+                 "unlabeled": np.arange(len(unlabeled)), "mix": np.arange(len(unlabeled))}
     else:
-        epoch_len = max(len(labeled), cfg.data.sup_nsample)
-    bs = cfg.train.batch_size
-    iters = epoch_len // (bs * world)
-    if cfg.train.max_iters_per_epoch:
-        iters = min(iters, cfg.train.max_iters_per_epoch)
-    if iters == 0:
-        raise DataError(f"split '{cfg.data.split}' gives {epoch_len} samples per epoch, fewer than one batch "
-                        f"of train.batch_size={bs}")
-
-    workers = cfg.runtime.num_workers
-    # a private generator: the worker base seed must not consume the global RNG, which a resume restores
-    kw = dict(batch_size=bs, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-              pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(cfg.seed),
-              worker_init_fn=leave_stop_signals_to_trainer)
-    crop, C, scales = cfg.data.crop_size, spec.codec(cfg.data.mask_encoding), cfg.data.scale_range
-    norm = {"mean": spec.mean, "std": spec.std}
-    shard = dict(rank=rank, world=world)
-    loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, crop, scales, **norm),
-                                     sampler=EpochSampler(len(labeled), epoch_len, cfg.seed, STREAM_IDS["labeled"],
-                                                          **shard), **kw)}
-    if semi:
-        u_set = SegDataset(root, unlabeled, "train_u", C, crop, scales, **norm)
-        loaders["unlabeled"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
-                                                                       STREAM_IDS["unlabeled"], **shard), **kw)
-        if "mix" in streams:
-            order = STREAM_IDS["unlabeled" if cfg.data.mix_same_index else "mix"]
-            loaders["mix"] = DataLoader(u_set, sampler=EpochSampler(len(unlabeled), epoch_len, cfg.seed,
-                                                                    STREAM_IDS["mix"], order_stream=order, **shard),
-                                        **kw)
+        lists = {"labeled": stream_list(len(labeled), cfg.data.sup_nsample, truncate=False)}
     if "ood" in streams:
         from semiseg.data.ood import ood_source
 
         ood_root, ood_entries = ood_source(cfg, root)
-        ood_set = SegDataset(ood_root, ood_entries, "train_u_ood", spec.num_classes, crop, scales, **norm)
-        loaders["ood"] = DataLoader(ood_set, sampler=EpochSampler(len(ood_entries), epoch_len, cfg.seed,
-                                                                  STREAM_IDS["ood"], **shard), **kw)
+        lists["ood"] = stream_list(len(ood_entries), len(unlabeled), truncate=False)
+    lists = {name: items for name, items in lists.items() if name in streams}
+    bs = cfg.train.batch_size
+    # the loop stops with the shortest loader (the official zip)
+    iters = min(iters_per_epoch(len(items), bs, world) for items in lists.values())
+    if cfg.train.max_iters_per_epoch:
+        iters = min(iters, cfg.train.max_iters_per_epoch)
+    if iters == 0:
+        raise DataError(f"split '{cfg.data.split}' gives {min(map(len, lists.values()))} samples per epoch, "
+                        f"fewer than one batch of train.batch_size={bs}" + (f" per process ({world})" if world > 1
+                                                                           else ""))
+
+    cuda = torch.cuda.is_available() and cfg.runtime.device != "cpu"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # processes on this machine (torchrun sets it)
+    workers = loader_workers(cfg.runtime.num_workers, len(lists), local, cpu_count())
+    # a private generator: the worker base seed must not consume the global RNG, which a resume restores
+    kw = dict(batch_size=bs, drop_last=True, pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
+              **worker_kwargs(workers))
+    crop, C, scales = cfg.data.crop_size, spec.codec(cfg.data.mask_encoding), cfg.data.scale_range
+    # on a GPU the strong views' colour augmentation runs there (semiseg.data.device)
+    norm = {"mean": spec.mean, "std": spec.std}
+    train_kw = dict(crop_size=crop, scale_range=scales, colour_on_device=cuda, **norm)
+    shard = dict(rank=rank, world=world)
+
+    def sampler(name: str, order: str | None = None) -> EpochSampler:
+        return EpochSampler(lists[name], cfg.seed, STREAM_IDS[name], order and STREAM_IDS[order], **shard)
+
+    loaders = {"labeled": DataLoader(SegDataset(root, labeled, "train_l", C, **train_kw), sampler=sampler("labeled"),
+                                     **kw)}
+    if semi:
+        u_set = SegDataset(root, unlabeled, "train_u", C, **train_kw)
+        loaders["unlabeled"] = DataLoader(u_set, sampler=sampler("unlabeled"), **kw)
+        if "mix" in streams:
+            order = "unlabeled" if cfg.data.mix_same_index else "mix"
+            loaders["mix"] = DataLoader(u_set, sampler=sampler("mix", order), **kw)
+    if "ood" in streams:
+        ood_set = SegDataset(ood_root, ood_entries, "train_u_ood", spec.num_classes, **train_kw)
+        loaders["ood"] = DataLoader(ood_set, sampler=sampler("ood"), **kw)
     val_loader = DataLoader(SegDataset(root, val[rank::world], "val", C, **norm), batch_size=1, shuffle=False,
-                            num_workers=min(workers, 1), generator=torch.Generator().manual_seed(cfg.seed),
-                            worker_init_fn=leave_stop_signals_to_trainer)
+                            pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
+                            **worker_kwargs(min(workers, 2)))
     protocol = resolve_protocol(cfg.eval, spec.eval_mode, crop)
     return TrainData(loaders, val_loader, iters, spec.num_classes, spec.classes, len(labeled), len(unlabeled), root,
-                     protocol)
+                     protocol, (tuple(spec.mean), tuple(spec.std)))

@@ -1,7 +1,10 @@
 """Train-time augmentations of spec §1.2, on OpenCV/numpy arrays, driven by an explicit RNG.
 
-Every function takes a ``numpy.random.Generator`` so a sample's augmentation depends only on the
-seed handed to it (see :mod:`semiseg.data.sampling`), never on worker scheduling.
+Every random draw takes a ``numpy.random.Generator`` so a sample's augmentation depends only on the
+seed handed to it (see :mod:`semiseg.data.sampling`), never on worker scheduling. The strong colour view
+is split into drawing its parameters (:func:`draw_colour`, in the worker) and applying them
+(:func:`apply_colour`, in the worker or on the training device: see :mod:`semiseg.data.device`).
+Resizing reproduces the official PIL pipeline (masks exactly, images within one grey level).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -28,9 +32,29 @@ def random_rescale(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         oh, ow = new_long, int(w * new_long / h + 0.5)
     else:
         oh, ow = int(h * new_long / w + 0.5), new_long
-    img = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST)
-    return img, mask
+    return resize_image(img, oh, ow), resize_mask(mask, oh, ow)
+
+
+def resize_mask(mask: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """PIL ``NEAREST`` exactly: source pixel floor((x + 0.5)·s), i.e. OpenCV's ``INTER_NEAREST_EXACT``
+    (plain ``INTER_NEAREST`` samples floor(x·s) and shifts labels by up to 1 px)."""
+    return cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def resize_image(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """PIL ``BILINEAR`` within one grey level (uint8 HxWx3).
+
+    PIL widens the triangle filter's support by the scale factor when it shrinks an axis (antialiasing);
+    OpenCV's ``INTER_LINEAR`` does not (up to 65 levels off). Torch's uint8 ``antialias=True`` bilinear kernel
+    is PIL's algorithm, so it serves any shrinking axis; pure upscaling keeps the faster ``INTER_LINEAR``,
+    which equals PIL there up to rounding.
+    """
+    h, w = img.shape[:2]
+    if oh >= h and ow >= w:
+        return cv2.resize(img, (ow, oh), interpolation=cv2.INTER_LINEAR)
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    out = F.interpolate(t, size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)
+    return np.ascontiguousarray(out[0].permute(1, 2, 0).numpy())
 
 
 def pad_and_crop(img: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator,
@@ -56,33 +80,74 @@ def random_hflip(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) ->
 def adjust_hue(t: torch.Tensor, factor: float) -> torch.Tensor:
     """torchvision's ``adjust_hue`` on a uint8 CHW tensor (HSV hue rotated by ``factor`` turns), computed with
     OpenCV's float HSV conversion: ~5x faster, and within ±1 grey level of torchvision (rounding only)."""
-    rgb = t.permute(1, 2, 0).numpy().astype(np.float32) * (1 / 255)
+    rgb = np.ascontiguousarray(t.permute(1, 2, 0).numpy()).astype(np.float32) * (1 / 255)
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     hsv[..., 0] = np.mod(hsv[..., 0] + factor * 360.0, 360.0)
     out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255 + 0.5
     return torch.from_numpy(np.clip(out, 0, 255).astype(np.uint8)).permute(2, 0, 1)
 
 
-def strong_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """ColorJitter(0.5, 0.5, 0.5, 0.25) w.p. 0.8 (torchvision semantics), grayscale w.p. 0.2, blur w.p. 0.5."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+#: Layout of a strong view's colour parameters (:func:`draw_colour`): jitter on?, its four factors, the
+#: order of the four jitter operations, grayscale on?, blur on?, blur sigma.
+COLOUR_PARAMS = 12
+_JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+
+
+def draw_colour(rng: np.random.Generator) -> np.ndarray:
+    """The random part of the strong colour view (float64, :data:`COLOUR_PARAMS` values): ColorJitter(0.5, 0.5,
+    0.5, 0.25) w.p. 0.8 with torchvision's random order, grayscale w.p. 0.2, Gaussian blur w.p. 0.5 with
+    sigma ~ U(0.1, 2.0). Unused entries are 0; the draws are the same, in the same order, as applying them."""
+    p = np.zeros(COLOUR_PARAMS)
     if rng.random() < 0.8:
-        factors = {
-            "brightness": rng.uniform(0.5, 1.5),
-            "contrast": rng.uniform(0.5, 1.5),
-            "saturation": rng.uniform(0.5, 1.5),
-            "hue": rng.uniform(-0.25, 0.25),
-        }
-        for name in rng.permutation(list(factors)):  # torchvision applies them in a random order
-            t = adjust_hue(t, float(factors[name])) if name == "hue" else getattr(TF, f"adjust_{name}")(
-                t, float(factors[name]))
-    if rng.random() < 0.2:
-        t = TF.rgb_to_grayscale(t, num_output_channels=3)
-    out = t.permute(1, 2, 0).numpy()
+        p[0] = 1
+        p[1:5] = [rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5), rng.uniform(-0.25, 0.25)]
+        p[5:9] = rng.permutation(4)
+    p[9] = rng.random() < 0.2
     if rng.random() < 0.5:
-        sigma = rng.uniform(0.1, 2.0)
-        out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma, sigmaY=sigma)
-    return out
+        p[10], p[11] = 1, rng.uniform(0.1, 2.0)
+    return p
+
+
+def blur_kernel_size(sigma: float) -> int:
+    """OpenCV's Gaussian kernel size for a uint8 image: round(6·sigma + 1), made odd."""
+    return round(sigma * 6 + 1) | 1
+
+
+def gaussian_blur(t: torch.Tensor, sigma: float, opencv: bool = True) -> torch.Tensor:
+    """Gaussian blur of a uint8 CHW tensor: OpenCV's (CPU tensors), or torchvision's with OpenCV's kernel size
+    and reflect-101 border (within one grey level of OpenCV's fixed-point arithmetic)."""
+    if not opencv:
+        k = blur_kernel_size(sigma)
+        return TF.gaussian_blur(t, [k, k], [sigma, sigma])
+    out = cv2.GaussianBlur(np.ascontiguousarray(t.permute(1, 2, 0).numpy()), (0, 0), sigmaX=sigma, sigmaY=sigma)
+    return torch.from_numpy(out).permute(2, 0, 1)
+
+
+def apply_colour(t: torch.Tensor, params: np.ndarray | torch.Tensor, opencv: bool | None = None) -> torch.Tensor:
+    """The strong colour view of a uint8 CHW tensor with :func:`draw_colour`'s ``params`` (torchvision semantics
+    for the jitter). Hue and blur go through OpenCV if ``opencv`` (default: for CPU tensors), else through torch
+    on the tensor's device (see :func:`adjust_hue`, :func:`gaussian_blur`); with OpenCV the result does not
+    depend on the tensor's memory layout."""
+    opencv = t.device.type == "cpu" if opencv is None else opencv
+    p = params.tolist()
+    if p[0]:
+        for op in p[5:9]:
+            name, factor = _JITTER_OPS[int(op)], p[1 + int(op)]
+            if name == "hue":
+                t = adjust_hue(t, factor) if opencv else TF.adjust_hue(t, factor)
+            else:
+                t = getattr(TF, f"adjust_{name}")(t, factor)
+    if p[9]:
+        t = TF.rgb_to_grayscale(t, num_output_channels=3)
+    if p[10]:
+        t = gaussian_blur(t, p[11], opencv)
+    return t
+
+
+def strong_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The strong colour view of a uint8 HxWx3 image (spec §1.2): :func:`draw_colour`, then :func:`apply_colour`."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    return np.ascontiguousarray(apply_colour(t, draw_colour(rng)).permute(1, 2, 0).numpy())
 
 
 def cutmix_box(size: int, rng: np.random.Generator, p: float = 0.5,
@@ -102,11 +167,17 @@ def cutmix_box(size: int, rng: np.random.Generator, p: float = 0.5,
     return mask
 
 
+def to_chw(img: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 array → contiguous uint8 CHW tensor (normalised on the training device)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def to_tensor(mask: np.ndarray) -> torch.Tensor:
+    """uint8 HxW array → contiguous uint8 tensor (255 = ignore; int64 on the training device)."""
+    return torch.from_numpy(np.ascontiguousarray(mask))
+
+
 def normalize(img: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> torch.Tensor:
     """uint8 HxWx3 RGB → float CHW tensor: scaled to [0, 1], then (x - mean) / std (ImageNet by default)."""
     arr = (img.astype(np.float32) / 255.0 - mean) / std
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-
-
-def to_long(mask: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(mask)).long()

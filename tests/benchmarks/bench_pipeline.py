@@ -1,14 +1,25 @@
 """Train-time data pipeline throughput per worker (one process, one thread, as in a DataLoader worker).
 
 Decodes and augments a Pascal-sized 500x375 JPEG and a Cityscapes-sized 2048x1024 PNG with their masks,
-through the exact ``train_l`` / ``train_u`` / ``val`` pipelines, and prints images/s for each.
+through the exact ``train_l`` / ``train_u`` / ``val`` pipelines, and prints images/s for each path,
+measured in interleaved rounds in this one process (median of the rounds):
 
-    PYTHONPATH=. python tests/benchmarks/bench_pipeline.py [--seconds 5]
+* ``old``: the pipeline before issue 16 (``legacy_pipeline.py``: float32/int64 out of the worker);
+* ``new``: uint8 out of the worker, strong views made in the worker (what a CPU run's workers do);
+* ``new+gpu``: uint8 out, strong views' colour left to the device (what a CUDA run's workers do).
+
+For the new paths it also prints what ``to_device`` then costs per image on this CPU (normalisation,
+and for ``new+gpu`` the strong views): work that a CUDA run does on the GPU and a CPU run in the
+training process.
+
+    PYTHONPATH=. python tests/benchmarks/bench_pipeline.py [--seconds 2] [--rounds 5] [--only pascal]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +28,13 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from legacy_pipeline import LegacySegDataset
 
 from semiseg.data.datasets import SegDataset
+from semiseg.data.device import to_device
 
 
 def natural_image(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -37,32 +53,65 @@ def make_sample(root: Path, name: str, h: int, w: int, ext: str, classes: int) -
     return f"{name}.{ext}", f"{name}_mask.png"
 
 
-def throughput(dataset: SegDataset, seconds: float) -> float:
-    index = (lambda i: 0) if dataset.mode == "val" else (lambda i: (0, i))
-    dataset[index(0)]  # warm-up
+def index(mode: str, i: int):
+    return 0 if mode == "val" else (0, i)
+
+
+def throughput(dataset: SegDataset, seconds: float, first: int) -> float:
+    """Samples per second of ``dataset[...]`` (sample seeds from ``first`` on: every round sees new draws)."""
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        dataset[index(n + 1)]
+        dataset[index(dataset.mode, first + n)]
         n += 1
     return n / (time.perf_counter() - start)
 
 
+def device_ms(dataset: SegDataset, batch: int = 8, repeats: int = 5) -> float:
+    """Milliseconds per image of ``to_device`` on the CPU for a batch of this dataset's samples (median)."""
+    samples = default_collate([dataset[index(dataset.mode, i)] for i in range(batch)])
+    samples.pop("index", None)
+    to_device(samples, torch.device("cpu"), dataset.norm)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        to_device(samples, torch.device("cpu"), dataset.norm)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / batch * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per path per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (old, new, new+gpu, ...)")
+    parser.add_argument("--only", choices=["pascal", "cityscapes"], help="one image size only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        cases = [("pascal 500x375 jpg", make_sample(root, "voc", 375, 500, "jpg", 21), 21, 321),
-                 ("cityscapes 2048x1024 png", make_sample(root, "city", 1024, 2048, "png", 19), 19, 801)]
-        print(f"{'image':26s} {'mode':8s} {'crop':>5s} {'images/s per worker':>20s}")
-        for label, entry, classes, crop in cases:
+        cases = [("pascal 500x375 jpg", lambda: make_sample(root, "voc", 375, 500, "jpg", 21), 21, 321),
+                 ("cityscapes 2048x1024 png", lambda: make_sample(root, "city", 1024, 2048, "png", 19), 19, 801)]
+        cases = [c for c in cases if args.only is None or c[0].startswith(args.only)]
+        print(f"{'image':26s} {'mode':8s} {'crop':>5s} {'old/s':>7s} {'new/s':>7s} {'ratio':>6s} "
+              f"{'new+gpu/s':>9s} {'ratio':>6s}  {'to_device ms/img (new, new+gpu)':s}")
+        for label, make, classes, crop in cases:
+            entry = make()
             for mode in ("train_l", "train_u", "val"):
-                ds = SegDataset(root, [entry], mode, classes, crop_size=crop)
-                rate = throughput(ds, args.seconds)
-                print(f"{label:26s} {mode:8s} {crop if mode != 'val' else '-':>5} {rate:20.1f}", flush=True)
+                kw = {"crop_size": crop}
+                paths = {"old": LegacySegDataset(root, [entry], mode, classes, **kw),
+                         "new": SegDataset(root, [entry], mode, classes, **kw),
+                         "new+gpu": SegDataset(root, [entry], mode, classes, colour_on_device=True, **kw)}
+                rates: dict[str, list[float]] = {name: [] for name in paths}
+                for ds in paths.values():
+                    ds[index(mode, 0)]  # warm-up
+                for r in range(args.rounds):
+                    for name, ds in paths.items():
+                        rates[name].append(throughput(ds, args.seconds, first=1 + 10_000 * r))
+                med = {name: statistics.median(v) for name, v in rates.items()}
+                moved = f"{device_ms(paths['new']):.2f}, {device_ms(paths['new+gpu']):.2f}"
+                print(f"{label:26s} {mode:8s} {crop if mode != 'val' else '-':>5} {med['old']:7.1f} "
+                      f"{med['new']:7.1f} {med['new'] / med['old']:5.2f}x {med['new+gpu']:9.1f} "
+                      f"{med['new+gpu'] / med['old']:5.2f}x  {moved}", flush=True)
 
 
 if __name__ == "__main__":
