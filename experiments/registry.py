@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.search import SearchDim, parse_block
-from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml
+from semiseg import catalog
+from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml, set_dotted
 from semiseg.errors import ConfigError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
@@ -161,7 +162,10 @@ def _matches(rule: dict[str, Any], axes: dict[str, Any]) -> bool:
 
 def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list[str] | None = None,
            runtime: dict[str, Any] | None = None) -> list[Cell]:
-    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides."""
+    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides.
+
+    Every cell passes the catalog check (:mod:`semiseg.catalog`); otherwise one :class:`ConfigError` names each
+    incompatible cell and its problems."""
     if not exp.grid:
         raise ConfigError(f"experiment {exp.name!r} has no grid (an abstract base to inherit from); "
                           f"runnable experiments: {', '.join(list_experiments())}")
@@ -174,7 +178,7 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
         axes = dict(zip(axes_names, combo))
         data = _copy(exp.defaults)
         for axis, value in axes.items():
-            _set_dotted(data, AXES[axis], value)
+            set_dotted(data, AXES[axis], value)
         view = {axis: _get_dotted(data, key) for axis, key in AXES.items()}  # grid values + defaults
         if any(_matches(rule, view) for rule in exp.exclude):
             continue
@@ -187,10 +191,18 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
         try:
             cfg = config_from_dict(data)
         except ConfigError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in axes.items())
-            raise ConfigError(f"experiment {exp.name!r}, cell {where}: {exc}") from None
+            raise ConfigError(f"experiment {exp.name!r}, cell {_where(axes)}: {exc}") from None
         cells.append(Cell(axes, cfg, config_hash(cfg)))
+    rejected = [(cell, found) for cell in cells for found in [catalog.problems(cell.config)] if found]
+    if rejected:
+        raise ConfigError(f"experiment {exp.name!r}: {len(rejected)} of {len(cells)} cells fail the catalog check:\n"
+                          + "\n".join(f"  cell {cell.short} {_where(cell.axes)}: {'; '.join(found)}"
+                                       for cell, found in rejected))
     return cells
+
+
+def _where(axes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in axes.items())
 
 
 def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
@@ -199,10 +211,3 @@ def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
             return None
         data = data[part]
     return data
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        data = data.setdefault(part, {})
-    data[last] = value

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semiseg import distributed
+from semiseg import catalog, distributed
 from semiseg.cli import run_cli
 from semiseg.config import (RunConfig, effective_lr, global_batch, load_config, short_hash)
 from semiseg.data.sampling import build_data
@@ -81,6 +81,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None,
     Each callback gets ``(epoch, metrics, last_checkpoint_path)`` after every epoch, once the checkpoint
     and the MLflow metrics of that epoch are written (this is how a tuner plugs in).
     """
+    catalog.check(cfg)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     world = distributed.world_from_env(cfg.train.gpus)
@@ -141,6 +142,7 @@ def train(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> TrainStat
             print(f"signal {signum}: stopping after the current step, with a checkpoint", flush=True)
             trainers[0].request_stop(signum)
 
+    catalog.check(cfg)  # a config error, not a setup failure: nothing is recorded
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
     try:

@@ -14,7 +14,9 @@ from semiseg.registry import Registry
 #: it exposes ``low_channels`` and ``high_channels`` (and optionally ``head_widths``); an encoder with
 #: ``head = "dpt"`` (DINOv2) gets the DPT head. ``convert_pretrained(state) -> (state, ignored keys)``, when an
 #: encoder defines it, maps an official weights file onto the encoder's names.
-BACKBONES: Registry = Registry("backbone")
+#: Facts an encoder declares (read by :mod:`semiseg.catalog`): its ``head`` and the ``input_multiple`` its input
+#: sides must be.
+BACKBONES: Registry = Registry("backbone", head="deeplabv3plus", input_multiple=1)
 
 
 def _read_state(path: Path) -> dict:
@@ -39,9 +41,9 @@ def _demo_pretext() -> Path:
 
 
 #: Named weights that ``model.pretrained`` may give instead of a path: name → function returning the
-#: (generated and cached on first use) weights file.
-NAMED_WEIGHTS: Registry = Registry("named weights")
-NAMED_WEIGHTS.register("demo_pretext")(_demo_pretext)
+#: (generated and cached on first use) weights file. Fact: the ``backbone`` the weights are for.
+NAMED_WEIGHTS: Registry = Registry("named weights", backbone="")
+NAMED_WEIGHTS.register("demo_pretext", backbone="tiny")(_demo_pretext)
 
 
 def weights_path(pretrained: str) -> Path:
