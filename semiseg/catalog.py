@@ -16,7 +16,7 @@ from semiseg.data.datasets import DATASETS
 from semiseg.errors import ConfigError
 from semiseg.methods import METHODS
 from semiseg.models import BACKBONES
-from semiseg.models.registry import NAMED_WEIGHTS
+from semiseg.models.registry import NAMED_WEIGHTS, crop_problem
 from semiseg.registry import Registry
 
 #: config key → the registry its value must be registered in
@@ -34,14 +34,6 @@ def value_of(cfg: RunConfig, key: str) -> Any:
 def _unknown_names(cfg: RunConfig) -> list[str]:
     return [f"key '{key}': unknown value {value_of(cfg, key)!r}; valid: {', '.join(registry.names())}"
             for key, registry in NAMES.items() if value_of(cfg, key) not in registry]
-
-
-def _crop_problem(cfg: RunConfig) -> str | None:
-    multiple, crop = BACKBONES.facts(cfg.model.backbone)["input_multiple"], cfg.data.crop_size
-    if crop % multiple == 0:
-        return None
-    return (f"key 'data.crop_size': {crop} is not a multiple of {multiple}, which backbone '{cfg.model.backbone}' "
-            f"needs (e.g. {multiple * max(1, round(crop / multiple))})")
 
 
 def _head_problem(cfg: RunConfig) -> str | None:
@@ -72,7 +64,8 @@ def problems(cfg: RunConfig) -> list[str]:
     unknown = _unknown_names(cfg)
     if unknown:
         return unknown
-    return [p for p in (_crop_problem(cfg), _head_problem(cfg), _weights_problem(cfg)) if p]
+    found = (crop_problem(cfg.model.backbone, cfg.data.crop_size), _head_problem(cfg), _weights_problem(cfg))
+    return [p for p in found if p]
 
 
 def check(cfg: RunConfig) -> RunConfig:

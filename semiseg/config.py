@@ -236,7 +236,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         str: isinstance(value, str),
     }[tp]
     if not ok:
-        hint = " (YAML read it as a number: quote it, e.g. '1_32')" if tp is str and isinstance(value, (int, float)) else ""
+        as_number = tp is str and isinstance(value, (int, float))
+        hint = " (YAML read it as a number: quote it, e.g. '1_32')" if as_number else ""
         raise ConfigError(f"key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}")
     return float(value) if tp is float else value
 

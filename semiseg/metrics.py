@@ -7,7 +7,6 @@ import torch
 from semiseg.constants import IGNORE
 
 
-
 def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int) -> torch.Tensor:
     """C×C int64 counts (rows = ground truth, columns = prediction) over pixels whose GT is not 255."""
     valid = gt != IGNORE

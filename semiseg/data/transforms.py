@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from semiseg.constants import IGNORE, IMAGENET_MEAN, IMAGENET_STD
+from semiseg.constants import IGNORE as IGNORE  # re-exported: T.IGNORE
+from semiseg.constants import IMAGENET_MEAN, IMAGENET_STD
 
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 STD = np.array(IMAGENET_STD, dtype=np.float32)
