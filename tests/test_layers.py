@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("semiseg", "experiments", "launch", "reports")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
-pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (the test extra)")
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    assert LINT_IMPORTS.exists(), "import-linter is missing: pip install -e '.[test]'"
     env = {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.run([str(LINT_IMPORTS), "--config", str(tree / "pyproject.toml"), "--no-cache"], cwd=tree,
                           env=env, capture_output=True, text=True, timeout=120)
