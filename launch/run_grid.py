@@ -164,5 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if result.failed else 0
 
 
+def cli() -> int:
+    """The ``semiseg-grid`` console script."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -325,5 +325,10 @@ def write_best(path: Path, exp_name: str, study: str, mlflow_exp: str, parent_id
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
 
 
+def cli() -> int:
+    """The ``semiseg-tune`` console script."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())
