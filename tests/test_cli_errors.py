@@ -100,15 +100,16 @@ def test_tune_rejects_incompatible_cells_before_ray(tmp_path, capsys):
 def test_tools_share_the_selection_options(capsys):
     from launch import run_grid, status, tune
 
-    def options(parser):
-        return {s for a in parser._actions for s in a.option_strings}
-
-    selection = {"--exp", "--methods", "--splits", "--seeds", "--seed-list", "--set", "--tracking-uri",
-                 "--output-dir"}
-    parsers = [m.build_parser() for m in (run_grid, status, tune)]
-    assert all(selection <= options(p) for p in parsers)
-    ray = {"--ray-address", "--cpus-per-cell", "--gpus-per-cell", "--max-retries", "--max-parallel"}
-    assert ray <= options(parsers[0]) and ray <= options(parsers[2])
+    selection = ["--exp", "demo", "--methods", "unimatch", "--splits", "1_16", "--seed-list", "0,1", "--set",
+                 "train.epochs=2", "--tracking-uri", "sqlite:///x.db", "--output-dir", "out"]
+    ray = ["--ray-address", "auto", "--cpus-per-cell", "2", "--gpus-per-cell", "0.5", "--max-retries", "1",
+           "--max-parallel", "3"]
+    for module, argv in ((run_grid, selection + ray), (status, selection), (tune, selection + ray)):
+        args = vars(module.build_parser().parse_args(argv))
+        assert args["methods"] == "unimatch" and args["sets"] == ["train.epochs=2"] and args["output_dir"] == "out"
+        if argv != selection:
+            assert (args["cpus_per_cell"], args["gpus_per_cell"], args["max_retries"], args["max_parallel"]) == \
+                (2.0, 0.5, 1, 3)
     old = tune.build_parser().parse_args(["--exp", "demo", "--max-concurrent", "3", "--cpus-per-trial", "2",
                                           "--max-failures", "1"])  # the old tune spellings still work
     assert (old.max_parallel, old.cpus_per_cell, old.max_retries) == (3, 2.0, 1)
