@@ -23,6 +23,7 @@ def run(args, cwd):
     ("method: unimatch\ndata:\n  dataset: pascal\n  root: /nonexistent/VOC2012\n",
      ["dataset 'pascal'", "/nonexistent/VOC2012", "does not exist", "JPEGImages"]),
     ("method: unimatch_v9\n", ["'unimatch_v9'", "valid: supervised, fixmatch, unimatch"]),
+    ("method: unimatch_v2\nmodel:\n  backbone: tiny\n", ["key 'unimatch_v2.comp_drop'", "backbone 'tiny'"]),
 ])
 def test_train_rejects_bad_input_cleanly(tmp_path, yaml_text, fragments):
     cfg = tmp_path / "bad.yaml"
