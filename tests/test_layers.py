@@ -52,3 +52,16 @@ def test_an_upward_import_or_a_cycle_breaks_a_contract(tree, module, line, broke
     proc = lint_imports(tree)
     assert proc.returncode != 0 and "BROKEN" in proc.stdout
     assert broken in proc.stdout, proc.stdout
+
+
+def test_every_module_has_a_layer():
+    """A new module must be placed in its package's layers, else the contracts would not constrain it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    for contract in contracts:
+        for container in contract.get("containers", []):
+            placed = {name.strip() for layer in contract["layers"] for name in layer.replace(":", "|").split("|")}
+            folder = ROOT / container.replace(".", "/")
+            present = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+            present |= {p.parent.name for p in folder.glob("*/__init__.py")}
+            assert present == placed, f"{container}: unplaced {present - placed}, absent {placed - present}"
