@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from semiseg.config import load_yaml
+from semiseg.config import load_yaml, set_dotted
 from semiseg.errors import ConfigError
 
 _DIRECT = {"dataset": "data.dataset", "data_root": "data.root", "crop_size": "data.crop_size",
@@ -65,33 +65,26 @@ _OPTIMIZERS = {"deeplabv3plus": {"name": "sgd", "momentum": 0.9, "weight_decay":
 _STRIDES = {(False, False, True): 16, (False, True, True): 8}
 
 
-def _put(out: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        out = out.setdefault(part, {})
-    out[last] = value
-
-
 def convert_official(data: dict[str, Any], gpus: int = 0, source: str = "official config") -> dict[str, Any]:
     """Our partial run config from an official YAML mapping; ``gpus`` > 0 also sets ``optim.reference_batch``."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key in _DIRECT:
-            _put(out, _DIRECT[key], value)
+            set_dotted(out, _DIRECT[key], value)
         elif key == "nclass":
             continue  # checked below, once the dataset is known
         elif key == "criterion":
             name = (value or {}).get("name")
             if name not in _CRITERIA:
                 raise ConfigError(f"{source}: criterion.name {name!r} is not known; valid: {', '.join(_CRITERIA)}")
-            _put(out, "loss.criterion", _CRITERIA[name])
+            set_dotted(out, "loss.criterion", _CRITERIA[name])
             kwargs = (value or {}).get("kwargs") or {}
             if kwargs.get("ignore_index", 255) != 255:
                 raise ConfigError(f"{source}: criterion.kwargs.ignore_index must be 255, got {kwargs['ignore_index']}")
             if "thresh" in kwargs:
-                _put(out, "loss.ohem_thresh", kwargs["thresh"])
+                set_dotted(out, "loss.ohem_thresh", kwargs["thresh"])
             if "min_kept" in kwargs:
-                _put(out, "loss.ohem_min_kept", kwargs["min_kept"])
+                set_dotted(out, "loss.ohem_min_kept", kwargs["min_kept"])
         elif key == "model":
             if value not in _OPTIMIZERS:
                 raise ConfigError(f"{source}: model {value!r} is not known; valid: {', '.join(_OPTIMIZERS)}")
@@ -101,9 +94,9 @@ def convert_official(data: dict[str, Any], gpus: int = 0, source: str = "officia
             if stride is None:
                 raise ConfigError(f"{source}: replace_stride_with_dilation {value!r} is not supported; valid: "
                                   "[False, False, True] (output stride 16) or [False, True, True] (8)")
-            _put(out, "model.output_stride", stride)
+            set_dotted(out, "model.output_stride", stride)
         elif key == "amp":
-            _put(out, "train.amp", "fp16" if value else "off")
+            set_dotted(out, "train.amp", "fp16" if value else "off")
         else:
             raise ConfigError(f"{source}: key {key!r} has no counterpart in semiseg (see experiments/official.py "
                               f"for the mapping); remove it or set the equivalent in the experiment")
@@ -111,7 +104,7 @@ def convert_official(data: dict[str, Any], gpus: int = 0, source: str = "officia
         family = "dpt" if str(data["backbone"]).startswith("dinov2") else "deeplabv3plus"
         out.setdefault("optim", {}).update(_OPTIMIZERS[family])
     if gpus:
-        _put(out, "optim.reference_batch", int(data.get("batch_size", 0)) * gpus)
+        set_dotted(out, "optim.reference_batch", int(data.get("batch_size", 0)) * gpus)
     if "nclass" in data and "dataset" in data:
         from semiseg.data.datasets import DATASETS
 

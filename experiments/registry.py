@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.search import SearchDim, parse_block
-from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml
+from semiseg import catalog
+from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml, set_dotted
 from semiseg.errors import ConfigError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
@@ -140,8 +141,10 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
 #: top-level key → (accepted type, the rule) of the experiment file's own layout
 _LAYOUT = {"description": (str, "must be a string"), "inherit": (str, "must name an experiment in experiments/"),
            "defaults": (dict, "must be a partial run config (a mapping)"),
-           "grid": (dict, "must map axes to lists of values"), "overrides": (list, "must be a list of {when, set} rules"),
-           "exclude": (list, "must be a list of {axis: value} rules"), "slurm": (dict, "must map resource keys to values")}
+           "grid": (dict, "must map axes to lists of values"),
+           "overrides": (list, "must be a list of {when, set} rules"),
+           "exclude": (list, "must be a list of {axis: value} rules"),
+           "slurm": (dict, "must map resource keys to values")}
 
 
 def _check_layout(path: Path, data: dict[str, Any]) -> None:
@@ -159,9 +162,11 @@ def _official_defaults(path: Path, spec: Any) -> dict[str, Any]:
     the experiment file)."""
     from experiments.official import load_official
 
-    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "gpus"} or not (
-            isinstance(spec.get("gpus", 0), int) and not isinstance(spec.get("gpus"), bool) and spec.get("gpus", 0) >= 0):
-        raise ConfigError(f"{path}: 'official' must be {{file: PATH, gpus: N}} with N a whole number >= 0, got {spec!r}")
+    gpus = spec.get("gpus", 0) if isinstance(spec, dict) else None
+    whole = isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 0
+    if not isinstance(spec, dict) or "file" not in spec or set(spec) - {"file", "gpus"} or not whole:
+        raise ConfigError(f"{path}: 'official' must be {{file: PATH, gpus: N}} with N a whole number >= 0, "
+                          f"got {spec!r}")
     file = Path(str(spec["file"])).expanduser()
     return load_official(file if file.is_absolute() else path.parent / file, int(spec.get("gpus", 0)))
 
@@ -180,7 +185,10 @@ def _matches(rule: dict[str, Any], axes: dict[str, Any]) -> bool:
 
 def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list[str] | None = None,
            runtime: dict[str, Any] | None = None) -> list[Cell]:
-    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides."""
+    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides.
+
+    Every cell passes the catalog check (:mod:`semiseg.catalog`); otherwise one :class:`ConfigError` names each
+    incompatible cell and its problems."""
     if not exp.grid:
         raise ConfigError(f"experiment {exp.name!r} has no grid (an abstract base to inherit from); "
                           f"runnable experiments: {', '.join(list_experiments())}")
@@ -193,7 +201,7 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
         axes = dict(zip(axes_names, combo))
         data = _copy(exp.defaults)
         for axis, value in axes.items():
-            _set_dotted(data, AXES[axis], value)
+            set_dotted(data, AXES[axis], value)
         view = {axis: _get_dotted(data, key) for axis, key in AXES.items()}  # grid values + defaults
         if any(_matches(rule, view) for rule in exp.exclude):
             excluded += 1
@@ -207,13 +215,21 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
         try:
             cfg = config_from_dict(data)
         except ConfigError as exc:
-            where = ", ".join(f"{k}={v}" for k, v in axes.items())
-            raise ConfigError(f"experiment {exp.name!r}, cell {where}: {exc}") from None
+            raise ConfigError(f"experiment {exp.name!r}, cell {_where(axes)}: {exc}") from None
         cells.append(Cell(axes, cfg, config_hash(cfg)))
     if not cells and excluded:
         raise ConfigError(f"{exp.path or exp.name}: the exclude rules drop all {excluded} selected cell(s) (it "
                           f"excludes every cell); check 'exclude' and the selection (--methods, --splits)")
+    rejected = [(cell, found) for cell in cells for found in [catalog.problems(cell.config)] if found]
+    if rejected:
+        raise ConfigError(f"experiment {exp.name!r}: {len(rejected)} of {len(cells)} cells fail the catalog check:\n"
+                          + "\n".join(f"  cell {cell.short} {_where(cell.axes)}: {'; '.join(found)}"
+                                       for cell, found in rejected))
     return cells
+
+
+def _where(axes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in axes.items())
 
 
 def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
@@ -222,10 +238,3 @@ def _get_dotted(data: dict[str, Any], dotted: str) -> Any:
             return None
         data = data[part]
     return data
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        data = data.setdefault(part, {})
-    data[last] = value

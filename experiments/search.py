@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from semiseg.config import config_from_dict
+from semiseg.config import config_from_dict, set_dotted
 from semiseg.errors import ConfigError
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -105,16 +105,6 @@ def parse_param(text: str) -> SearchDim:
     return _dim(key, kind or "uniform", values, where)
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    for part in parents:
-        node = data.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"search key {key!r}: {part!r} is not a config section")
-        data = node
-    data[last] = value
-
-
 def validate(dims: dict[str, SearchDim], base: dict[str, Any]) -> None:
     """Check that every choice (or both bounds of a range) of every key makes a valid config on ``base``."""
     for dim in dims.values():
@@ -122,8 +112,8 @@ def validate(dims: dict[str, SearchDim], base: dict[str, Any]) -> None:
             raise ConfigError(f"search key {dim.key!r}: runtime settings are not searchable")
         for value in dim.values:
             data = copy.deepcopy(base)
-            set_dotted(data, dim.key, value)
             try:
+                set_dotted(data, dim.key, value)
                 config_from_dict(data)
             except ConfigError as exc:
                 raise ConfigError(f"search key {dim.key!r} ({dim.describe()}): {exc}") from None

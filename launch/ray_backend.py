@@ -37,19 +37,6 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 ATTEMPTS = "ray_attempts"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Ray options of ``run_grid.py`` (used with ``--backend ray``)."""
-    g = parser.add_argument_group("Ray backend (--backend ray)")
-    g.add_argument("--ray-address", help="a running Ray cluster to use, e.g. --ray-address auto or "
-                                         "--ray-address 10.0.0.5:6379; default: a local runtime on 127.0.0.1")
-    g.add_argument("--cpus-per-cell", type=float, default=1.0, help="CPUs Ray reserves per cell, e.g. 2")
-    g.add_argument("--gpus-per-cell", type=float, default=None,
-                   help="GPUs per cell (default: 1 when the cluster has GPUs, else 0); a fraction shares a GPU, "
-                        "e.g. --gpus-per-cell 0.5 runs two cells per GPU")
-    g.add_argument("--max-retries", type=int, default=3,
-                   help="re-runs of a cell whose worker died (each resumes from the checkpoint), e.g. 3")
-
-
 def check_resources(cpus: float, gpus: float | None, what: str) -> None:
     """Ray's rules: CPUs > 0, GPUs >= 0 and whole when above 1."""
     if cpus <= 0:

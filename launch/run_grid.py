@@ -24,10 +24,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.registry import expand, list_experiments, load_experiment  # noqa: E402
+from experiments.registry import load_experiment  # noqa: E402
 from launch import ray_backend, slurm  # noqa: E402
 from launch.local import run_local  # noqa: E402
+from launch.options import ray_options, select_cells, selection_options  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
+from launch.status import format_status  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.config import effective_lr  # noqa: E402
 from semiseg.errors import UserError  # noqa: E402
@@ -36,21 +38,11 @@ from semiseg.tracking import get_or_create_experiment  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python launch/run_grid.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp", required=True, help=f"experiment name, one of: {', '.join(list_experiments())}")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[selection_options(), ray_options(max_retries=3)])
     p.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
                    help="where cells run (local = processes on this machine, ray = Ray tasks, slurm = job arrays "
                         "via submitit), e.g. --backend slurm")
-    p.add_argument("--methods", help="comma-separated methods to run instead of the grid's: a subset of them, or any "
-                                     "registered method on the same recipe, e.g. --methods unimatch,fixmatch or "
-                                     "--exp demo --methods prevmatch,corrmatch,semiovs_unimatch")
-    p.add_argument("--splits", help="comma-separated subset of splits, e.g. --splits 1_16,1_4")
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, help="run seeds 0..N-1 for every cell, e.g. --seeds 3")
-    seeds.add_argument("--seed-list", help="explicit seeds, e.g. --seed-list 0,42")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value in every cell (changes the cells' hashes), "
-                        "e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan without running anything")
     p.add_argument("--status", action="store_true",
                    help="show each cell's state, progress, best mIoU, SLURM job and log (as launch/status.py)")
@@ -63,46 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
                         "as <hash>.old-<time>)")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
-                   help="MLflow tracking URI, e.g. --tracking-uri sqlite:///mlflow.db or http://127.0.0.1:5000")
-    p.add_argument("--output-dir", default="runs", help="folder for run folders (checkpoints, logs), e.g. runs")
-    ray_backend.add_arguments(p)
     slurm.add_arguments(p)
     return p
-
-
-def _csv(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def select_cells(args) -> list:
-    exp = load_experiment(args.exp)
-    only = {}
-    if _csv(args.methods):
-        only["method"] = _csv(args.methods)
-    if _csv(args.splits):
-        only["split"] = _csv(args.splits)
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
-        only["seed"] = list(range(args.seeds))
-    elif args.seed_list:
-        try:
-            only["seed"] = [int(s) for s in _csv(args.seed_list)]
-        except ValueError:
-            raise UserError(f"--seed-list must be comma-separated integers, got {args.seed_list!r}") from None
-    from semiseg.methods import METHODS
-
-    known = {"method": list(exp.grid.get("method", [])) + [m for m in METHODS.names()
-                                                           if m not in exp.grid.get("method", [])],
-             "split": list(exp.grid.get("split", []))}
-    for axis, valid in known.items():
-        bad = [v for v in only.get(axis, []) if v not in valid]
-        if bad:
-            raise UserError(f"--{axis}s: {', '.join(bad)} not valid for experiment {args.exp!r}; valid: "
-                            f"{', '.join(map(str, valid))}")
-    runtime = {"tracking_uri": args.tracking_uri, "output_dir": str(Path(args.output_dir).resolve())}
-    return expand(exp, only, args.sets, runtime)
 
 
 def format_plan(planned: list[PlannedCell]) -> str:
@@ -175,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "slurm" or args.status:
         planned = slurm.refresh(planned, args.tracking_uri, args.exp)
     if args.status:
-        from launch.status import format_status
-
         print(format_status(planned))
         return 0
     todo = select_todo(planned, args)
@@ -216,5 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if result.failed else 0
 
 
+def cli() -> int:
+    """The ``semiseg-grid`` console script."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

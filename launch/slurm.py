@@ -18,7 +18,6 @@ says RUNNING (out of memory, node failure, killed) is marked FAILED with the rea
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 import submitit
 
+from launch import sbatch
 from launch.local import claim, release, skip_reason
 from launch.plan import PlannedCell
 from semiseg.config import apply_overrides, load_config, load_yaml, save_config
@@ -142,11 +142,7 @@ def _python(profile: dict) -> str:
 
 def sbatch_script(profile: dict, tasks: int, count: int, folder: Path, job_name: str) -> str:
     """The exact sbatch file submitit writes for an array of ``count`` cells."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    command = " ".join([_python(profile), "-u -m submitit.core._submit", shlex.quote(str(folder))])
-    return _make_sbatch_string(command=command, folder=folder, map_count=count,
-                               **sbatch_params(profile, tasks, job_name))
+    return sbatch.render(_python(profile), folder, count, sbatch_params(profile, tasks, job_name))
 
 
 def _groups(todo: list[PlannedCell]) -> dict[int, list[PlannedCell]]:

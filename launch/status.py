@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from launch import slurm  # noqa: E402
+from launch.options import select_cells, selection_options  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 
@@ -56,21 +57,14 @@ def format_status(planned: list[PlannedCell]) -> str:
 
 def collect(args) -> list[PlannedCell]:
     """Plan the selected cells and add their SLURM state (a no-op for cells never submitted to SLURM)."""
-    from launch.run_grid import select_cells
-
     planned = plan(select_cells(args), args.tracking_uri, args.exp, Path(args.output_dir).resolve())
     return slurm.refresh(planned, args.tracking_uri, args.exp)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from launch.run_grid import build_parser as grid_parser
-
     p = argparse.ArgumentParser(prog="python launch/status.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    wanted = {"exp", "methods", "splits", "seeds", "seed_list", "sets", "tracking_uri", "output_dir", "json"}
-    for action in grid_parser()._actions:  # the launch's selection options, with the same meaning
-        if action.dest in wanted:
-            p._add_action(action)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, parents=[selection_options()])
+    p.add_argument("--json", action="store_true", help="print the status as a JSON list of cells, e.g. --json")
     return p
 
 
@@ -81,5 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The ``semiseg-status`` console script."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -37,12 +37,12 @@ import yaml
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.registry import EXPERIMENTS_DIR, Cell, list_experiments, load_experiment  # noqa: E402
-from experiments.search import SearchDim, parse_param, set_dotted, validate  # noqa: E402
+from experiments.registry import EXPERIMENTS_DIR, Cell, load_experiment  # noqa: E402
+from experiments.search import SearchDim, parse_param, validate  # noqa: E402
 from launch import ray_backend  # noqa: E402
-from launch.run_grid import select_cells  # noqa: E402
+from launch.options import ray_options, renamed, select_cells, selection_options  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
-from semiseg.config import config_from_dict, config_to_dict  # noqa: E402
+from semiseg.config import config_from_dict, config_to_dict, set_dotted  # noqa: E402
 from semiseg.errors import UserError  # noqa: E402
 from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri  # noqa: E402
 
@@ -52,9 +52,8 @@ BEST = "val/best_miou"  # what "best trial" means
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python launch/tune.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp", required=True, help=f"experiment name or YAML path, e.g. --exp demo_thresholds; "
-                                                f"one of: {', '.join(list_experiments())}")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[selection_options(), ray_options(max_retries=2)])
     p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=SPEC",
                    help="a searched config key (repeatable; replaces the experiment's search: block), "
                         "e.g. --param loss.conf_thresh=0.80:0.99")
@@ -66,32 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int, default=1, help="asha: epochs before a trial may be stopped, e.g. 2")
     p.add_argument("--reduction-factor", type=float, default=2.0,
                    help="asha: keep the top 1/factor of trials at each rung, e.g. 3")
-    p.add_argument("--methods", help="comma-separated subset of the experiment's methods, e.g. --methods unimatch")
-    p.add_argument("--splits", help="comma-separated subset of the experiment's splits, e.g. --splits 1_16")
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, help="tune on seeds 0..N-1 (each a cell), e.g. --seeds 2")
-    seeds.add_argument("--seed-list", help="explicit seeds, e.g. --seed-list 0,42")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="fixed override for every trial, e.g. --set train.epochs=4 (repeatable)")
     p.add_argument("--study", help="study name (default <exp>-<date>-<time>), e.g. --study thr1")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted study named by --study (finished trials are kept), "
                         "e.g. --study thr1 --resume")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial, e.g. 2")
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="GPUs per trial (default: 1 when the cluster has GPUs, else 0); a fraction shares a GPU "
-                        "between trials, e.g. --gpus-per-trial 0.25")
-    p.add_argument("--max-concurrent", type=int, default=0,
-                   help="trials running at once (0 = as many as resources allow), e.g. --max-concurrent 2")
-    p.add_argument("--max-failures", type=int, default=2,
-                   help="restarts of a failed trial, each from its last checkpoint, e.g. 2")
-    p.add_argument("--ray-address", help="a running Ray cluster, e.g. --ray-address auto; default: a local runtime "
-                                         "on 127.0.0.1")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db",
-                   help="MLflow tracking URI, e.g. --tracking-uri sqlite:///mlflow.db or http://127.0.0.1:5000")
+    p.add_argument("--max-parallel", "--max-concurrent", type=int, default=0, action=renamed("--max-concurrent"),
+                   help="trials running at once (0 = as many as resources allow), e.g. --max-parallel 2 "
+                        "(--max-concurrent: deprecated spelling)")
     p.add_argument("--mlflow-experiment", help="MLflow experiment of the study (default <exp>-tune), e.g. thresholds")
-    p.add_argument("--output-dir", default="runs",
-                   help="trial run folders and Tune state go to <output-dir>/tune/<study>, e.g. runs")
     p.add_argument("--best-out", help="where to write the best values as an experiment YAML "
                                       "(default experiments/<exp>_tuned.yaml), e.g. --best-out best.yaml")
     return p
@@ -165,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     if not dims:
         raise UserError(f"nothing to search: give --param KEY=SPEC or add a search: block to experiment {exp.name!r}")
     for name, value, low in (("--num-samples", args.num_samples, 1), ("--grace-period", args.grace_period, 1),
-                             ("--max-concurrent", args.max_concurrent, 0), ("--max-failures", args.max_failures, 0)):
+                             ("--max-parallel", args.max_parallel, 0), ("--max-retries", args.max_retries, 0)):
         if value < low:
             raise UserError(f"{name} must be at least {low}, got {value}")
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
-    ray_backend.check_resources(args.cpus_per_trial, args.gpus_per_trial, "trial")
+    ray_backend.check_resources(args.cpus_per_cell, args.gpus_per_cell, "cell")
     if args.resume and not args.study:
         raise UserError("--resume needs --study NAME (the study to continue)")
     cells = select_cells(args)
@@ -231,13 +212,13 @@ def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, ex
 
     import ray
 
-    gpus = args.gpus_per_trial
+    gpus = args.gpus_per_cell
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     tags = {"mlflow.parentRunId": parent_id, "semiseg.study": study, "semiseg.exp": exp_name,
             "semiseg.backend": "ray-tune"}
     trainable = tune.with_resources(tune.with_parameters(train_trial, bases=bases, tags=tags),
-                                    {"cpu": args.cpus_per_trial, "gpu": gpus})
+                                    {"cpu": args.cpus_per_cell, "gpu": gpus})
     # Ctrl-C raises KeyboardInterrupt here instead of Tune ending the trials as if they were complete
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     if args.resume:
@@ -251,10 +232,10 @@ def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, ex
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=METRIC, mode="max", num_samples=args.num_samples, scheduler=scheduler,
-                                    max_concurrent_trials=args.max_concurrent or None),
+                                    max_concurrent_trials=args.max_parallel or None),
         run_config=tune.RunConfig(name=study, storage_path=str(storage), verbose=1,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                  failure_config=tune.FailureConfig(max_failures=args.max_failures)))
+                                  failure_config=tune.FailureConfig(max_failures=args.max_retries)))
     return _fit_or_none(tuner)
 
 
@@ -347,5 +328,10 @@ def write_best(path: Path, exp_name: str, study: str, mlflow_exp: str, parent_id
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
 
 
+def cli() -> int:
+    """The ``semiseg-tune`` console script."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -14,9 +14,9 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import argparse  # noqa: E402
 
 from semiseg.cli import run_cli  # noqa: E402
+from semiseg.constants import DEFAULT_TRACKING_URI  # noqa: E402
 from semiseg.errors import UserError  # noqa: E402
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 EPILOG = """\
 examples:
   python reports/make_tables.py --exp demo
@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--exp", required=True, metavar="NAME",
                    help="MLflow experiment = grid name whose runs are tabulated, e.g. --exp demo")
     p.add_argument("--tracking-uri", action="append", metavar="URI",
-                   help=f"MLflow tracking URI, repeatable: the runs of all stores are merged (default {DEFAULT_URI}, "
-                        "relative to the current folder), e.g. --tracking-uri sqlite:////data/semiseg/mlflow.db "
-                        "--tracking-uri http://127.0.0.1:5000")
+                   help="MLflow tracking URI, repeatable: the runs of all stores are merged (default "
+                        f"{DEFAULT_TRACKING_URI}, relative to the current folder), e.g. --tracking-uri "
+                        "sqlite:////data/semiseg/mlflow.db --tracking-uri http://127.0.0.1:5000")
     p.add_argument("--format", choices=["md", "csv", "latex"], default="md",
                    help="file written to --out: md = the markdown tables (default); csv = one tidy row per "
                         "method × split with mean, std, n, Δ, device-hours; latex = booktabs tables (.tex), "
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-log", action="store_true",
                    help="do not log the report as an MLflow run of <exp>-reports, e.g. --no-log")
     args = p.parse_args(argv)
-    args.tracking_uri = args.tracking_uri or [DEFAULT_URI]
+    args.tracking_uri = args.tracking_uri or [DEFAULT_TRACKING_URI]
     return args
 
 
@@ -218,5 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The ``semiseg-tables`` console script."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -1,5 +1,8 @@
 """The run-config schema: typed nested dataclasses, loaded from YAML and validated on load.
 
+Validation here covers types, ranges and fixed choices only; registered names (methods, datasets, encoders)
+and the requirements between keys are checked by :mod:`semiseg.catalog`, which knows the plugins.
+
 A :class:`RunConfig` fully describes one training run (one *cell* of a grid). Everything except the
 ``runtime`` section (device, workers, where to write and track) defines the cell's identity, hashed
 by :func:`config_hash` over the values that differ from the schema's defaults.
@@ -20,11 +23,12 @@ from typing import Any
 
 import yaml
 
+from semiseg.constants import DEFAULT_TRACKING_URI
 from semiseg.errors import ConfigError
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
-    """A dataclass field with a help text and validation rules (choices, ge, le, gt, registry, check)."""
+    """A dataclass field with a help text and validation rules (choices, ge, le, gt, check)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **rules})
     return field(default=default, metadata={"help": help, **rules})
@@ -32,7 +36,7 @@ def _opt(default: Any, help: str, **rules: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    dataset: str = _opt("demo", "dataset name", registry="dataset")
+    dataset: str = _opt("demo", "dataset name (a registered dataset)")
     root: str = _opt("", "dataset root folder; empty = the dataset's default location")
     split: str = _opt("1_16", "labeled split name (folder under the dataset's splits)")
     crop_size: int = _opt(321, "square training crop size in pixels", ge=8)
@@ -54,7 +58,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = _opt("resnet101", "encoder name", registry="backbone")
+    backbone: str = _opt("resnet101", "encoder name (a registered backbone)")
     pretrained: str = _opt("", "path of an encoder weights file, or a named one generated on first use "
                                      "(demo_pretext: the tiny encoder pretrained on the demo's pretext shapes); "
                                      "empty = random init")
@@ -190,7 +194,7 @@ class RuntimeConfig:
         ge=-1)
     threads: int = _opt(0, "torch CPU threads; 0 = torch default", ge=0)
     output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
-    tracking_uri: str = _opt("sqlite:///mlflow.db", "MLflow tracking URI")
+    tracking_uri: str = _opt(DEFAULT_TRACKING_URI, "MLflow tracking URI")
     experiment: str = _opt("semiseg", "MLflow experiment name")
     checkpoint_every_iters: int = _opt(
         0, "also write last.pth every N iterations inside an epoch (long epochs on preemptible jobs); 0 = per epoch",
@@ -199,7 +203,7 @@ class RuntimeConfig:
 
 @dataclass
 class RunConfig:
-    method: str = _opt("unimatch", "training method", registry="method")
+    method: str = _opt("unimatch", "training method (a registered method)")
     seed: int = _opt(0, "seed for every random number generator", ge=0)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -213,22 +217,6 @@ class RunConfig:
     corrmatch: CorrMatchConfig = field(default_factory=CorrMatchConfig)
     semiovs: SemiOVSConfig = field(default_factory=SemiOVSConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-
-def _registry_names(kind: str) -> list[str]:
-    if kind == "method":
-        from semiseg.methods import METHODS
-
-        return METHODS.names()
-    if kind == "dataset":
-        from semiseg.data.datasets import DATASETS
-
-        return DATASETS.names()
-    if kind == "backbone":
-        from semiseg.models import BACKBONES
-
-        return BACKBONES.names()
-    raise ValueError(kind)
 
 
 def _type_name(tp: Any) -> str:
@@ -258,15 +246,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         str: isinstance(value, str),
     }[tp]
     if not ok:
-        hint = " (YAML read it as a number: quote it, e.g. '1_32')" if tp is str and isinstance(value, (int, float)) else ""
+        as_number = tp is str and isinstance(value, (int, float))
+        hint = " (YAML read it as a number: quote it, e.g. '1_32')" if as_number else ""
         raise ConfigError(f"key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}")
     return float(value) if tp is float else value
 
 
 def _check_rules(value: Any, meta: dict, key: str) -> None:
     choices = meta.get("choices")
-    if meta.get("registry"):
-        choices = _registry_names(meta["registry"])
     if choices is not None and value not in choices:
         raise ConfigError(f"key '{key}': unknown value {value!r}; valid: {', '.join(map(str, choices))}")
     problem = meta["check"](value) if "check" in meta else None
@@ -308,11 +295,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             value = _coerce(data[name], tp, key)
             _check_rules(value, f.metadata, key)
             kwargs[name] = value
-    obj = cls(**kwargs)
-    for name, f in fields.items():  # defaults must satisfy registries too (e.g. after a rename)
-        if name not in data and not dataclasses.is_dataclass(hints[name]):
-            _check_rules(getattr(obj, name), f.metadata, prefix + name)
-    return obj
+    return cls(**kwargs)
 
 
 _SECTIONS: dict[tuple, Any] = {}
@@ -351,17 +334,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``key`` ``"a.b"``, creating missing sections."""
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{part}' is not a section")
+    node[last] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted ``key=value`` overrides applied."""
     out = json.loads(json.dumps(data))
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is not a section")
-        node[path[-1]] = value
+        try:
+            set_dotted(out, ".".join(path), value)
+        except ConfigError as exc:
+            raise ConfigError(f"override {text!r}: {exc}") from None
     return out
 
 

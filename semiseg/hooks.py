@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from semiseg.checkpoint import Weights, rng_state, save_training, save_weights
-from semiseg.config import config_hash, config_to_dict, flatten, save_config
+from semiseg.config import config_hash, config_to_dict, save_config
 from semiseg.distributed import lost_peer, sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
-from semiseg.evaluate import EvalResult, epoch_protocol, evaluate
+from semiseg.evaluate import EvalResult, evaluate
+from semiseg.protocol import epoch_protocol
 from semiseg.optim import poly_lr
 from semiseg.runfiles import PROGRESS_FILE, write_json
 from semiseg.tracking import REPORTED_MODEL_TAG, is_storage_error

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from semiseg.constants import IGNORE
+
 
 
 def ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = 255
+from semiseg.constants import IGNORE
 
 
 def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int) -> torch.Tensor:

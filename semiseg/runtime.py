@@ -39,12 +39,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semiseg import distributed
+from semiseg import catalog, distributed
 from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
 from semiseg.config import (RunConfig, config_from_dict, config_hash, effective_lr, global_batch, short_hash)
 from semiseg.data.sampling import build_data
 from semiseg.errors import ConfigError, UserError
-from semiseg.evaluate import describe_schedule, evaluate
+from semiseg.evaluate import evaluate
+from semiseg.protocol import describe_schedule
 from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, Hook, MethodEpochEnd, MLflowLogging,
                            PolyLR, Progress)
 from semiseg.methods import METHODS
@@ -283,6 +284,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     after every epoch, once the MLflow metrics and the checkpoint of that epoch are written (a tuner's report).
     Raises :class:`AlreadyFinished` for a cell whose run is FINISHED.
     """
+    catalog.check(cfg)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     world = distributed.world_from_env(cfg.train.gpus) if tracked else distributed.World()  # named weights: 1 process
@@ -378,6 +380,7 @@ def run(cfg: RunConfig, extra_tags: dict[str, str] | None = None, callbacks: lis
     variable says so). A stop signal checkpoints and raises :class:`~semiseg.errors.StopRequested`; a
     failure is recorded and re-raised.
     """
+    catalog.check(cfg)  # a config error, not a setup failure: nothing is recorded
     run_dir = run_dir_of(cfg)
     main = os.environ.get("RANK", "0") == "0"
     lock = CellLock(run_dir)

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from semiseg.catalog import check
 from semiseg.config import (apply_overrides, config_from_dict, config_hash, identity_dict, load_config,
                             recipe_hash)
 from semiseg.errors import ConfigError
@@ -33,7 +34,7 @@ def test_defaults_validate():
 ])
 def test_validation_messages(data, expected):
     with pytest.raises(ConfigError) as info:
-        config_from_dict(data)
+        check(config_from_dict(data))  # registered names: the catalog check
     for fragment in expected:
         assert fragment in str(info.value)
 

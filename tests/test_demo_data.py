@@ -63,7 +63,7 @@ def test_splits(root: Path) -> None:
 
 
 def test_files_and_masks(root: Path) -> None:
-    allowed = set(range(len(DEMO.classes))) | {demo.IGNORE_INDEX}
+    allowed = set(range(len(DEMO.classes))) | {demo.IGNORE}
     seen: set[int] = set()
     for split_file in ["all/labeled.txt", "val.txt"]:
         for line in entries(root / "splits" / split_file):
@@ -159,7 +159,7 @@ def test_pretext_set_is_disjoint_from_demo(tmp_path: Path) -> None:
             demo_image, _ = demo.render_image(0, stream, index, demo.DEMO)
             pretext_image, label = demo.render_image(0, stream, index, demo.PRETEXT)
             assert not np.array_equal(demo_image, pretext_image)
-            assert set(np.unique(label).tolist()) <= set(range(len(demo.PRETEXT.classes))) | {demo.IGNORE_INDEX}
+            assert set(np.unique(label).tolist()) <= set(range(len(demo.PRETEXT.classes))) | {demo.IGNORE}
 
 
 def test_pretext_dataset_is_registered_and_checked(root: Path, tmp_path: Path) -> None:
@@ -171,6 +171,6 @@ def test_pretext_dataset_is_registered_and_checked(root: Path, tmp_path: Path) -
     meta = json.loads((pretext / "meta.json").read_text())
     assert meta["name"] == "demo_pretext" and meta["classes"] == list(demo.PRETEXT.classes)
     labels = [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in sorted((pretext / "SegmentationClass").glob("*"))]
-    assert set(np.unique(np.stack(labels)).tolist()) == set(range(6)) | {demo.IGNORE_INDEX}
+    assert set(np.unique(np.stack(labels)).tolist()) == set(range(6)) | {demo.IGNORE}
     with pytest.raises(DataError, match="another set"):  # the demo folder is not the pretext set
         dataset_root(spec, str(root))

@@ -11,7 +11,8 @@ import torchvision
 
 from semiseg.config import config_from_dict
 from semiseg.errors import ConfigError
-from semiseg.evaluate import EvalProtocol, predict
+from semiseg.evaluate import predict
+from semiseg.protocol import EvalProtocol
 from semiseg.models import BACKBONES, build_model, count_parameters, load_pretrained
 from semiseg.models.dinov2 import DinoV2, interpolate_pos_embed
 from semiseg.models.xception import BN_MOMENTUM

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from semiseg.config import EvalConfig
-from semiseg.evaluate import (EvalProtocol, center_crop, describe_schedule, epoch_protocol, evaluate,
-                              forward_at_multiple, predict, resolve_protocol, sliding_window, window_starts)
+from semiseg.evaluate import center_crop, evaluate, forward_at_multiple, predict, sliding_window, window_starts
+from semiseg.protocol import EvalProtocol, describe_schedule, epoch_protocol, resolve_protocol
 
 C = 5
 

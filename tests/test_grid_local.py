@@ -19,7 +19,8 @@ NO_PRETEXT = ["--set", "model.pretrained="]
 def grid(tmp, demo_root, *extra, epochs=1, iters=2):
     return [sys.executable, str(ROOT / "launch" / "run_grid.py"), "--exp", "demo", "--splits", "1_16",
             "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs"),
-            "--set", f"data.root={demo_root}", *NO_PRETEXT, "--set", "data.crop_size=32", "--set", f"train.epochs={epochs}",
+            "--set", f"data.root={demo_root}", *NO_PRETEXT, "--set", "data.crop_size=32",
+            "--set", f"train.epochs={epochs}",
             "--set", f"train.max_iters_per_epoch={iters}", "--set", "train.batch_size=4", *extra]
 
 

@@ -249,7 +249,8 @@ def test_split_label(split, n, label):
 
 
 @pytest.mark.parametrize("split,n,label", [("92", 92, "1/16 (92)"), ("1464", 1464, "Full (1464)"),
-                                           ("732", None, "1/2 (732)"), ("200", 200, "200"), ("1_16", 662, "1/16 (662)")])
+                                           ("732", None, "1/2 (732)"), ("200", 200, "200"),
+                                           ("1_16", 662, "1/16 (662)")])
 def test_split_label_pascal_paper_columns(split, n, label):
     assert tb.split_label(split, n, "pascal") == label
 

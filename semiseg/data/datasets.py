@@ -18,13 +18,14 @@ import yaml
 
 from semiseg.data import catalog
 from semiseg.data import transforms as T
+from semiseg.constants import IMAGENET_MEAN, IMAGENET_STD
+from semiseg.data.demo import DEMO, PRETEXT, ensure_demo
 from semiseg.data.io import MaskCodec, read_image, read_pair
+from semiseg.data.lists import read_split
 from semiseg.errors import DataError
 from semiseg.registry import Registry
 
 PROJECT_SPLITS = Path(__file__).resolve().parents[2] / "splits"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,6 @@ _SPECS = (
 
 
 def _register_builtin() -> None:
-    from semiseg.data.demo import DEMO, PRETEXT, ensure_demo
-
     for scenes in (DEMO, PRETEXT):
         DATASETS.register(scenes.name)(DatasetSpec(
             scenes.name, scenes.classes, f"data/{scenes.name}", "generated on first use",
@@ -230,23 +229,6 @@ def _split_path(root: Path, dataset: str, rel: Path) -> Path | None:
 def split_file(root: Path, dataset: str, split: str, kind: str) -> Path | None:
     """Locate ``<split>/<kind>.txt`` (or ``val.txt`` for kind 'val') under the dataset root or ``splits/``."""
     return _split_path(root, dataset, Path("val.txt") if kind == "val" else Path(split) / f"{kind}.txt")
-
-
-def read_split(path: Path) -> list[tuple[str, str]]:
-    """Parse a two-column split file (image path, mask path); a missing trailing newline is fine."""
-    entries = []
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read split list {path} ({exc})") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise DataError(f"{path}:{number}: expected '<image> <mask>', got {line!r}")
-        entries.append((parts[0], parts[1]))
-    return entries
 
 
 def load_split(root: Path, dataset: str, split: str, kind: str, required: bool = True) -> list[tuple[str, str]]:

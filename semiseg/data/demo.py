@@ -35,12 +35,13 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from semiseg.constants import IGNORE
+from semiseg.data.lists import read_split
 from semiseg.errors import DataError
 
 IMAGE_SIZE = 64
 NUM_TRAIN = 768
 NUM_VAL = 160
-IGNORE_INDEX = 255
 OBJECTS_PER_IMAGE = (2, 6)
 OBJECT_SIZE = (14.0, 34.0)  # object diameter in pixels, sampled uniformly
 MIN_VISIBLE_AREA = 20  # pixels of an object that must lie inside the image
@@ -131,8 +132,6 @@ def save_preview(root: str | Path, out_png: str | Path, n: int = 8, scale: int =
     root, out_png = Path(root), Path(out_png)
     lut = np.full((256, 3), 255, np.uint8)
     lut[: len(scenes.palette)] = np.array(scenes.palette, np.uint8)[:, ::-1]  # RGB -> BGR
-    from semiseg.data.datasets import read_split  # datasets imports this module at load time
-
     pairs = read_split(root / "splits" / "val.txt")[:n]
     if not pairs:
         raise DataError(f"{root / 'splits' / 'val.txt'} lists no images")
@@ -164,7 +163,7 @@ def render_image(seed: int, stream: int, index: int, scenes: SceneSet = DEMO) ->
     image = _background(rng)
     _draw_clutter(image, rng)
     image, label = draw_objects(rng, image.astype(np.float32), OBJECTS_PER_IMAGE, scenes)
-    label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE_INDEX
+    label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE
     return _photometric(rng, image), label
 
 
@@ -256,7 +255,7 @@ def _generate(out: Path, seed: int, scenes: SceneSet) -> None:
         "image_size": [IMAGE_SIZE, IMAGE_SIZE],
         "classes": list(scenes.classes),
         "palette": [list(c) for c in scenes.palette],
-        "ignore_index": IGNORE_INDEX,
+        "ignore_index": IGNORE,
         "counts": _counts(),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from semiseg.constants import IGNORE
 from semiseg.errors import DataError
 
-IGNORE = 255
 #: Second split column of an unlabeled entry without a mask (UniMatch V2's Cityscapes-extra list).
 NO_MASK = "None"
 #: Mask encodings: ``index`` = stored ids 0..C-1 and 255; ``reduce_zero`` = raw ids with 0 = unlabeled

@@ -20,7 +20,7 @@ from semiseg.config import RunConfig
 from semiseg.data.datasets import SegDataset, load_split, open_dataset, unlabeled_entries
 from semiseg.data.device import IMAGENET, Norm
 from semiseg.errors import DataError
-from semiseg.evaluate import EvalProtocol, resolve_protocol
+from semiseg.protocol import EvalProtocol, resolve_protocol
 
 STREAM_IDS = {"labeled": 0, "unlabeled": 1, "mix": 2, "ood": 3}
 #: most worker processes a loader gets by default (beyond it, decoding rarely limits a GPU step)

@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from semiseg.constants import IGNORE as IGNORE  # re-exported: T.IGNORE
+from semiseg.constants import IMAGENET_MEAN, IMAGENET_STD
+
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
+STD = np.array(IMAGENET_STD, dtype=np.float32)
 #: Mask value marking crop padding of unlabeled images (becomes 255 in the ignore mask).
 PAD_SENTINEL = 254
-IGNORE = 255
 
 
 def random_rescale(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,

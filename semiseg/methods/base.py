@@ -33,6 +33,10 @@ class Method:
     streams: tuple[str, ...] = ("labeled",)
     #: extra keyword arguments of :func:`semiseg.models.build_model` this method needs (e.g. CorrMatch's branch)
     model_kwargs: dict[str, Any] = {}
+    #: the encoder head the method needs ("" = any), checked by :mod:`semiseg.catalog` at plan time
+    needs_head: str = ""
+    #: a true/false config key that switches ``needs_head`` on ("" = always), e.g. ``unimatch_v2.comp_drop``
+    needs_head_when: str = ""
 
     def __init__(self, cfg: RunConfig, model: nn.Module) -> None:
         self.cfg = cfg

@@ -25,6 +25,7 @@ class CorrMatch(Method):
 
     streams = ("labeled", "unlabeled", "mix")
     model_kwargs = {"corr": True}
+    needs_head = "deeplabv3plus"  # the correlation branch sits beside the DeepLabV3+ decoder
 
     def __init__(self, cfg: RunConfig, model: nn.Module) -> None:
         super().__init__(cfg, model)

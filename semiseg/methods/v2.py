@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from semiseg.distributed import unwrap
-from semiseg.errors import ConfigError
 from semiseg.losses import fixmatch_total, flip_mix, mask_ratio, unimatch_v2_total, unsup_loss
 from semiseg.methods.base import METHODS, StepOutput
 from semiseg.methods.ema import EMATeacherMethod
-from semiseg.models.dpt import DPT
 
 
 class _V2Method(EMATeacherMethod):
@@ -39,12 +36,12 @@ class FixMatchV2(_V2Method):
 class UniMatchV2(_V2Method):
     """UniMatch V2: ``f(x)``, then ``f(cat(s1, s2), comp_drop=True)``; no weak-view student forward."""
 
+    needs_head = "dpt"  # Complementary Dropout masks the DPT head's inputs
+    needs_head_when = "unimatch_v2.comp_drop"
+
     def __init__(self, cfg, model) -> None:
         super().__init__(cfg, model)
         self.comp_drop = cfg.unimatch_v2.comp_drop
-        if self.comp_drop and not isinstance(unwrap(model), DPT):  # the module, not a DDP wrapper
-            raise ConfigError(f"key 'unimatch_v2.comp_drop': Complementary Dropout needs a DPT model (backbone "
-                              f"dinov2_*), not backbone '{cfg.model.backbone}'; set unimatch_v2.comp_drop=false")
 
     def step(self, batch):
         x, y, u = batch["labeled"]["img"], batch["labeled"]["mask"], batch["unlabeled"]

@@ -101,7 +101,7 @@ class DinoV2(VisionTransformer):
 
 
 def _register(size: str) -> None:
-    @BACKBONES.register(f"dinov2_{size}")
+    @BACKBONES.register(f"dinov2_{size}", head=DinoV2.head, input_multiple=DinoV2.input_multiple)
     def build(output_stride: int = 16) -> DinoV2:
         """DINOv2 ViT-{size}/14 (``output_stride`` does not apply: a ViT has patch stride 14)."""
         return DinoV2(size)

@@ -57,7 +57,8 @@ class DPTHead(nn.Module):
         super().__init__()
         self.projects = nn.ModuleList(nn.Conv2d(embed_dim, c, 1) for c in out_channels)
         c = out_channels
-        self.resize = nn.ModuleList([nn.ConvTranspose2d(c[0], c[0], 4, stride=4), nn.ConvTranspose2d(c[1], c[1], 2, stride=2),
+        self.resize = nn.ModuleList([nn.ConvTranspose2d(c[0], c[0], 4, stride=4),
+                                     nn.ConvTranspose2d(c[1], c[1], 2, stride=2),
                                      nn.Identity(), nn.Conv2d(c[3], c[3], 3, stride=2, padding=1)])
         self.rn = nn.ModuleList(nn.Conv2d(ch, features, 3, padding=1, bias=False) for ch in out_channels)
         self.fusion = nn.ModuleList(FusionBlock(features) for _ in out_channels)

@@ -15,7 +15,9 @@ from semiseg.registry import Registry
 #: it exposes ``low_channels`` and ``high_channels`` (and optionally ``head_widths``); an encoder with
 #: ``head = "dpt"`` (DINOv2) gets the DPT head. ``convert_pretrained(state) -> (state, ignored keys)``, when an
 #: encoder defines it, maps an official weights file onto the encoder's names.
-BACKBONES: Registry = Registry("backbone")
+#: Facts an encoder declares (read by :mod:`semiseg.catalog`): its ``head`` and the ``input_multiple`` its input
+#: sides must be.
+BACKBONES: Registry = Registry("backbone", head="deeplabv3plus", input_multiple=1)
 
 
 def _read_state(path: Path) -> dict:
@@ -48,12 +50,12 @@ class NamedWeights:
         return f"{self.run['model']['backbone']}_{self.name}_v{self.version}.pth"
 
 
-#: name → :class:`NamedWeights`.
-NAMED_WEIGHTS: Registry = Registry("named weights")
+#: name → :class:`NamedWeights`. Fact: the ``backbone`` the weights are for.
+NAMED_WEIGHTS: Registry = Registry("named weights", backbone="")
 
 
 def register_named(spec: NamedWeights) -> NamedWeights:
-    NAMED_WEIGHTS.register(spec.name)(spec)
+    NAMED_WEIGHTS.register(spec.name, backbone=spec.run["model"]["backbone"])(spec)
     return spec
 
 
@@ -89,7 +91,8 @@ def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]
                   for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     common = [k for k in state if k in own]
     if mismatched or not common:
-        detail = "; ".join(mismatched[:5]) if mismatched else f"no parameter names in common, e.g. file has {list(state)[:3]}"
+        detail = ("; ".join(mismatched[:5]) if mismatched
+                  else f"no parameter names in common, e.g. file has {list(state)[:3]}")
         raise ConfigError(f"model.pretrained: {path} does not match the {type(module).__name__} encoder ({detail})")
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
@@ -98,6 +101,15 @@ def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def crop_problem(backbone: str, crop_size: int) -> str | None:
+    """Why ``data.crop_size`` does not suit ``backbone`` (its declared ``input_multiple``); None when it does."""
+    multiple = BACKBONES.facts(backbone)["input_multiple"]
+    if crop_size % multiple == 0:
+        return None
+    return (f"key 'data.crop_size': {crop_size} is not a multiple of {multiple}, which backbone '{backbone}' "
+            f"needs (e.g. {multiple * max(1, round(crop_size / multiple))})")
 
 
 def build_model(cfg, num_classes: int, corr: bool = False, weights: Path | None = None) -> nn.Module:
@@ -111,11 +123,10 @@ def build_model(cfg, num_classes: int, corr: bool = False, weights: Path | None 
     from semiseg.models.deeplabv3plus import DeepLabV3Plus
     from semiseg.models.dpt import DPT
 
+    problem = crop_problem(cfg.model.backbone, cfg.data.crop_size)
+    if problem:
+        raise ConfigError(problem)
     encoder = BACKBONES.get(cfg.model.backbone)(cfg.model.output_stride)
-    multiple = getattr(encoder, "input_multiple", 1)
-    if cfg.data.crop_size % multiple:
-        raise ConfigError(f"key 'data.crop_size': {cfg.data.crop_size} is not a multiple of {multiple}, which "
-                          f"backbone '{cfg.model.backbone}' needs (e.g. {multiple * max(1, round(cfg.data.crop_size / multiple))})")
     if weights is not None:
         report = load_pretrained(encoder, weights)
         print(f"loaded {cfg.model.pretrained}: " + ", ".join(

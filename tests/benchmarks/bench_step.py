@@ -25,7 +25,7 @@ from semiseg.cli import run_cli
 from semiseg.config import apply_overrides, config_from_dict
 from semiseg.data.sampling import TrainData
 from semiseg.data.transforms import cutmix_box
-from semiseg.evaluate import EvalProtocol
+from semiseg.protocol import EvalProtocol
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer

@@ -31,15 +31,10 @@ import torch
 import torch.distributed as dist
 
 from experiments.registry import expand, load_experiment
-from semiseg import distributed
-from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, effective_lr
+from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
 from semiseg.data.demo import ensure_demo
 from semiseg.data.demo_ood import ensure_demo_ood
-from semiseg.data.sampling import build_data
-from semiseg.hooks import PolyLR
 from semiseg.methods import METHODS
-from semiseg.models import build_model
-from semiseg.optim import build_optimizer
 from semiseg.runtime import build_trainer
 from semiseg.trainer import Trainer
 

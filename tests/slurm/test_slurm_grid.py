@@ -55,7 +55,8 @@ def slurm_cluster(tmp_path_factory) -> Path:
 def grid_cmd(tmp: Path, demo_root: Path, *extra: str, epochs: int = 2, iters: int = 2, script="run_grid.py"):
     return [sys.executable, str(ROOT / "launch" / script), "--exp", "demo",
             "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs"),
-            "--set", f"data.root={demo_root}", *NO_PRETEXT, "--set", "data.crop_size=32", "--set", f"train.epochs={epochs}",
+            "--set", f"data.root={demo_root}", *NO_PRETEXT, "--set", "data.crop_size=32",
+            "--set", f"train.epochs={epochs}",
             "--set", f"train.max_iters_per_epoch={iters}", "--set", "train.batch_size=4", *extra]
 
 

@@ -1,0 +1,47 @@
+"""The wheel holds the data files the tools read and the console scripts; a non-editable install needs both."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "launch.run_grid:cli",
+           "semiseg-status": "launch.status:cli", "semiseg-tune": "launch.tune:cli",
+           "semiseg-tables": "reports.make_tables:cli"}
+
+
+def test_wheel_holds_the_data_files_and_console_scripts(tmp_path):
+    src = tmp_path / "src"  # build from a copy: setuptools writes build/ and *.egg-info beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("semiseg", "experiments", "launch", "reports"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("semiseg-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wanted = [p.relative_to(ROOT).as_posix() for pattern in ("experiments/*.yaml", "launch/clusters/*.yaml",
+                                                             "reports/published.yaml") for p in ROOT.glob(pattern)]
+    assert len(wanted) >= 4 and not [w for w in wanted if w not in names]
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    for script, target in SCRIPTS.items():
+        assert f"{script} = {target}" in text
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_console_scripts_exit_2_on_bad_input(script, monkeypatch, capsys):
+    module, func = SCRIPTS[script].split(":")
+    bad = ["--config", "/nonexistent.yaml"] if script == "semiseg-train" else ["--exp", "nope"]
+    monkeypatch.setattr(sys, "argv", [script, *bad])
+    assert getattr(importlib.import_module(module), func)() == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and ("nonexistent.yaml" in err or "'nope'" in err)
