@@ -9,6 +9,22 @@ import pytest
 from semiseg.config import RunConfig, apply_overrides, config_from_dict
 
 
+#: Data kept beside the clone, not in it (the official split lists, the spec): CI has it, a user's clone may not.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def require_shared(path: Path) -> Path:
+    """``path`` under ../shared; a test without it skips with the reason, and fails under ``CI=true``."""
+    import os
+
+    if path.exists():
+        return path
+    reason = f"{path} is not there (../shared beside the clone holds the official split lists and the spec)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI runs with ../shared beside the clone: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """Named weights made by tests go to a session folder, never to the user's ~/.cache/semiseg."""

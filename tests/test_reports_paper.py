@@ -21,6 +21,7 @@ from reports.make_tables import main  # noqa: E402
 from semiseg import tracking  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.errors import DataError  # noqa: E402
+from conftest import require_shared  # noqa: E402
 
 SPEC = ROOT.parent / "shared" / "spec" / "paper_results.yaml"
 EXP = "paper"
@@ -100,7 +101,7 @@ def _section(markdown: str, heading: str) -> tuple[list[str], list[list[str]], l
 
 def test_published_file_matches_spec():
     """Every entry of reports/published.yaml is a README figure of paper_results.yaml, cited at its commit."""
-    assert SPEC.is_file(), f"spec {SPEC} is missing"
+    require_shared(SPEC)
     spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     commits = spec["meta"]["source_commits"]
     keys = ("method", "encoder", "dataset", "protocol", "split", "n_labeled", "miou", "metric", "source_repo")

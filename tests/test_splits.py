@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_shared
 from layouts import N_TRAIN, build, write_list, write_mask
 
 from semiseg.cli import run_cli
@@ -17,7 +18,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "splits"
 
 
 def official_lists() -> dict[str, dict[str, Path]]:
-    assert SHARED.is_dir(), f"the official split lists must be at {SHARED} (../shared/splits from the repo root)"
+    require_shared(SHARED)
     out: dict[str, dict[str, Path]] = {}
     for path in sorted(SHARED.rglob("*.txt")):
         dataset, rel = path.relative_to(SHARED).parts[0], "/".join(path.relative_to(SHARED).parts[1:])
@@ -66,6 +67,7 @@ def test_official_splits_partition_the_train_set():
 
 
 def test_import_copies_official_lists_and_refuses_to_overwrite_changes(tmp_path, capsys):
+    require_shared(SHARED)
     dest = tmp_path / "splits"
     assert run_cli(main, ["import", str(SHARED / "cityscapes"), "--dataset", "cityscapes", "--dest", str(dest)]) == 0
     out = capsys.readouterr().out
@@ -108,6 +110,7 @@ def test_check_reports_the_first_missing_files_and_full_lists_every_bad_file(tmp
 
 
 def test_check_against_the_official_lists_names_missing_files_and_size_differences(tmp_path, capsys):
+    require_shared(SHARED)
     root = build("cityscapes", tmp_path / "cs")
     args = ["check", "--dataset", "cityscapes", "--root", str(root), "--lists", str(SHARED / "cityscapes"),
             "--split", "1_30", "--show", "3"]
