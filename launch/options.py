@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from experiments.registry import Cell, expand, list_experiments, load_experiment
+from semiseg.config import tracking_uri_problem
 from semiseg.constants import DEFAULT_TRACKING_URI
 from semiseg.errors import UserError
 from semiseg.methods import METHODS
@@ -100,5 +101,12 @@ def select_cells(args: argparse.Namespace) -> list[Cell]:
         if bad:
             raise UserError(f"--{axis}s: {', '.join(bad)} not valid for experiment {args.exp!r}; valid: "
                             f"{', '.join(map(str, valid))}")
-    runtime = {"tracking_uri": args.tracking_uri, "output_dir": str(Path(args.output_dir).resolve())}
+    problem = tracking_uri_problem(args.tracking_uri)
+    if problem:
+        raise UserError(f"--tracking-uri {args.tracking_uri}: {problem}")
+    output = Path(args.output_dir)
+    blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"--output-dir {output}: {blocker} is a file, not a folder")
+    runtime = {"tracking_uri": args.tracking_uri, "output_dir": str(output.resolve())}
     return expand(exp, only, args.sets, runtime)

@@ -10,12 +10,23 @@ from semiseg.errors import UserError
 EXIT_USER_ERROR = 2
 
 
+def user_message(exc: UserError) -> str:
+    """The message of a user error; one raised in a DataLoader worker arrives wrapped in the worker's
+    traceback ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its last line,
+    the original message, is what the user needs."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Run ``main(argv)``; a :class:`UserError` prints ``error: <message>`` to stderr and returns 2."""
     try:
         return int(main(argv) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

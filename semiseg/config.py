@@ -194,11 +194,27 @@ class RuntimeConfig:
         ge=-1)
     threads: int = _opt(0, "torch CPU threads; 0 = torch default", ge=0)
     output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
-    tracking_uri: str = _opt(DEFAULT_TRACKING_URI, "MLflow tracking URI")
-    experiment: str = _opt("semiseg", "MLflow experiment name")
+    tracking_uri: str = _opt(DEFAULT_TRACKING_URI, "MLflow tracking URI", check=lambda v: tracking_uri_problem(v))
+    experiment: str = _opt("semiseg", "MLflow experiment name",
+                           check=lambda v: None if v.strip() else "it is empty; give the experiment a name")
     checkpoint_every_iters: int = _opt(
         0, "also write last.pth every N iterations inside an epoch (long epochs on preemptible jobs); 0 = per epoch",
         ge=0)
+
+
+#: URI schemes of the MLflow stores a run can be tracked in (a database, a tracking server, a file store).
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why MLflow cannot track in ``uri``; None when its scheme is one MLflow serves (a plain path is a file store)."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if not uri.strip():
+        return "it is empty; e.g. sqlite:///mlflow.db"
+    if scheme and scheme not in TRACKING_SCHEMES:
+        return (f"MLflow has no store for scheme {scheme!r}; use one of {', '.join(TRACKING_SCHEMES)}, "
+                f"e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
+    return None
 
 
 @dataclass

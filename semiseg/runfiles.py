@@ -85,8 +85,9 @@ class CellLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except (NotADirectoryError, FileExistsError):
-            raise ConfigError(f"runtime.output_dir: cannot make the run folder {self.path.parent}: a file stands "
-                              f"in its path; give a folder") from None
+            blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), self.path.parent)
+            raise ConfigError(f"runtime.output_dir: {blocker} is a file, not a folder (the run folder "
+                              f"{self.path.parent} goes under it); give a folder") from None
         except OSError as exc:
             raise StorageError(exc.errno, f"cannot write the run folder {self.path.parent}: "
                                           f"{exc.strerror}") from None

@@ -189,20 +189,16 @@ add(
     train("set-method", "config", ("key 'method'", "'fixmach'", "valid:"), extra=["--set", "method=fixmach"]),
     train("set-section-scalar", "config", ("section 'data' must be a mapping",), extra=["--set", "data=3"]),
     # --tag
-    train("tag-no-equals", "config", ("--tag 'semiseg.note'", "KEY=VALUE"), extra=["--tag", "semiseg.note"], store=True,
-          xfail="semiseg/train.py: --tag without '=' is silently dropped"),
-    train("tag-empty-key", "config", ("--tag '=x'", "KEY=VALUE"), extra=["--tag", "=x"], store=True,
-          xfail="semiseg/train.py: --tag with an empty key is passed to MLflow"),
+    train("tag-no-equals", "config", ("--tag 'semiseg.note'", "KEY=VALUE"), extra=["--tag", "semiseg.note"],
+          store=True),
+    train("tag-empty-key", "config", ("--tag '=x'", "KEY=VALUE"), extra=["--tag", "=x"], store=True),
     # runtime settings that only fail when used
     train("runtime-experiment-empty", "config", ("runtime.experiment", "empty"), {"runtime.experiment": ""},
-          store=True, xfail="semiseg/config.py validation: runtime.experiment '' gives an MLflow traceback "
-                            "(an MLflow run cannot be recorded in it: reject it on load)"),
+          store=True),
     train("runtime-tracking-uri-bogus", "config", ("runtime.tracking_uri", "bogus://nowhere"),
-          {"runtime.tracking_uri": "bogus://nowhere"},
-          xfail="semiseg/tracking.py: an unsupported tracking URI gives an MLflow traceback"),
+          {"runtime.tracking_uri": "bogus://nowhere"}),
     train("runtime-output-dir-file", "config", ("runtime.output_dir", "is a file"),
-          {"runtime.output_dir": "{d}/taken"}, setup=write("taken", "x"),
-          xfail="semiseg/train.py: runtime.output_dir naming a file gives a NotADirectoryError traceback"),
+          {"runtime.output_dir": "{d}/taken"}, setup=write("taken", "x")),
 )
 
 # --------------------------------------------------------------------------- train: data on disk
@@ -335,21 +331,17 @@ add(
          lambda root: None, edits={"data.dataset": "demo", "data.root": "{d}/data"}),
     # the default runtime.num_workers (1): errors are raised inside a DataLoader worker process
     data("data-missing-image-worker", ("image", "train_001.png", "does not exist"),
-         lambda root: (root / _img("train_001")).unlink(), edits={"runtime.num_workers": DROP}, subprocess=True,
-         xfail="semiseg/data/sampling.py: a DataError in a loader worker prints torch's worker traceback"),
+         lambda root: (root / _img("train_001")).unlink(), edits={"runtime.num_workers": DROP}, subprocess=True),
     data("data-corrupt-image-worker", ("image", "train_000.png", "is corrupt"),
          lambda root: (root / _img("train_000")).write_bytes(RANDOM_BYTES), edits={"runtime.num_workers": DROP},
-         subprocess=True, xfail="semiseg/data/sampling.py: a DataError in a loader worker prints torch's worker "
-                                "traceback"),
+         subprocess=True),
     # accepted with a warning: the official blended splits overlap
     data("data-labeled-duplicates", ("warning", "labeled list", "1 duplicate"),
          _lines("splits/s/labeled.txt", f"{pair('train_000')}\n{pair('train_000')}\n{pair('train_001')}\n"),
-         rc=0, writes="any", store=True,
-         xfail="semiseg/data/sampling.py: duplicate labeled entries are accepted without a warning"),
+         rc=0, writes="any", store=True),
     data("data-labeled-unlabeled-overlap", ("warning", "1 of the 2 labeled images", "unlabeled list"),
          lambda root: write_lists(root, unlabeled=[TRAIN[1], TRAIN[2], TRAIN[3]]), method="fixmatch", rc=0,
-         writes="any", store=True,
-         xfail="semiseg/data/sampling.py: labeled images also in the unlabeled list are accepted without a warning"),
+         writes="any", store=True),
 )
 
 # --------------------------------------------------------------------------- train: encoder weights files
@@ -489,13 +481,12 @@ def grid(id: str, fragments: tuple[str, ...], *argv: str, entry: str = "run_grid
     return Case(id, "launch", entry, args, fragments, **kw)
 
 
-PLAN_WRITES = "launch/plan.py (tracking.py): a plan in an empty folder creates an MLflow store"
 
 add(
     Case("grid-missing-exp", "launch", "run_grid", ["--dry-run"], ("the following arguments are required: --exp",)),
     grid("grid-dry-run-empty-folder", ("6 cells", "6 new"),
-         rc=0, xfail=PLAN_WRITES),
-    grid("grid-status-empty-folder", ("6 cells",), "--status", dry=False, rc=0, xfail=PLAN_WRITES),
+         rc=0),
+    grid("grid-status-empty-folder", ("6 cells",), "--status", dry=False, rc=0),
     grid("grid-methods-unknown", ("--methods: unimatchh not valid for experiment 'demo'", "valid: unimatch"),
          "--methods", "unimatchh"),
     grid("grid-splits-unknown", ("--splits: 1_2 not valid for experiment 'demo'", "valid: 1_16, 1_4"),
@@ -519,12 +510,10 @@ add(
     grid("grid-cluster-set-type", ("cluster key 'time_min' must be int", "'long'"),
          "--backend", "slurm", "--cluster-set", "time_min=long", "--tracking-uri", "sqlite:///{d}/mlflow.db",
          store=True),
-    grid("grid-tracking-uri-bogus", ("--tracking-uri", "bogus://x"), "--tracking-uri", "bogus://x",
-         xfail="tracking.py: an unsupported --tracking-uri gives an MLflow traceback"),
+    grid("grid-tracking-uri-bogus", ("--tracking-uri", "bogus://x"), "--tracking-uri", "bogus://x"),
     grid("grid-output-dir-file", ("--output-dir", "is a file"), "--output-dir", "{d}/taken",
-         "--tracking-uri", "sqlite:///{d}/mlflow.db", store=True, setup=write("taken", "x"),
-         xfail="launch/run_grid.py: --output-dir naming a file is not reported"),
-    grid("status-empty-folder", ("6 cells",), entry="status", rc=0, xfail=PLAN_WRITES),
+         "--tracking-uri", "sqlite:///{d}/mlflow.db", store=True, setup=write("taken", "x")),
+    grid("status-empty-folder", ("6 cells",), entry="status", rc=0),
     Case("status-unknown-exp", "launch", "status", ["--exp", "dem"], ("unknown experiment 'dem'", "available:")),
     grid("status-methods-unknown", ("--methods: foo not valid",), "--methods", "foo", entry="status"),
     grid("status-seeds-zero", ("--seeds must be at least 1",), "--seeds", "0", entry="status"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,20 @@ def leave_stop_signals_to_trainer(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def warn_overlaps(split: str, labeled: list[tuple[str, str]], unlabeled: list[tuple[str, str]]) -> None:
+    """Warn (and go on) about duplicate labeled entries and labeled images also in the unlabeled list: the
+    official blended Pascal splits do overlap, so it is legitimate, but worth knowing."""
+    images = [image for image, _ in labeled]
+    duplicates = len(images) - len(set(images))
+    if duplicates:
+        print(f"warning: the labeled list of split '{split}' has {duplicates} duplicate entr"
+              f"{'y' if duplicates == 1 else 'ies'} (they are sampled as often as listed)", file=sys.stderr)
+    shared = len(set(images) & {image for image, _ in unlabeled})
+    if shared:
+        print(f"warning: {shared} of the {len(set(images))} labeled images of split '{split}' are also in its "
+              f"unlabeled list (as in the official blended Pascal splits); training goes on", file=sys.stderr)
+
+
 def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: int = 1) -> TrainData:
     """Build the loaders for the method's ``streams`` (labeled, unlabeled, mix, ood); data-parallel process
     ``rank`` of ``world`` gets its share of every epoch and of the validation set.
@@ -149,6 +164,8 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
                         f"and no train list or folder to derive 'train minus labeled' from); method "
                         f"'{cfg.method}' needs them")
     val = load_split(root, spec.name, cfg.data.split, "val")
+    if rank == 0:
+        warn_overlaps(cfg.data.split, labeled, unlabeled if semi else [])
     if not labeled:
         raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has an empty labeled list")
 
