@@ -183,9 +183,30 @@ def _matches(rule: dict[str, Any], axes: dict[str, Any]) -> bool:
     return all(ok(want, axes.get(axis)) for axis, want in rule.items())
 
 
+def refit_gpus(data: dict[str, Any], gpus: int) -> dict[str, Any]:
+    """A cell's config re-fitted to ``gpus`` GPUs. With ``optim.keep_global_batch`` (the default) the recipe's
+    global batch G = gpus x batch_size x accum_steps is kept: per-GPU batch b' <= the recipe's (memory) and
+    accumulation k' with gpus x b' x k' = G, so the LR stays the recipe's. Otherwise only ``train.gpus``
+    changes and the LR follows the linear scaling rule (``optim.reference_batch``)."""
+    train = data.setdefault("train", {})
+    batch, accum = int(train.get("batch_size", 2)), int(train.get("accum_steps", 1))
+    total = int(train.get("gpus", 1)) * batch * accum
+    train["gpus"] = gpus
+    if not (data.get("optim") or {}).get("keep_global_batch", True):
+        return data
+    if total % gpus:
+        raise ConfigError(f"--gpus {gpus}: the recipe's global batch of {total} images does not split over {gpus} "
+                          f"GPUs; use a divisor of {total}, or --set optim.keep_global_batch=false to scale the LR")
+    per_gpu = total // gpus
+    train["batch_size"] = max(b for b in range(1, min(batch, per_gpu) + 1) if per_gpu % b == 0)
+    train["accum_steps"] = per_gpu // train["batch_size"]
+    return data
+
+
 def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list[str] | None = None,
-           runtime: dict[str, Any] | None = None) -> list[Cell]:
-    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides.
+           runtime: dict[str, Any] | None = None, gpus: int | None = None) -> list[Cell]:
+    """All cells of ``exp``: the grid product, minus excludes, restricted by ``only``, with overrides, then
+    (``gpus``) re-fitted to that many GPUs (:func:`refit_gpus`).
 
     Every cell passes the catalog check (:mod:`semiseg.catalog`); otherwise one :class:`ConfigError` names each
     incompatible cell and its problems."""
@@ -211,6 +232,8 @@ def expand(exp: Experiment, only: dict[str, list[Any]] | None = None, sets: list
                 data = _merge(data, rule["set"])
         if sets:
             data = apply_overrides(data, sets)
+        if gpus:
+            data = refit_gpus(data, gpus)
         data = _merge(data, {"runtime": {"experiment": exp.name, **(runtime or {})}})
         try:
             cfg = config_from_dict(data)

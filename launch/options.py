@@ -34,6 +34,10 @@ def selection_options() -> argparse.ArgumentParser:
     g.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value in every cell (changes the cells' hashes), "
                         "e.g. --set train.epochs=2 (repeatable)")
+    g.add_argument("--gpus", type=int, default=None,
+                   help="re-fit every cell's recipe to N GPUs, keeping the paper's global batch with gradient "
+                        "accumulation (the LR stays the paper's; --set optim.keep_global_batch=false scales the LR "
+                        "instead), e.g. --gpus 1")
     g.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                    help=f"MLflow tracking URI, e.g. --tracking-uri {DEFAULT_TRACKING_URI} or http://127.0.0.1:5000")
     g.add_argument("--output-dir", default="runs", help="folder for run folders (checkpoints, logs; tune: "
@@ -108,5 +112,7 @@ def select_cells(args: argparse.Namespace) -> list[Cell]:
     blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"--output-dir {output}: {blocker} is a file, not a folder")
+    if args.gpus is not None and args.gpus < 1:
+        raise UserError(f"--gpus must be at least 1, got {args.gpus}")
     runtime = {"tracking_uri": args.tracking_uri, "output_dir": str(output.resolve())}
-    return expand(exp, only, args.sets, runtime)
+    return expand(exp, only, args.sets, runtime, gpus=args.gpus)

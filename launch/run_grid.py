@@ -31,7 +31,7 @@ from launch.options import ray_options, select_cells, selection_options  # noqa:
 from launch.plan import PlannedCell, plan  # noqa: E402
 from launch.status import format_status  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
-from semiseg.config import effective_lr  # noqa: E402
+from semiseg.config import effective_lr, global_batch  # noqa: E402
 from semiseg.errors import UserError  # noqa: E402
 from semiseg.tracking import get_or_create_experiment  # noqa: E402
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def format_plan(planned: list[PlannedCell]) -> str:
     """One line per cell (hash, axes, GPUs x batch, the LR after linear scaling, cost estimate, state), totals."""
     lines = [f"{'hash':10}  {'method':17} {'dataset':14} {'split':8} {'backbone':12} {'seed':>4}  "
-             f"{'gpus x bs':>9}  {'lr':>9}  {'est.h':>6}  state"]
+             f"{'gpus x bs x acc':>15} {'batch':>5}  {'lr':>9}  {'est.h':>6}  state"]
     scaled = False
     for p in planned:
         c = p.cell.config
@@ -71,8 +71,9 @@ def format_plan(planned: list[PlannedCell]) -> str:
         scaled |= is_scaled
         lr = f"{lr_used:.3g}" + ("*" if is_scaled else " ")
         est = f"{p.est_hours:6.2f}" if p.est_hours is not None else f"{'-':>6}"
+        shape = f"{c.train.gpus} x {c.train.batch_size} x {c.train.accum_steps}"
         lines.append(f"{p.cell.short:10}  {c.method:17} {c.data.dataset:14} {c.data.split:8} {c.model.backbone:12} "
-                     f"{c.seed:>4}  {f'{c.train.gpus} x {c.train.batch_size}':>9}  {lr:>9}  {est}  {p.state}")
+                     f"{c.seed:>4}  {shape:>15} {global_batch(c):>5}  {lr:>9}  {est}  {p.state}")
     counts = {}
     for p in planned:
         counts[p.state] = counts.get(p.state, 0) + 1
@@ -86,7 +87,7 @@ def format_plan(planned: list[PlannedCell]) -> str:
         lines.append(f"no cost estimate for the {len(todo)} unfinished cell(s): no finished run of their recipes "
                      f"in this MLflow store yet")
     if scaled:
-        lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs)")
+        lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs x acc)")
     return "\n".join(lines)
 
 
@@ -95,7 +96,9 @@ def plan_json(planned: list[PlannedCell]) -> str:
                         "dataset": p.cell.config.data.dataset, "split": p.cell.config.data.split,
                         "backbone": p.cell.config.model.backbone, "seed": p.cell.config.seed,
                         "state": p.state, "run_id": p.run_id, "gpus": p.cell.config.train.gpus,
-                        "batch_size": p.cell.config.train.batch_size, "lr": p.cell.config.optim.lr,
+                        "batch_size": p.cell.config.train.batch_size,
+                        "accum_steps": p.cell.config.train.accum_steps, "global_batch": global_batch(p.cell.config),
+                        "lr": p.cell.config.optim.lr,
                         "effective_lr": effective_lr(p.cell.config), "est_hours": p.est_hours} for p in planned],
                       indent=1)
 

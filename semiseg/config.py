@@ -80,6 +80,10 @@ class OptimConfig:
            "UniMatch V1 on Pascal (2 per GPU x 4 GPUs); the LR actually used is scaled linearly to this run's "
            "global batch, train.gpus x train.batch_size x train.accum_steps (spec §1.5); 0 = use optim.lr as "
            "given", ge=0)
+    keep_global_batch: bool = _opt(
+        True, "when the planner re-fits a recipe to another GPU count (run_grid --gpus N): keep the recipe's "
+              "global batch with gradient accumulation, so the LR stays the paper's; false = keep the per-GPU "
+              "batch and scale the LR linearly to the smaller global batch")
 
 
 @dataclass

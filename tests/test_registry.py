@@ -135,3 +135,26 @@ def test_official_cli_errors_cleanly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.official", str(bad)], capture_output=True, text=True,
                          cwd=ROOT)
     assert out.returncode == 2 and "multi_grid" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_gpus_refit_keeps_the_paper_global_batch_or_scales_the_lr(tmp_path, capsys):
+    from launch import run_grid
+
+    def plan(*extra):
+        args = ["--exp", "pascal_all", "--methods", "unimatch", "--splits", "92", "--dry-run", "--json",
+                "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", str(tmp_path / "runs"), *extra]
+        assert run_grid.main(args) == 0
+        (cell,) = json.loads(capsys.readouterr().out)
+        return cell
+
+    paper, one = plan(), plan("--gpus", "1")
+    assert (paper["gpus"], paper["batch_size"], paper["accum_steps"], paper["global_batch"]) == (4, 2, 1, 8)
+    assert (one["gpus"], one["batch_size"], one["accum_steps"], one["global_batch"]) == (1, 2, 4, 8)
+    assert one["effective_lr"] == paper["effective_lr"] == pytest.approx(1e-3) and one["hash"] != paper["hash"]
+    scaled = plan("--gpus", "1", "--set", "optim.keep_global_batch=false")
+    assert (scaled["accum_steps"], scaled["global_batch"]) == (1, 2) and scaled["effective_lr"] == pytest.approx(2.5e-4)
+    eight = plan("--gpus", "8")  # more GPUs than the paper: the per-GPU batch shrinks
+    assert (eight["batch_size"], eight["accum_steps"], eight["global_batch"]) == (1, 1, 8)
+    with pytest.raises(ConfigError, match="global batch of 8 images does not split over 3 GPUs"):
+        plan("--gpus", "3")
+    assert not (tmp_path / "mlflow.db").exists()  # a plan writes nothing
