@@ -126,7 +126,7 @@ def save_weights(path: str | Path, weights: Weights) -> None:
 def load_weights(path: str | Path) -> Weights:
     """The model weights in a weights file, or in a training checkpoint (its model and config)."""
     try:
-        data = _read(path, WEIGHTS_FORMAT, "weights file")
+        data = _read(path, WEIGHTS_FORMAT, "checkpoint or weights file")
         return Weights(data["state_dict"], data.get("config"), data.get("meta") or {})
     except CheckpointError as not_weights:
         try:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from semiseg.checkpoint import load_checkpoint
+from semiseg.checkpoint import load_weights
 from semiseg.cli import run_cli
 from semiseg.config import config_from_dict
 from semiseg.data import transforms as T
@@ -60,14 +60,13 @@ def list_images(root: Path, images: str) -> list[str]:
 
 def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, str]:
     """The model of one of our checkpoints (eval mode) and its dataset name."""
-    ckpt = load_checkpoint(checkpoint)
-    if "model" not in ckpt or "config" not in ckpt:
-        raise DataError(f"{checkpoint} holds no model weights and config (use a run's best.pth or last.pth)")
-    cfg = config_from_dict(ckpt["config"])
-    cfg.model.pretrained = ""  # the full weights come from the checkpoint
+    weights = load_weights(checkpoint)
+    if weights.config is None:
+        raise DataError(f"{checkpoint} holds no run config (use a run's best.pth or last.pth)")
+    cfg = config_from_dict(weights.config)
     spec = DATASETS.get(cfg.data.dataset)
-    model = build_model(cfg, spec.num_classes, **METHODS.get(cfg.method).model_kwargs)
-    model.load_state_dict(ckpt["model"])
+    model = build_model(cfg, spec.num_classes, **METHODS.get(cfg.method).model_kwargs)  # weights: the file's
+    model.load_state_dict(weights.state_dict)
     return model.to(device).eval(), spec.name
 
 

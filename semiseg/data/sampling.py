@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +124,21 @@ class TrainData:
 
 
 def leave_stop_signals_to_trainer(worker_id: int) -> None:
-    """Loader workers ignore the stop signals: a SIGTERM to the whole process group (``scancel``, preemption,
-    ``kill -- -PGID``) then stops training gracefully, with a checkpoint, instead of killing a worker under it."""
-    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+    """Loader workers leave the stop signals to the training process: a SIGTERM to the whole process group
+    (``scancel``, preemption, ``kill -- -PGID``) then stops training gracefully, with a checkpoint, instead of
+    killing a worker under it. A SIGTERM from the training process itself (the loader shutting its workers
+    down) still ends the worker: a thread waits for SIGTERM and exits only when the parent sent it."""
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    parent = os.getppid()
+
+    def wait_for_parent() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=wait_for_parent, daemon=True, name="sigterm-from-parent").start()
 
 
 def warn_overlaps(split: str, labeled: list[tuple[str, str]], unlabeled: list[tuple[str, str]]) -> None:
