@@ -301,14 +301,15 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     method = method_cls(cfg, model)
     optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
     all_hooks: list[Hook] = [PolyLR(), *(hooks or [])]
-    if not tracked:
-        return Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
-
     run_dir = run_dir_of(cfg)
+    if tracked:
+        all_hooks += [Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
+    trainer = Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
+    if not tracked:
+        return trainer
+
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = load_resume_point(cfg, run_dir, move_corrupt=world.is_main)
-    all_hooks += [Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
-    trainer = Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
     if ckpt is not None:
         restore(trainer, ckpt, run_dir / "last.pth")
     if world.is_main:  # one MLflow run and one progress file per training run

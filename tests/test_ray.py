@@ -153,3 +153,15 @@ def test_two_process_cells_on_ray(ray_runtime, tmp_path, demo_root, capsys, sigt
     runs = search_cells(uri, "demo")
     assert len(runs) == 2 and {r.status for r in runs} == {"FINISHED"}
     assert {_client(uri).get_run(r.run_id).data.params["derived.world_size"] for r in runs} == {"2"}
+
+
+def test_a_setup_failure_is_recorded_like_on_the_other_backends(ray_runtime, tmp_path, demo_root, capsys,
+                                                                 sigterm_restored):
+    missing = tmp_path / "no_pascal"
+    args = grid_args(tmp_path, demo_root, "--methods", "supervised", "--splits", "1_16",
+                     "--set", "data.dataset=pascal", "--set", f"data.root={missing}")
+    assert run_grid.main(args) == 1
+    assert "0 finished, 1 failed" in capsys.readouterr().out
+    (failed,) = search_cells(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo")
+    assert failed.status == "FAILED" and str(missing) in failed.tags["semiseg.error"]
+    assert failed.tags["semiseg.backend"] == "ray"
