@@ -136,6 +136,7 @@ def load_runs(uris: str | list[str], exp: str):
         if db is not None:
             check_sqlite_store(db, uri)
         frame = tracking.runs_frame(uri, exp)
+        frame = frame[frame["hash"].notna()]  # a run without its cell tags (killed while created) is no cell's
         if not frame.empty:
             frames.append(frame.assign(store=uri))
     if not frames:

@@ -64,6 +64,7 @@ def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module,
     if weights.config is None:
         raise DataError(f"{checkpoint} holds no run config (use a run's best.pth or last.pth)")
     cfg = config_from_dict(weights.config)
+    cfg.model.pretrained = ""  # the full weights come from the file
     spec = DATASETS.get(cfg.data.dataset)
     model = build_model(cfg, spec.num_classes, **METHODS.get(cfg.method).model_kwargs)  # weights: the file's
     model.load_state_dict(weights.state_dict)

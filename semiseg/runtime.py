@@ -50,7 +50,7 @@ from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, Hook
                            PolyLR, Progress)
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
-from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights
+from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights, weights_file
 from semiseg.optim import build_optimizer
 from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
                               read_json, run_dir_for, write_json)
@@ -189,13 +189,7 @@ def resolve_weights(cfg: RunConfig) -> Path | None:
     name = cfg.model.pretrained
     if not name:
         return None
-    if name in NAMED_WEIGHTS:
-        return ensure_named_weights(name)
-    path = Path(name).expanduser().resolve()
-    if not path.is_file():
-        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
-                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
-    return path
+    return ensure_named_weights(name) if name in NAMED_WEIGHTS else weights_file(name)
 
 
 # --- resume point and MLflow run ----------------------------------------------------------------------------

@@ -347,7 +347,6 @@ def runs_frame(uri: str, experiment: str, sql: bool = True):
     runs = sql_runs(uri, experiment) if sql else None
     if runs is None:
         runs = search_cells(uri, experiment)
-    runs = [run for run in runs if run.cell_hash]  # a run without its cell tags is no cell's result
     rows = []
     for run in runs:
         row = {"run_id": run.run_id, "status": run.status, "state": run.state, "start_time": run.start_time,

@@ -91,7 +91,8 @@ def assert_identical(a, b, where: str = "") -> None:
 
 
 def test_every_registered_method_has_a_run():
-    assert set(METHODS.names()) <= {overrides[0].split("=")[1] for overrides in RUNS.values()}
+    shipped = {name for name in METHODS.names() if METHODS.get(name).__module__.startswith("semiseg.")}
+    assert shipped and shipped <= {overrides[0].split("=")[1] for overrides in RUNS.values()}
 
 
 @pytest.mark.parametrize("name", list(RUNS))

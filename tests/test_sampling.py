@@ -15,6 +15,7 @@ from torch.utils.data import DistributedSampler
 from semiseg.data.datasets import read_split
 from semiseg.data.sampling import (
     MAX_AUTO_WORKERS,
+    leave_stop_signals_to_trainer,
     EpochSampler,
     build_data,
     iters_per_epoch,
@@ -119,5 +120,6 @@ def test_auto_workers_share_the_cpus():
     assert loader_workers(3, 4, 2, cpus=16) == 3  # an explicit count is kept
     assert loader_workers(-1, 3, 1, cpus=2) == 0  # fewer CPUs than loaders: load in the training process
     assert worker_kwargs(0) == {"num_workers": 0}
-    assert worker_kwargs(1) == {"num_workers": 1, "persistent_workers": True, "prefetch_factor": 4}
+    assert worker_kwargs(1) == {"num_workers": 1, "persistent_workers": True, "prefetch_factor": 4,
+                                "worker_init_fn": leave_stop_signals_to_trainer}
     assert worker_kwargs(8)["prefetch_factor"] == 2

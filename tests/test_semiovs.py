@@ -14,7 +14,7 @@ from semiseg.data.datasets import SegDataset, read_split
 from semiseg.data.demo_ood import NUM_OOD, ensure_demo_ood
 from semiseg.errors import DataError
 from semiseg.tracking import _client
-from semiseg.runtime import build_trainer
+from semiseg.runtime import build_trainer, run_dir_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_semiovs_trains_end_to_end_on_demo(make_config, ood_root, method):
 def test_ood_cli_predicts_checks_and_feeds_semiovs(tmp_path, make_config, ood_root):
     trainer = build_trainer(make_config("method=supervised", "train.epochs=1", folder="sup"))
     trainer.train()
-    checkpoint = next(Path(trainer.cfg.runtime.output_dir).glob("*/best.pth"))
+    checkpoint = run_dir_of(trainer.cfg) / "best.pth"
     target = tmp_path / "ood_pred"
     target.mkdir()
     images = [img for img, _ in read_split(ood_root / "ood.txt")[:12]]

@@ -82,7 +82,7 @@ def load_pretrained(module: nn.Module, path: str | Path) -> dict[str, list[str]]
     weights and never count as missing). A file whose tensors do not fit (a shape mismatch, or no key in
     common) raises :class:`ConfigError` naming the file and the first offending keys.
     """
-    path = Path(path).expanduser()
+    path = weights_file(str(path))
     state = _read_state(path)
     convert = getattr(module, "convert_pretrained", None)
     state, ignored = convert(state) if convert is not None else (state, [])
@@ -112,13 +112,26 @@ def crop_problem(backbone: str, crop_size: int) -> str | None:
             f"needs (e.g. {multiple * max(1, round(crop_size / multiple))})")
 
 
+def weights_file(pretrained: str) -> Path:
+    """The weights file ``model.pretrained`` names as a path (named weights are the run assembly's to make:
+    :func:`semiseg.runtime.resolve_weights`)."""
+    if pretrained in NAMED_WEIGHTS:
+        raise ConfigError(f"model.pretrained: {pretrained!r} names weights the run assembly makes "
+                          f"(semiseg.runtime.resolve_weights); pass the file it returns")
+    path = Path(pretrained).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
+                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
+    return path
+
+
 def build_model(cfg, num_classes: int, corr: bool = False, weights: Path | None = None) -> nn.Module:
     """The segmentation network for run config ``cfg``: DeepLabV3+ or, for DINOv2 encoders, DPT.
 
     Loads ``weights`` (the file ``model.pretrained`` names, resolved by the run assembly:
-    :func:`semiseg.runtime.resolve_weights`) into the encoder (printing the key report) and freezes the encoder
-    when ``model.lock_backbone`` is set. ``corr`` adds CorrMatch's correlation branch to DeepLabV3+
-    (a method asks for it via ``Method.model_kwargs``).
+    :func:`semiseg.runtime.resolve_weights`; by default the file ``model.pretrained`` gives) into the encoder
+    (printing the key report) and freezes the encoder when ``model.lock_backbone`` is set. ``corr`` adds
+    CorrMatch's correlation branch to DeepLabV3+ (a method asks for it via ``Method.model_kwargs``).
     """
     from semiseg.models.deeplabv3plus import DeepLabV3Plus
     from semiseg.models.dpt import DPT
@@ -127,6 +140,8 @@ def build_model(cfg, num_classes: int, corr: bool = False, weights: Path | None 
     if problem:
         raise ConfigError(problem)
     encoder = BACKBONES.get(cfg.model.backbone)(cfg.model.output_stride)
+    if weights is None and cfg.model.pretrained:
+        weights = weights_file(cfg.model.pretrained)
     if weights is not None:
         report = load_pretrained(encoder, weights)
         print(f"loaded {cfg.model.pretrained}: " + ", ".join(
