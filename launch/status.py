@@ -33,7 +33,7 @@ def cell_status(p: PlannedCell) -> dict:
             "split": c.data.split, "backbone": c.model.backbone, "seed": c.seed, "state": p.state,
             "mlflow_status": p.status, "run_id": p.run_id, "epoch": prog.get("epoch", 0),
             "epochs": c.train.epochs, "best_miou": prog.get("best_miou"), "slurm_job": p.job.get("job_id", ""),
-            "slurm_state": p.job.get("state", ""), "log": log, "error": p.error}
+            "slurm_state": p.job.get("state", ""), "log": log, "error": p.error, "lock_holder": p.holder}
 
 
 def format_status(planned: list[PlannedCell]) -> str:
@@ -46,6 +46,10 @@ def format_status(planned: list[PlannedCell]) -> str:
         lines.append(f"{r['short']:10}  {r['method']:12} {r['split']:8} {r['seed']:>4}  {r['state']:11} "
                      f"{r['mlflow_status'] or '-':9} {r['epoch']:>3}/{r['epochs']:<3} {best:>6}  {job:22} "
                      f"{r['log'] or '-'}")
+        if r["lock_holder"]:
+            holder = r["lock_holder"]
+            lines.append(f"{'':12}locked by pid {holder.get('pid', '?')} on {holder.get('host', '?')}: "
+                         f"{holder.get('command', '?')}")
         if r["error"]:
             lines.append(f"{'':12}error: {r['error']}")
     counts: dict[str, int] = {}
