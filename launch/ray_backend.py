@@ -66,11 +66,15 @@ def connect(address: str | None) -> bool:
 
 
 def prepare_datasets(configs: list[RunConfig]) -> None:
-    """Generate/check each distinct dataset once, here, instead of in every worker."""
+    """Generate each distinct generated dataset once, here, instead of in every worker. A dataset that is
+    missing or broken is left to the cells: each records the failure in its own run, as on every backend."""
     from semiseg.data.datasets import DATASETS, dataset_root
 
     for dataset, root in sorted({(c.data.dataset, c.data.root) for c in configs}):
-        dataset_root(DATASETS.get(dataset), root)
+        try:
+            dataset_root(DATASETS.get(dataset), root)
+        except UserError:
+            pass
 
 
 def worker_config(cfg: RunConfig) -> dict[str, Any]:
