@@ -41,7 +41,8 @@ import torch
 
 from semiseg import catalog, distributed
 from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
-from semiseg.config import (RunConfig, config_from_dict, config_hash, effective_lr, global_batch, short_hash)
+from semiseg.config import (RunConfig, config_from_dict, config_hash, config_to_dict, effective_lr, flatten,
+                            global_batch, short_hash)
 from semiseg.data.sampling import build_data
 from semiseg.errors import ConfigError, UserError
 from semiseg.evaluate import evaluate
@@ -313,7 +314,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
         tracker = RunTracker(cfg.runtime.tracking_uri, cfg.runtime.experiment)
         logged, has_final = open_run(tracker, run_dir, tags, ckpt["mlflow_run_id"] if ckpt else None)
         trainer.run_id = tracker.run_id
-        tracker.log_params({**flatten_config(cfg), **derived_params(cfg, data, device, world, model, n_params,
+        tracker.log_params({**flatten(config_to_dict(cfg)), **derived_params(cfg, data, device, world, model, n_params,
                                                                      n_backbone, weights)})
         if ckpt is not None:
             tracker.set_tags({"semiseg.resumed_at_epoch": trainer.state.epoch})
@@ -325,12 +326,6 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
               f"{(n_params - n_backbone) / 1e6:.2f}M), {trainer.steps_per_epoch} it/epoch, device {device}, "
               f"{world.size} process(es), lr {effective_lr(cfg):g}, run {trainer.run_id}", flush=True)
     return trainer
-
-
-def flatten_config(cfg: RunConfig) -> dict:
-    from semiseg.config import config_to_dict, flatten
-
-    return flatten(config_to_dict(cfg))
 
 
 def derived_params(cfg: RunConfig, data, device, world, model, n_params: int, n_backbone: int,
