@@ -129,6 +129,8 @@ class EvalConfig:
     center_crop_until_last: int = _opt(
         0, "evaluate with a central crop in every epoch but the last N, which use eval.mode (CorrMatch on "
         "Cityscapes: 20; its best mIoU mixes both protocols); 0 = eval.mode in every epoch", ge=0)
+    every_n_epochs: int = _opt(1, "evaluate after every N-th epoch and after the last one (1 = every epoch, as "
+                                  "the official code)", ge=1)
     report_model: str = _opt(
         "ema", "methods with an EMA teacher: the model whose mIoU is the reported best (and best.pth): 'ema' as "
         "the V2 README numbers, or 'student' as the official best.pth", choices=["ema", "student"])
@@ -188,6 +190,24 @@ class UniMatchV2Config:
 
 
 @dataclass
+class SpeedConfig:
+    """Speed options (issue 16). All off by default, so the paper recipes run as the official code runs them;
+    each is a named switch per grid or cell, with its measured effect in the README. Like every section but
+    ``runtime``, they are part of the cell's identity (they change the numerics, at least at rounding level)."""
+
+    tf32: bool = _opt(False, "CUDA: TF32 tensor cores for the matmuls and convolutions that stay in fp32")
+    channels_last: bool = _opt(False, "channels-last (NHWC) memory format for the model and its image inputs "
+                                      "(convolutional encoders and heads)")
+    compile: bool = _opt(False, "torch.compile the model (the first steps are slower while it compiles)")
+    optimizer_impl: str = _opt("default", "optimizer kernels: default (torch's choice), foreach (multi-tensor) or "
+                                          "fused (one kernel; CUDA)", choices=["default", "foreach", "fused"])
+    sync_every: int = _opt(1, "check the loss for NaN/inf and collect the logged terms every N iterations "
+                              "instead of every iteration (each check is a host-device sync)", ge=1)
+    stop_check_every: int = _opt(1, "with gpus > 1: agree on a stop request (an all-reduce) every N iterations "
+                                    "instead of every iteration", ge=1)
+
+
+@dataclass
 class RuntimeConfig:
     """Where and how to run; not part of the config hash."""
 
@@ -236,6 +256,7 @@ class RunConfig:
     prevmatch: PrevMatchConfig = field(default_factory=PrevMatchConfig)
     corrmatch: CorrMatchConfig = field(default_factory=CorrMatchConfig)
     semiovs: SemiOVSConfig = field(default_factory=SemiOVSConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
