@@ -89,7 +89,9 @@ def wrap(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DDP) else model
+    """The plain module inside the DDP wrapper and ``torch.compile``'s module (``speed.compile``), if any."""
+    model = model.module if isinstance(model, DDP) else model
+    return getattr(model, "_orig_mod", model)
 
 
 def _unsynced_bn_buffers(model: nn.Module) -> list[torch.Tensor]:
