@@ -106,7 +106,8 @@ class TrainConfig:
         1, "gradient accumulation: micro-batches of train.batch_size per optimizer step (losses scaled 1/K, as K "
            "more GPUs would average them); global batch = gpus x batch_size x accum_steps. EMA, snapshots and the "
            "poly LR advance per optimizer step; BatchNorm statistics (and CorrMatch's tau) per micro-batch", ge=1)
-    amp: str = _opt("off", "autocast on CUDA (ignored on CPU)", choices=["off", "bf16", "fp16"])
+    amp: str = _opt("off", "autocast of the training steps (evaluation stays fp32): bf16 on CUDA and CPU; fp16 "
+                          "(with a GradScaler) on CUDA only, a CPU run stays fp32", choices=["off", "bf16", "fp16"])
     max_iters_per_epoch: int = _opt(0, "cap on iterations (micro-batches) per epoch; 0 = as defined by the data",
                                     ge=0)
 
@@ -195,16 +196,19 @@ class SpeedConfig:
     each is a named switch per grid or cell, with its measured effect in the README. Like every section but
     ``runtime``, they are part of the cell's identity (they change the numerics, at least at rounding level)."""
 
-    tf32: bool = _opt(False, "CUDA: TF32 tensor cores for the matmuls and convolutions that stay in fp32")
+    tf32: bool = _opt(False, "CUDA: TF32 tensor cores for fp32 matmuls (cuDNN convolutions use TF32 either way, "
+                             "torch's default, as in the official code)")
     channels_last: bool = _opt(False, "channels-last (NHWC) memory format for the model and its image inputs "
                                       "(convolutional encoders and heads)")
     compile: bool = _opt(False, "torch.compile the model (the first steps are slower while it compiles)")
     optimizer_impl: str = _opt("default", "optimizer kernels: default (torch's choice), foreach (multi-tensor) or "
-                                          "fused (one kernel; CUDA)", choices=["default", "foreach", "fused"])
-    sync_every: int = _opt(1, "check the loss for NaN/inf and collect the logged terms every N iterations "
-                              "instead of every iteration (each check is a host-device sync)", ge=1)
+                                          "fused (one kernel; CUDA and CPU)", choices=["default", "foreach", "fused"])
+    sync_every: int = _opt(1, "check the loss for NaN/inf (a host-device sync) every N iterations and at the "
+                              "epoch end instead of before each backward; the logged terms are summed on the "
+                              "device and read at the epoch end and before mid-epoch checkpoints", ge=1)
     stop_check_every: int = _opt(1, "with gpus > 1: agree on a stop request (an all-reduce) every N iterations "
-                                    "instead of every iteration", ge=1)
+                                    "and at each epoch end instead of every iteration (a stop waits up to N-1 "
+                                    "steps)", ge=1)
 
 
 @dataclass

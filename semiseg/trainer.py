@@ -8,6 +8,13 @@ An *iteration* is one optimizer step. With gradient accumulation (``train.accum_
 micro-batches, each loss scaled by 1/K, so the gradient is the mean over the micro-batches, as K times
 the GPUs would average it; an epoch is the data's batches in groups of K. Caveat: BatchNorm normalises
 (and updates its running statistics) per micro-batch, so BN layers see K small batches, not one big one.
+
+Host-device syncs: by default the loss is checked for NaN/inf before each backward and the logged terms
+are read per step. With ``speed.sync_every`` = N the check is a device-side flag read after every N-th
+iteration (keyed on ``state.iteration``) and at :meth:`Trainer.sync` points (epoch end, mid-epoch
+checkpoints), the terms are summed on the device in float64 (the same sums as Python's floats), and a
+divergence is reported with the range of iterations since the last check. ``speed.stop_check_every`` = N
+agrees on a stop request only before every N-th iteration and after each epoch.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ def mean_output(outs: list[StepOutput]) -> StepOutput:
     return StepOutput(loss, terms)
 
 
+def _terms(out: StepOutput) -> str:
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in out.terms.items())
+
+
 @dataclass
 class TrainState:
     """Progress counters; saved in checkpoints. ``epoch`` counts completed epochs, ``iteration`` optimizer steps.
@@ -77,7 +88,9 @@ class Trainer:
         self.accum_steps = cfg.train.accum_steps
         self.steps_per_epoch = optimizer_steps(data.iters_per_epoch, self.accum_steps)
         self.total_iters = self.steps_per_epoch * cfg.train.epochs
-        amp = cfg.train.amp if device.type == "cuda" else "off"
+        amp = cfg.train.amp if device.type == "cuda" or cfg.train.amp == "bf16" else "off"  # fp16: CUDA only
+        if amp != cfg.train.amp:
+            print(f"train.amp={cfg.train.amp} needs CUDA: this {device.type} run stays fp32", flush=True)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         #: MLflow step (0-based epoch) → the metrics reported for it; saved in checkpoints
@@ -86,6 +99,9 @@ class Trainer:
         self.last_result: EpochResult | None = None  # the latest epoch run by this process
         self.stop_signal: int | None = None  # set by request_stop(); honoured at the next step boundary
         self.epoch_iters_run = 0  # iterations run by this process in the current epoch (speed figures)
+        self.sync_every, self.stop_check_every = cfg.speed.sync_every, cfg.speed.stop_check_every
+        self._nonfinite: torch.Tensor | None = None  # sync_every > 1: a non-finite loss since the last check
+        self._unchecked: tuple[int, int, StepOutput | None] = (0, 0, None)  # its first, last iteration, last output
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -98,7 +114,8 @@ class Trainer:
 
     def _to_device(self, batch: dict[str, dict]) -> dict[str, dict]:
         """A batch (one dict of tensors per stream) on the trainer's device, normalised there."""
-        return {name: to_device(b, self.device, self.data.norm) for name, b in batch.items()}
+        return {name: to_device(b, self.device, self.data.norm, self.cfg.speed.channels_last)
+                for name, b in batch.items()}
 
     def _no_sync(self, sync: bool):
         """DDP's ``no_sync`` (gradients accumulate locally) unless ``sync``; nothing for a single process."""
@@ -106,10 +123,41 @@ class Trainer:
         return contextlib.nullcontext() if sync or no_sync is None else no_sync()
 
     def _check_finite(self, out: StepOutput) -> None:
-        if not torch.isfinite(out.loss):
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.terms.items())
-            raise TrainingDiverged(f"loss is {float(out.loss.detach())} at epoch {self.state.epoch} iteration "
-                                   f"{self.state.iteration} ({terms})")
+        """Before the backward: raise on a non-finite loss (a sync), or with ``sync_every`` > 1 note it on the
+        device for :meth:`_check_noted` (the step still runs)."""
+        it = self.state.iteration
+        if self.sync_every == 1:
+            if not torch.isfinite(out.loss):
+                raise TrainingDiverged(f"loss is {float(out.loss.detach())} at epoch {self.state.epoch} iteration "
+                                       f"{it} ({_terms(out)})")
+            return
+        bad = ~torch.isfinite(out.loss.detach())
+        if self._nonfinite is None:
+            self._nonfinite, self._unchecked = bad, (it, it, out)
+        else:
+            self._nonfinite |= bad
+            self._unchecked = (self._unchecked[0], it, out)
+
+    def _check_noted(self) -> None:
+        """Raise if a loss noted since the last check was not finite (one sync; nothing noted: nothing)."""
+        if self._nonfinite is None:
+            return
+        bad, self._nonfinite = bool(self._nonfinite), None
+        first, last, out = self._unchecked
+        if bad:
+            raise TrainingDiverged(f"loss is not finite at epoch {self.state.epoch} in iterations {first}-{last} "
+                                   f"(iteration {last}: loss={float(out.loss.detach()):.4g}, {_terms(out)})")
+
+    def sync(self) -> None:
+        """A host-device sync point: raise on a noted non-finite loss, make the epoch sums plain floats."""
+        self._check_noted()
+        self.state.epoch_sums = {k: float(v) for k, v in self.state.epoch_sums.items()}
+
+    def _logged(self, value) -> float | torch.Tensor:
+        """A logged term as it is summed: a float (one sync), or with ``sync_every`` > 1 a float64 tensor."""
+        if self.sync_every > 1 and torch.is_tensor(value):
+            return value.detach().double()
+        return float(value)
 
     def run_step(self, *batches: dict) -> StepOutput:
         """One optimizer step over the micro-batches ``batches`` (one, or ``train.accum_steps``).
@@ -131,6 +179,8 @@ class Trainer:
         self.scaler.update()
         average_bn_buffers(self.model)
         self.method.after_step(self.state.iteration)
+        if (self.state.iteration + 1) % self.sync_every == 0:
+            self._check_noted()
         return mean_output(outs)
 
     def request_stop(self, signum: int = 0) -> None:
@@ -152,15 +202,17 @@ class Trainer:
         start = time.perf_counter()
         self.epoch_iters_run = 0
         while state.epoch_iter < self.steps_per_epoch:
-            self._check_stop()
+            if state.iteration % self.stop_check_every == 0:  # the same iterations on every rank
+                self._check_stop()
             micro = [{name: next(it) for name, it in iterators.items()} for _ in range(self.accum_steps)]
             out = self.run_step(*micro)
             state.iteration += 1
             state.epoch_iter += 1
             self.epoch_iters_run += 1
             for key, value in {"loss": out.loss.detach(), **out.terms}.items():
-                state.epoch_sums[key] = state.epoch_sums.get(key, 0.0) + float(value)
+                state.epoch_sums[key] = state.epoch_sums.get(key, 0.0) + self._logged(value)
             self._call("after_step", out)
+        self.sync()
         seconds = time.perf_counter() - start
         terms = {k: v / self.steps_per_epoch for k, v in state.epoch_sums.items()}
         state.epoch_iter, state.epoch_sums = 0, {}
