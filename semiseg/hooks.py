@@ -24,7 +24,7 @@ from semiseg.config import config_hash, config_to_dict, save_config
 from semiseg.distributed import lost_peer, sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import EvalResult, evaluate
-from semiseg.protocol import epoch_protocol
+from semiseg.protocol import epoch_protocol, evaluates_after
 from semiseg.optim import poly_lr
 from semiseg.runfiles import PROGRESS_FILE, write_json
 from semiseg.tracking import REPORTED_MODEL_TAG, is_storage_error
@@ -41,7 +41,7 @@ class EpochResult:
     terms: dict[str, float]  # mean logged loss terms
     seconds: float
     images_per_s: float
-    evals: dict[str, EvalResult] = field(default_factory=dict)  # model name → its evaluation
+    evals: dict[str, EvalResult] = field(default_factory=dict)  # model name → its evaluation ({}: not evaluated)
     reported_model: str = "student"
     is_best: bool = False
     metrics: dict[str, float] = field(default_factory=dict)  # what is logged for this epoch (MLflow step epoch-1)
@@ -73,7 +73,9 @@ class PolyLR(Hook):
 
 
 class Evaluate(Hook):
-    """Evaluate every model of the method (the student; also the EMA teacher for V2) after every epoch.
+    """Evaluate every model of the method (the student; also the EMA teacher for V2) after every
+    ``eval.every_n_epochs``-th epoch and the last one; after the other epochs the metrics are the training
+    ones only (no ``val/*``), ``result.evals`` stays empty and ``is_best`` False, the run state's mIoUs stay.
 
     The *reported* model (``eval.report_model`` when the method has it, else the student) drives the
     last/best mIoU of the run state and ``best.pth``; each model's own best is kept in
@@ -83,15 +85,18 @@ class Evaluate(Hook):
     priority = 20
 
     def after_epoch(self, trainer, result: EpochResult) -> None:
+        state, cfg = trainer.state, trainer.cfg
         models = trainer.method.eval_models()
-        protocol = epoch_protocol(trainer.data.protocol, trainer.state.epoch - 1, trainer.cfg.train.epochs,
-                                  trainer.cfg.eval.center_crop_until_last)
+        result.reported_model = cfg.eval.report_model if cfg.eval.report_model in models else "student"
+        if not evaluates_after(state.epoch, cfg.train.epochs, cfg.eval.every_n_epochs):
+            result.metrics = epoch_metrics(trainer, result)
+            trainer.history[state.epoch - 1] = result.metrics
+            return
+        protocol = epoch_protocol(trainer.data.protocol, state.epoch - 1, cfg.train.epochs,
+                                  cfg.eval.center_crop_until_last)
         result.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
                                        trainer.device, protocol, reduce=sum_over_ranks)
                         for name, model in models.items()}
-        wanted = trainer.cfg.eval.report_model
-        result.reported_model = wanted if wanted in models else "student"
-        state = trainer.state
         state.extra["reported_model"] = result.reported_model
         result.is_best = result.reported.miou > state.best_miou or state.best_epoch < 0
         state.last_miou = result.reported.miou
@@ -116,7 +121,8 @@ class MethodEpochEnd(Hook):
 
 
 def epoch_metrics(trainer, result: EpochResult) -> dict[str, float]:
-    """The metrics of the epoch just completed (train terms, learning rates, speed, validation IoUs)."""
+    """The metrics of the epoch just completed (train terms, learning rates, speed; validation IoUs when it
+    was evaluated)."""
     state, names = trainer.state, trainer.data.class_names
     metrics = {f"train/{k}": v for k, v in result.terms.items()}
     metrics.update({
@@ -124,6 +130,10 @@ def epoch_metrics(trainer, result: EpochResult) -> dict[str, float]:
         "train/lr_head": trainer.optimizer.param_groups[1]["lr"],
         "train/images_per_s": result.images_per_s,
         "train/epoch_seconds": result.seconds,
+    })
+    if not result.evals:
+        return metrics
+    metrics.update({
         "val/miou": result.reported.miou,
         "val/best_miou": state.best_miou,
     })
@@ -227,6 +237,7 @@ class Checkpointing(Hook):
         self.save = save  # False on data-parallel ranks other than 0
 
     def _save_last(self, trainer) -> None:
+        trainer.sync()  # on every rank (the same iterations): the epoch sums as floats, no diverged model saved
         if self.save:
             save_training(self.last, **training_state(trainer))
 
@@ -291,8 +302,9 @@ class Progress(Hook):
     def after_epoch(self, trainer, result: EpochResult) -> None:
         s, terms = trainer.state, result.terms
         models = "".join(f" {name} {r.miou:.2f}" for name, r in result.evals.items()) if len(result.evals) > 1 else ""
+        miou = f"mIoU {s.last_miou:.2f}{models}" if result.evals else "not evaluated"
         print(f"[{self.label}] epoch {s.epoch}/{trainer.cfg.train.epochs} it {s.iteration} "
-              f"loss {terms.get('loss', float('nan')):.4f} mIoU {s.last_miou:.2f}{models} best {s.best_miou:.2f} "
+              f"loss {terms.get('loss', float('nan')):.4f} {miou} best {s.best_miou:.2f} "
               f"({result.seconds:.1f}s, {result.images_per_s:.0f} img/s, ETA {self._eta(trainer) or 0:.0f}s)",
               flush=True)
         self.last_line = time.time()

@@ -48,6 +48,12 @@ def epoch_protocol(protocol: EvalProtocol, epoch: int, epochs: int, center_crop_
     return protocol
 
 
+def evaluates_after(epoch: int, epochs: int, every_n_epochs: int) -> bool:
+    """Whether the run evaluates after (1-based) ``epoch`` of ``epochs``: every ``eval.every_n_epochs``-th
+    epoch and the last one. A function of the epoch number only, so a resumed run evaluates on the same ones."""
+    return epoch % every_n_epochs == 0 or epoch == epochs
+
+
 def describe_schedule(protocol: EvalProtocol, epochs: int, center_crop_until_last: int) -> str:
     """The protocol of every epoch in words: ``protocol.describe()``, or which epochs use the central crop."""
     early = epoch_protocol(protocol, 0, epochs, center_crop_until_last)

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semiseg import catalog, distributed
+from semiseg import catalog, distributed, speed
 from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
 from semiseg.config import (RunConfig, config_from_dict, config_hash, config_to_dict, effective_lr, flatten,
                             global_batch, short_hash)
@@ -254,7 +254,7 @@ def open_run(tracker: RunTracker, run_dir: Path, tags: dict, known_run_id: str |
         logged, has_final = set(), False
     else:
         run_id = tracker.reopen(run.info.run_id, tags)
-        logged, has_final = tracker.logged_steps("val/miou"), "best_miou" in run.data.metrics
+        logged, has_final = tracker.logged_steps("train/loss"), "best_miou" in run.data.metrics
     write_json(run_dir / RUN_FILE, {"run_id": run_id, "experiment": tracker.experiment,
                                     "tracking_uri": resolve_uri(tracker.uri), "hash": tags["semiseg.hash"]})
     return logged, has_final
@@ -286,15 +286,16 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     device = pick_device(cfg.runtime.device, world.local_rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    speed.configure_backends(cfg, device)
     weights = resolve_weights(cfg)  # before seeding: making named weights draws random numbers
     distributed.setup(world, device)
     seed_everything(cfg.seed)
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
     model = build_model(cfg, data.num_classes, weights=weights, **method_cls.model_kwargs).to(device)
-    model = distributed.wrap(model, device, cfg.train.sync_bn)
+    model = distributed.wrap(speed.prepare_model(model, cfg, device), device, cfg.train.sync_bn)
     method = method_cls(cfg, model)
-    optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg))
+    optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg), cfg.speed.optimizer_impl)
     all_hooks: list[Hook] = [PolyLR(), *(hooks or [])]
     run_dir = run_dir_of(cfg)
     if tracked:
