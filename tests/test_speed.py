@@ -223,3 +223,27 @@ def test_eval_every_n_epochs(make_config):
     assert [m.step for m in client.get_metric_history(trainer.run_id, "train/loss")] == [0, 1, 2]
     assert state.best_miou == max(mious.values()) and state.best_epoch in (1, 2)
     assert client.get_run(trainer.run_id).data.metrics["best_miou"] == state.best_miou
+
+
+def test_eval_every_n_epochs_after_a_resume(make_config):
+    from semiseg.tracking import _client
+
+    cfg = make_config("method=supervised", "train.epochs=4", "eval.every_n_epochs=3")
+    first = build_trainer(cfg)
+
+    class KillAfterFirstEpoch(Hook):
+        def after_epoch(self, trainer, result):
+            raise KeyboardInterrupt("simulated preemption")
+
+    first.hooks.append(KillAfterFirstEpoch())
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    resumed = build_trainer(cfg)
+    evaluated = []
+    resumed.hooks.append(type("Watch", (Hook,), {"after_epoch": lambda self, t, r: evaluated.append(
+        (t.state.epoch, bool(r.evals)))})())
+    resumed.train()
+    assert resumed.run_id == first.run_id and evaluated == [(2, False), (3, True), (4, True)]
+    client = _client(cfg.runtime.tracking_uri)
+    assert [m.step for m in client.get_metric_history(resumed.run_id, "train/loss")] == [0, 1, 2, 3]  # none twice
+    assert [m.step for m in client.get_metric_history(resumed.run_id, "val/miou")] == [2, 3]
