@@ -34,11 +34,13 @@ def prepare_model(model: nn.Module, cfg: RunConfig, device: torch.device) -> nn.
     Call it before the DDP wrap: DDP then wraps the compiled module (one compiled graph for the forward and
     one for the backward; gradients are all-reduced after the backward graph rather than overlapped with it).
     The compiled module takes the same arguments (``need_fp``, ``corr``, ``comp_drop``, ...: each variant is
-    compiled on first use) and shares the parameters; :func:`semiseg.distributed.unwrap` strips it, so
-    checkpoints, weights files, EMA teachers, snapshots and evaluation see the plain module and its keys.
+    compiled on first use, with static shapes: a training's few batch shapes each get a graph, and V2's
+    random Complementary Dropout masks need concrete sizes) and shares the parameters;
+    :func:`semiseg.distributed.unwrap` strips it, so checkpoints, weights files, EMA teachers, snapshots and
+    evaluation see the plain module and its keys.
     """
     if cfg.speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.speed.compile:
-        model = torch.compile(model, backend=COMPILE_BACKEND)
+        model = torch.compile(model, backend=COMPILE_BACKEND, dynamic=False)
     return model
