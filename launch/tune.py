@@ -46,7 +46,7 @@ from semiseg.config import config_from_dict, config_to_dict, set_dotted  # noqa:
 from semiseg.errors import UserError  # noqa: E402
 from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri  # noqa: E402
 
-METRIC = "val/miou"  # reported every epoch; ASHA compares trials on it
+METRIC = "val/miou"  # reported after every evaluated epoch; ASHA compares trials on it
 BEST = "val/best_miou"  # what "best trial" means
 
 
@@ -123,6 +123,8 @@ def train_trial(sampled: dict[str, Any], bases: list[dict[str, Any]], tags: dict
             tune.report({**metrics, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     def report_unless_last(epoch: int, metrics: dict[str, float], last: Path) -> None:
+        if METRIC not in metrics:  # an epoch without evaluation (eval.every_n_epochs > 1): nothing to compare
+            return
         if epoch < cfg.train.epochs:  # Tune may stop a trial at its last report: finish the run first
             report(epoch, metrics, last)
         else:

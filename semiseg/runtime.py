@@ -293,7 +293,7 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     method_cls = METHODS.get(cfg.method)
     data = build_data(cfg, method_cls.streams, world.rank, world.size)  # data errors come before any MLflow run
     model = build_model(cfg, data.num_classes, weights=weights, **method_cls.model_kwargs).to(device)
-    model = distributed.wrap(speed.prepare_model(model, cfg, device), device, cfg.train.sync_bn)
+    model = distributed.wrap(speed.prepare_model(model, cfg), device, cfg.train.sync_bn)
     method = method_cls(cfg, model)
     optimizer = build_optimizer(distributed.unwrap(model), cfg.optim, effective_lr(cfg), cfg.speed.optimizer_impl)
     all_hooks: list[Hook] = [PolyLR(), *(hooks or [])]

@@ -28,7 +28,7 @@ def configure_backends(cfg: RunConfig, device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = True  # torch's default, on or off
 
 
-def prepare_model(model: nn.Module, cfg: RunConfig, device: torch.device) -> nn.Module:
+def prepare_model(model: nn.Module, cfg: RunConfig) -> nn.Module:
     """The model with ``speed.channels_last`` (NHWC weights) and ``speed.compile`` applied; as it is when off.
 
     Call it before the DDP wrap: DDP then wraps the compiled module (one compiled graph for the forward and

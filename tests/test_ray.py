@@ -138,6 +138,25 @@ def test_threshold_search_logs_parent_and_children(ray_runtime, tmp_path, demo_r
     assert cell.config.method == "fixmatch" and cell.config.loss.conf_thresh == top
 
 
+def test_tune_trials_with_epochs_left_unevaluated(ray_runtime, tmp_path, demo_root, capsys):
+    """eval.every_n_epochs=2: Tune gets a report only after the evaluated epochs (2 and the last, 3)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rc = tune.main(["--exp", "demo_thresholds", "--methods", "fixmatch", "--param", "loss.conf_thresh=0.80:0.99",
+                    "--num-samples", "2", "--scheduler", "fifo", "--study", "gaps", "--tracking-uri", uri,
+                    "--output-dir", str(tmp_path / "runs"), "--set", f"data.root={demo_root}", *TINY,
+                    "--set", "train.epochs=3", "--set", "train.max_iters_per_epoch=2",
+                    "--set", "eval.every_n_epochs=2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    parent = find_tagged_run(uri, "demo_thresholds-tune", "semiseg.study", "gaps")
+    children = child_runs(uri, "demo_thresholds-tune", parent.run_id)
+    assert parent.status == "FINISHED" and len(children) == 2
+    for child in children:
+        assert child.status == "FINISHED"
+        assert [s for s, _ in metric_history(uri, child.run_id, "val/miou")] == [1, 2]
+        assert [s for s, _ in metric_history(uri, child.run_id, "train/loss")] == [0, 1, 2]
+
+
 def test_tune_help_gives_an_example_for_every_option():
     for action in tune.build_parser()._actions:
         if action.dest != "help":

@@ -118,7 +118,7 @@ def build_setting(name: str, base: dict, overrides: list[str], classes: int, off
     configure_backends(cfg, device)
     torch.manual_seed(0)  # both settings start from the same weights
     method_cls = METHODS.get(cfg.method)
-    model = prepare_model(build_model(cfg, classes, **method_cls.model_kwargs).to(device), cfg, device)
+    model = prepare_model(build_model(cfg, classes, **method_cls.model_kwargs).to(device), cfg)
     method = method_cls(cfg, model)
     if official_loop and hasattr(method, "ema"):
         method.after_step = lambda it: official_ema_update(method.ema, method.model, ema_ratio(it, cfg.ema.decay))
