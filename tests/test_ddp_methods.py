@@ -29,6 +29,7 @@ ONE = "train.epochs=1"  # 2 steps; the PrevMatch methods train 2 epochs so a sna
 #: DINOv2-S at crop 28 (2×2 patches), evaluated on a central 28×28 crop to stay fast
 V2 = ("model.backbone=dinov2_small", "data.crop_size=28", "train.batch_size=2", "optim.name=adamw",
       "optim.lr=0.0001", "optim.lr_multi=40", "optim.weight_decay=0.01", "eval.mode=center_crop", ONE)
+SPEED = ("train.amp=bf16", "speed.sync_every=2", "speed.stop_check_every=2")
 #: run name -> overrides of the small demo config (train.gpus=2 added); every registered method at least once
 RUNS = {
     "supervised": ("method=supervised", ONE),
@@ -41,6 +42,9 @@ RUNS = {
     "semiovs_unimatch": ("method=semiovs_unimatch", ONE),
     "semiovs_prevmatch": ("method=semiovs_prevmatch", "prevmatch.snapshot_on=interval"),
     "unimatch_accum2": ("method=unimatch", "train.accum_steps=2", "train.max_iters_per_epoch=4", ONE),  # no_sync
+    # the speed options on both families (speed.compile: checked by hand, inductor is too slow for the suite)
+    "unimatch_speed": ("method=unimatch", *SPEED, "speed.channels_last=true", "speed.optimizer_impl=foreach", ONE),
+    "unimatch_v2_speed": ("method=unimatch_v2", *V2, *SPEED, "speed.optimizer_impl=fused"),
 }
 
 
