@@ -1,12 +1,13 @@
 """Start-up of one demo cell: process start → its first training step, as ``python -m semiseg.train`` runs it.
 
-The parent writes a demo cell's config into a scratch folder, prepares the MLflow store there as
+The parent writes a demo cell's config into a scratch folder (runs and MLflow store there; the demo data in
+``data/demo`` of the project, made once), prepares the MLflow store there as
 ``launch/run_grid.py`` does (once per grid), then starts a child process per round. The child runs the
 real CLI (:func:`semiseg.train.main`) with a hook that reports after the first step and exits. Printed
 per round: wall seconds from the parent's spawn to the first step, and the child's CPU seconds (user+sys)
 at that point, with the split: imports / setup (data, model, MLflow run) / first step.
 
-    PYTHONPATH=. python tests/benchmarks/bench_startup.py --rounds 3
+    PYTHONPATH=. python tests/benchmarks/bench_startup.py --rounds 3 [--preimport]
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(config: str, profile: str | None) -> int:
+def child(config: str, profile: str | None, preimport: bool) -> int:
     """Run the CLI on ``config``; after the first step print the timings as JSON and exit at once (writing a
-    cProfile of the whole start-up to ``profile`` first, when given)."""
+    cProfile of the whole start-up to ``profile`` first, when given). ``preimport``: import everything the run
+    imports first, so that setup counts only the run's own work."""
     imports_at = time.time()
     if profile:
         import cProfile
@@ -41,6 +43,9 @@ def child(config: str, profile: str | None) -> int:
     import semiseg.runtime as runtime
     from semiseg.hooks import Hook
     from semiseg.train import main
+    if preimport:  # what the run imports later on its own: MLflow's store, torch._dynamo (torch's optimizers)
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import torch._dynamo  # noqa: F401
     imported = time.time(), cpu_s()
 
     class FirstStep(Hook):
@@ -89,10 +94,12 @@ def main() -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set model.pretrained= (no named weights)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the last round's start-up here")
+    parser.add_argument("--preimport", action="store_true",
+                        help="import MLflow's store and torch._dynamo with the CLI, so setup excludes all imports")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.profile)
+        return child(args.child, args.profile, args.preimport)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     print(f"load average {os.getloadavg()[0]:.2f}")
     for i in range(args.rounds):
@@ -100,7 +107,8 @@ def main() -> int:
             config = write_config(Path(tmp), args.method, args.sets)
             started = time.time()
             profile = ["--profile", str(Path(args.profile).resolve())] if args.profile and i == args.rounds - 1 else []
-            out = subprocess.run([sys.executable, __file__, "--child", str(config), *profile], env=env, cwd=tmp,
+            flags = [*profile, *(["--preimport"] if args.preimport else [])]
+            out = subprocess.run([sys.executable, __file__, "--child", str(config), *flags], env=env, cwd=ROOT,
                                  capture_output=True, text=True, check=False)
             lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
             if not lines:
