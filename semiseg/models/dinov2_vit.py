@@ -64,6 +64,7 @@ class DinoV2(VisionTransformer):
     The intermediate outputs pass through the final LayerNorm; the cls token is dropped (spec §1.3.3).
     """
 
+    head = "dpt"  # read by build_model
     input_multiple = PATCH
 
     def __init__(self, size: str) -> None:
