@@ -88,8 +88,9 @@ def log_epoch(p: PlannedCell, last_epoch: int, log=print) -> int:
     """Log the cell's progress line when ``progress.json`` shows a new epoch; return the epoch seen."""
     prog = p.progress()
     if prog.get("epoch") and prog["epoch"] != last_epoch:
+        eta = f", ETA {prog['eta_s']:.0f} s" if prog.get("eta_s") is not None else ""
         log(f"  {_label(p)}: epoch {prog['epoch']}/{prog['epochs']} "
-            f"mIoU {prog['last_miou']:.2f} (best {prog['best_miou']:.2f})")
+            f"mIoU {prog['last_miou']:.2f} (best {prog['best_miou']:.2f}){eta}")
         return prog["epoch"]
     return last_epoch
 

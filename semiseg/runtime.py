@@ -126,14 +126,18 @@ def file_digest(path: Path) -> str:
 
 
 class _EpochLine(Hook):
-    def __init__(self, label: str, every: int) -> None:
-        self.label, self.every, self.start = label, every, time.perf_counter()
+    """An epoch line with the ETA, at most one every ``every_s`` seconds (and the last epoch's)."""
+
+    def __init__(self, label: str, every_s: float) -> None:
+        self.label, self.every_s = label, every_s
+        self.start = self.last = time.perf_counter()
 
     def after_epoch(self, trainer, result) -> None:
-        epoch = trainer.state.epoch
-        if epoch % self.every == 0 or epoch == trainer.cfg.train.epochs:
-            print(f"{self.label} epoch {epoch}/{trainer.cfg.train.epochs}: loss {result.terms['loss']:.3f}, "
-                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
+        epoch, epochs, now = trainer.state.epoch, trainer.cfg.train.epochs, time.perf_counter()
+        if now - self.last >= self.every_s or epoch == epochs:
+            self.last, spent = now, now - self.start
+            print(f"{self.label} epoch {epoch}/{epochs}: loss {result.terms['loss']:.3f}, {spent:.0f} s, "
+                  f"ETA {spent / epoch * (epochs - epoch):.0f} s", flush=True)
 
 
 def make_named_weights(spec: NamedWeights, out: Path, data_root: Path) -> float:
@@ -145,7 +149,7 @@ def make_named_weights(spec: NamedWeights, out: Path, data_root: Path) -> float:
     cfg = config_from_dict(run)
     caller_threads = torch.get_num_threads()
     try:
-        trainer = build_trainer(cfg, tracked=False, hooks=[_EpochLine(spec.name, every=10)])
+        trainer = build_trainer(cfg, tracked=False, hooks=[_EpochLine(spec.name, every_s=10)])
         trainer.train()
         miou = evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
                         protocol=trainer.data.protocol).miou

@@ -14,7 +14,7 @@ from semiseg.errors import ConfigError
 from semiseg.evaluate import predict
 from semiseg.protocol import EvalProtocol
 from semiseg.models import BACKBONES, build_model, count_parameters, load_pretrained
-from semiseg.models.dinov2 import DinoV2, interpolate_pos_embed
+from semiseg.models.dinov2_vit import DinoV2, interpolate_pos_embed
 from semiseg.models.xception import BN_MOMENTUM
 
 

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -223,14 +224,33 @@ def _counts() -> dict[str, object]:
     return {"train": NUM_TRAIN, "val": NUM_VAL, "labeled": dict(DEMO_SPLITS)}
 
 
+class _Progress:
+    """``what: done/total images`` on stdout: once at the start, then at most every ``every_s`` seconds."""
+
+    def __init__(self, what: str, total: int, every_s: float = 3.0) -> None:
+        self.what, self.total, self.every_s, self.done = what, total, every_s, 0
+        self.start = self.last = time.perf_counter()
+        print(f"{what}: {total} images", flush=True)
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.last = now
+            eta = (now - self.start) / self.done * (self.total - self.done)
+            print(f"{self.what}: {self.done}/{self.total} images, ETA {eta:.0f} s", flush=True)
+
+
 def _generate(out: Path, seed: int, scenes: SceneSet) -> None:
     """Write the whole dataset into the (empty) folder ``out``; ``meta.json`` comes last."""
     (out / "JPEGImages").mkdir()
     (out / "SegmentationClass").mkdir()
     train_ids = [f"train_{i:06d}" for i in range(NUM_TRAIN)]
     val_ids = [f"val_{i:06d}" for i in range(NUM_VAL)]
+    progress = _Progress(f"generating the {scenes.name} data set", NUM_TRAIN + NUM_VAL)
     for stream, ids in ((_TRAIN, train_ids), (_VAL, val_ids)):
         for index, image_id in enumerate(ids):
+            progress.step()
             image, label = render_image(seed, stream, index, scenes)
             _write(
                 out / "JPEGImages" / f"{image_id}.jpg",
