@@ -291,8 +291,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         str: isinstance(value, str),
     }[tp]
     if not ok:
-        as_number = tp is str and isinstance(value, (int, float))
+        as_number = tp is str and isinstance(value, (int, float)) and not isinstance(value, bool)
         hint = " (YAML read it as a number: quote it, e.g. '1_32')" if as_number else ""
+        if tp is str and isinstance(value, bool):
+            hint = " (YAML read it as true/false: quote it)"
         raise ConfigError(f"key '{key}': expected {_type_name(tp)}, got {value!r} ({type(value).__name__}){hint}")
     return float(value) if tp is float else value
 
@@ -337,7 +339,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build_section(tp, data[name], key + ".")
         else:
-            value = _coerce(data[name], tp, key)
+            value = data[name]
+            if tp is str and isinstance(value, bool) and "off" in f.metadata.get("choices", ()):
+                value = "on" if value else "off"  # YAML 1.1 reads a bare off/on (no/yes) as false/true
+            value = _coerce(value, tp, key)
             _check_rules(value, f.metadata, key)
             kwargs[name] = value
     return cls(**kwargs)

@@ -59,6 +59,15 @@ def test_overrides_parse_yaml_values():
         apply_overrides({}, ["train.epochs"])
 
 
+def test_a_bare_off_is_the_choice_off_not_false():
+    """YAML 1.1 reads off as false: a string key whose choices include 'off' takes it as meant."""
+    assert config_from_dict(apply_overrides({}, ["train.amp=bf16", "train.amp=off"])).train.amp == "off"
+    with pytest.raises(ConfigError, match="unknown value 'on'; valid: off, bf16, fp16"):
+        config_from_dict(apply_overrides({}, ["train.amp=on"]))
+    with pytest.raises(ConfigError, match="true/false: quote it"):
+        config_from_dict(apply_overrides({}, ["data.split=yes"]))
+
+
 def test_hash_is_stable_and_ignores_runtime():
     a = config_from_dict({"optim": {"lr": 1}, "runtime": {"num_workers": 4}})
     b = config_from_dict({"optim": {"lr": 1.0}, "runtime": {"output_dir": "/elsewhere"}})

@@ -181,7 +181,7 @@ def test_step_benchmark_runs_on_cpu():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, str(root / "tests/benchmarks/bench_step.py"), "--method", "unimatch_v2",
                            "--backbone", "dinov2_small", "--crop", "28", "--batch", "2", "--steps", "1",
-                           "--warmup", "0", "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                           "--warmup", "1", "--device", "cpu"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
