@@ -63,13 +63,13 @@ def register_named(spec: NamedWeights) -> NamedWeights:
 #: supervised on all 768 ``demo_pretext`` images (other shapes, hues and random streams than the demo's), whole
 #: 64-px images, 40 epochs.
 DEMO_PRETEXT = register_named(NamedWeights(
-    "demo_pretext", "the tiny encoder pretrained on the demo's disjoint pretext shapes", version=2, run={
+    "demo_pretext", "the tiny encoder pretrained on the demo's disjoint pretext shapes", version=3, run={
         "method": "supervised",
         "seed": 0,
         "data": {"dataset": "demo_pretext", "split": "all", "crop_size": 64, "scale_range": [1.0, 1.0]},
         "model": {"backbone": "tiny", "output_stride": 8, "aspp_dilations": [2, 4, 6]},
         "optim": {"name": "adamw", "lr": 0.004, "lr_multi": 1.0, "weight_decay": 0.01},
-        "train": {"epochs": 40, "batch_size": 8},
+        "train": {"epochs": 30, "batch_size": 8, "amp": "bf16"},  # bf16: 1.2x faster on a CPU
     }))
 
 
