@@ -8,6 +8,7 @@ a missing, empty or corrupt file reads as "no record" (with a warning for a corr
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -16,7 +17,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from semiseg.errors import ConfigError, StorageError
 
@@ -65,6 +66,16 @@ def clean_torn_files(run_dir: Path) -> list[Path]:
     for path in torn:
         path.unlink(missing_ok=True)
     return torn
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (made with its folder), waiting while another process
+    holds it: for one-time work beside a shared file (a new MLflow store, a named weights file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file drops the lock
 
 
 class CellLock:

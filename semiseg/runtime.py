@@ -54,7 +54,7 @@ from semiseg.models import build_model, count_parameters
 from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights, weights_file
 from semiseg.optim import build_optimizer
 from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
-                              read_json, run_dir_for, write_json)
+                              read_json, run_dir_for, waiting_lock, write_json)
 from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,
                               run_name, run_status)
 from semiseg.trainer import Trainer, TrainState, optimizer_steps
@@ -163,16 +163,12 @@ def make_named_weights(spec: NamedWeights, out: Path, data_root: Path) -> float:
 
 def ensure_named_weights(name: str) -> Path:
     """The cached file of named weights ``name``, made first (under a lock, by whoever needs it first)."""
-    import fcntl
-
     spec = NAMED_WEIGHTS.get(name)
     root = cache_dir()
     path = root / "weights" / spec.file_name
     if path.is_file():
         return _checked_cache(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with waiting_lock(path.with_name(path.name + ".lock")):
         if not path.is_file():  # no other process made it while we waited
             print(f"making the named weights {name!r} ({spec.description}) -> {path}", flush=True)
             miou = make_named_weights(spec, path, root / "data" / spec.run["data"]["dataset"])

@@ -8,7 +8,6 @@ A tuning study is a parent run; its trials are training runs nested under it wit
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import subprocess
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from semiseg.runfiles import fault_point
+from semiseg.runfiles import fault_point, waiting_lock
 
 TAG_PREFIX = "semiseg."
 _SQLITE = "sqlite:///"
@@ -51,14 +50,9 @@ def _client(uri: str):
         return MlflowClient(tracking_uri=uri)
     # MLflow creates and migrates a new sqlite store when a client first opens it; two processes doing it at
     # once (two launches, parallel cells) corrupt the migration, so the first open is serialised by a file lock.
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with waiting_lock(db.with_name(db.name + ".lock")):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
     _READY.add(uri)
     return client
 
