@@ -100,19 +100,20 @@ def predict(model: Predict, img: torch.Tensor, num_classes: int, protocol: EvalP
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             protocol: EvalProtocol = EvalProtocol(), reduce=None) -> EvalResult:
+             protocol: EvalProtocol = EvalProtocol(), reduce=None, channels_last: bool = False) -> EvalResult:
     """Predict every val image (batch 1, eval mode) under ``protocol``; the model's mode is restored.
 
     Always in fp32, with autocast switched off even when called inside an autocast region (training
     under ``train.amp``), as the official PrevMatch/SemiOVS code evaluates outside autocast.
-    ``reduce`` sums the confusion matrix over data-parallel processes that each evaluated a shard."""
+    ``reduce`` sums the confusion matrix over data-parallel processes that each evaluated a shard;
+    ``channels_last`` (``speed.channels_last``) gives the model its images in NHWC memory format."""
     was_training = model.training
     model.eval()
     total = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     norm = loader_norm(loader)
     with torch.autocast(device.type, enabled=False):
         for batch in loader:
-            batch = to_device(batch, device, norm)
+            batch = to_device(batch, device, norm, channels_last)
             img, mask = batch["img"], batch["mask"]
             if protocol.mode == "center_crop":
                 img, mask = center_crop(img, mask, protocol.crop)

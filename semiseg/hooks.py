@@ -95,7 +95,8 @@ class Evaluate(Hook):
         protocol = epoch_protocol(trainer.data.protocol, state.epoch - 1, cfg.train.epochs,
                                   cfg.eval.center_crop_until_last)
         result.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
-                                       trainer.device, protocol, reduce=sum_over_ranks)
+                                       trainer.device, protocol, reduce=sum_over_ranks,
+                                       channels_last=cfg.speed.channels_last)
                         for name, model in models.items()}
         state.extra["reported_model"] = result.reported_model
         result.is_best = result.reported.miou > state.best_miou or state.best_epoch < 0

@@ -10,6 +10,7 @@ from semiseg import speed
 from semiseg.data.demo_ood import ensure_demo_ood
 from semiseg.distributed import unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
+from semiseg.evaluate import evaluate
 from semiseg.hooks import Hook, training_state
 from semiseg.methods import METHODS, Method, StepOutput
 from semiseg.protocol import evaluates_after
@@ -72,6 +73,11 @@ def test_channels_last_model_and_inputs_same_loss(make_config):
     a, b = seeded_step(plain, batch), seeded_step(nhwc, batch)
     assert seen and all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
     assert float(b.loss.detach()) == pytest.approx(float(a.loss.detach()), abs=1e-5)
+    seen.clear()  # evaluation gets its images channels-last too, with the same mIoU
+    results = [evaluate(t.model, t.data.val_loader, t.data.num_classes, t.device, t.data.protocol,
+                        channels_last=t.cfg.speed.channels_last) for t in (plain, nhwc)]
+    assert seen and all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
+    assert results[1].miou == pytest.approx(results[0].miou, abs=0.05)
 
 
 def test_compile_wraps_the_model_and_checkpoints_keep_plain_keys(make_config, monkeypatch):
