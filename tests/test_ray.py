@@ -143,7 +143,8 @@ def test_tune_trials_with_epochs_left_unevaluated(ray_runtime, tmp_path, demo_ro
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rc = tune.main(["--exp", "demo_thresholds", "--methods", "fixmatch", "--param", "loss.conf_thresh=0.80:0.99",
                     "--num-samples", "2", "--scheduler", "fifo", "--study", "gaps", "--tracking-uri", uri,
-                    "--output-dir", str(tmp_path / "runs"), "--set", f"data.root={demo_root}", *TINY,
+                    "--output-dir", str(tmp_path / "runs"), "--best-out", str(tmp_path / "best.yaml"),
+                    "--set", f"data.root={demo_root}", *TINY,
                     "--set", "train.epochs=3", "--set", "train.max_iters_per_epoch=2",
                     "--set", "eval.every_n_epochs=2"])
     out = capsys.readouterr().out
