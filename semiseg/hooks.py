@@ -88,10 +88,15 @@ class Evaluate(Hook):
         state, cfg = trainer.state, trainer.cfg
         models = trainer.method.eval_models()
         result.reported_model = cfg.eval.report_model if cfg.eval.report_model in models else "student"
-        if not evaluates_after(state.epoch, cfg.train.epochs, cfg.eval.every_n_epochs):
-            result.metrics = epoch_metrics(trainer, result)
-            trainer.history[state.epoch - 1] = result.metrics
-            return
+        if evaluates_after(state.epoch, cfg.train.epochs, cfg.eval.every_n_epochs):
+            self._evaluate(trainer, result, models)
+        result.metrics = epoch_metrics(trainer, result)
+        trainer.history[state.epoch - 1] = result.metrics
+
+    @staticmethod
+    def _evaluate(trainer, result: EpochResult, models: dict) -> None:
+        """Evaluate ``models`` into ``result.evals``; update the run state's last, best and per-model bests."""
+        state, cfg = trainer.state, trainer.cfg
         protocol = epoch_protocol(trainer.data.protocol, state.epoch - 1, cfg.train.epochs,
                                   cfg.eval.center_crop_until_last)
         result.evals = {name: evaluate(unwrap(model), trainer.data.val_loader, trainer.data.num_classes,
@@ -108,8 +113,6 @@ class Evaluate(Hook):
         for name, res in result.evals.items():
             if name not in best or res.miou > best[name]["miou"]:
                 best[name] = {"miou": res.miou, "epoch": state.epoch - 1}
-        result.metrics = epoch_metrics(trainer, result)
-        trainer.history[state.epoch - 1] = result.metrics
 
 
 class MethodEpochEnd(Hook):
