@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from semiseg.config import OptimConfig
-from semiseg.errors import ConfigError
 
 
 #: ``speed.optimizer_impl`` → the optimizer's keyword ("default": torch picks, foreach on CUDA, a loop on CPU)
@@ -18,11 +17,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None,
     """Group 0 = ``model.backbone`` at lr, group 1 = everything else at lr·lr_multi; decay on every parameter.
 
     ``lr`` (default ``cfg.lr``) is the backbone LR to use, e.g. :func:`effective_lr` of the run config.
-    ``impl`` is ``speed.optimizer_impl``: the same update with torch's multi-tensor (foreach) or fused
-    kernels (fused SGD and AdamW run on CUDA and, since torch 2.4, on CPU).
+    ``impl`` is ``speed.optimizer_impl`` (checked by the config schema): the same update with torch's
+    multi-tensor (foreach) or fused kernels (fused SGD and AdamW run on CUDA and, since torch 2.4, on CPU).
     """
-    if impl not in IMPLS:
-        raise ConfigError(f"key 'speed.optimizer_impl': unknown value {impl!r}; valid: {', '.join(IMPLS)}")
     lr = cfg.lr if lr is None else lr
     backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]

@@ -61,7 +61,7 @@ def register_named(spec: NamedWeights) -> NamedWeights:
 
 #: The demo's stand-in for ImageNet pretraining (see :mod:`semiseg.pretext`): the tiny DeepLabV3+ trained fully
 #: supervised on all 768 ``demo_pretext`` images (other shapes, hues and random streams than the demo's), whole
-#: 64-px images, 40 epochs.
+#: 64-px images, 30 epochs in bf16.
 DEMO_PRETEXT = register_named(NamedWeights(
     "demo_pretext", "the tiny encoder pretrained on the demo's disjoint pretext shapes", version=3, run={
         "method": "supervised",
