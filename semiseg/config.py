@@ -106,8 +106,12 @@ class TrainConfig:
         1, "gradient accumulation: micro-batches of train.batch_size per optimizer step (losses scaled 1/K, as K "
            "more GPUs would average them); global batch = gpus x batch_size x accum_steps. EMA, snapshots and the "
            "poly LR advance per optimizer step; BatchNorm statistics (and CorrMatch's tau) per micro-batch", ge=1)
-    amp: str = _opt("off", "autocast of the training steps (evaluation stays fp32): bf16 on CUDA and CPU; fp16 "
-                          "(with a GradScaler) on CUDA only, a CPU run stays fp32", choices=["off", "bf16", "fp16"])
+    amp: str = _opt("off", "autocast of the training steps (evaluation stays fp32): off = fp32 (torch's default, as "
+                          "the official code); auto = bf16 where the device runs it natively (CUDA with bf16, a CPU "
+                          "whose oneDNN uses AVX512_BF16/AMX), else fp32; bf16 everywhere (emulated, ~10x slower "
+                          "on a CPU without native bf16: a warning says so); fp16 (with a GradScaler) on CUDA only, "
+                          "a CPU run stays fp32. The resolved precision is logged as derived.amp",
+                    choices=["off", "auto", "bf16", "fp16"])
     max_iters_per_epoch: int = _opt(0, "cap on iterations (micro-batches) per epoch; 0 = as defined by the data",
                                     ge=0)
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semiseg import catalog, distributed, speed
+from semiseg import catalog, distributed, precision, speed
 from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
 from semiseg.config import (RunConfig, config_from_dict, config_hash, config_to_dict, effective_lr, flatten,
                             global_batch, short_hash)
@@ -301,6 +301,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
     if tracked:
         all_hooks += [Evaluate(), MethodEpochEnd(), Checkpointing(run_dir, save=world.is_main)]
     trainer = Trainer(cfg, model, method, data, optimizer, device, all_hooks, agree=distributed.any_rank)
+    if world.is_main:
+        print(precision.describe(cfg.train.amp, device), flush=True)
     if not tracked:
         return trainer
 
@@ -316,7 +318,8 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
         logged, has_final = open_run(tracker, run_dir, tags, ckpt["mlflow_run_id"] if ckpt else None)
         trainer.run_id = tracker.run_id
         tracker.log_params({**flatten(config_to_dict(cfg)), **derived_params(cfg, data, device, world, model, n_params,
-                                                                     n_backbone, weights)})
+                                                                     n_backbone, weights),
+                           "derived.amp": trainer.amp, "derived.hardware": precision.hardware(device)})
         if ckpt is not None:
             tracker.set_tags({"semiseg.resumed_at_epoch": trainer.state.epoch})
         trainer.hooks += [MLflowLogging(tracker, run_dir, logged, has_final),

@@ -34,6 +34,7 @@ from semiseg.distributed import average_bn_buffers
 from semiseg.errors import ConfigError, StopRequested, TrainingDiverged
 from semiseg.hooks import EpochResult
 from semiseg.methods.base import Method, StepOutput
+from semiseg.precision import resolve_amp
 
 
 def optimizer_steps(micro_batches: int, accum_steps: int) -> int:
@@ -88,11 +89,9 @@ class Trainer:
         self.accum_steps = cfg.train.accum_steps
         self.steps_per_epoch = optimizer_steps(data.iters_per_epoch, self.accum_steps)
         self.total_iters = self.steps_per_epoch * cfg.train.epochs
-        amp = cfg.train.amp if device.type == "cuda" or cfg.train.amp == "bf16" else "off"  # fp16: CUDA only
-        if amp != cfg.train.amp:
-            print(f"train.amp={cfg.train.amp} needs CUDA: this {device.type} run stays fp32", flush=True)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self.amp = resolve_amp(cfg.train.amp, device)  # the precision trained in: 'bf16', 'fp16' or 'off'
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         #: MLflow step (0-based epoch) → the metrics reported for it; saved in checkpoints
         self.history: dict[int, dict[str, float]] = {}
         self.run_id: str | None = None  # the MLflow run (None when untracked)

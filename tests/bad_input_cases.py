@@ -153,7 +153,7 @@ add(
     train("config-seed-negative", "config", ("key 'seed'", ">= 0"), {"seed": -1}),
     train("config-output-stride", "config", ("key 'model.output_stride'", "valid: 8, 16"), {"model.output_stride": 32}),
     train("config-eval-mode", "config", ("key 'eval.mode'", "'sliding'", "sliding_window"), {"eval.mode": "sliding"}),
-    train("config-amp-choice", "config", ("key 'train.amp'", "'fp32'", "valid: off, bf16, fp16"),
+    train("config-amp-choice", "config", ("key 'train.amp'", "'fp32'", "valid: off, auto, bf16, fp16"),
           {"train.amp": "fp32"}),
     train("config-mask-encoding", "config", ("key 'data.mask_encoding'", "'reduce'", "reduce_zero"),
           {"data.mask_encoding": "reduce"}),

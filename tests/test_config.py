@@ -26,7 +26,7 @@ def test_defaults_validate():
     ({"method": "unimatch_v3"}, ["key 'method'", "'unimatch_v3'", "valid: supervised, fixmatch, unimatch"]),
     ({"data": {"dataset": "imagenet"}}, ["data.dataset", "'imagenet'", "demo"]),
     ({"model": {"backbone": "vgg16"}}, ["model.backbone", "'vgg16'", "resnet101"]),
-    ({"train": {"amp": "fp8"}}, ["train.amp", "'fp8'", "off, bf16, fp16"]),
+    ({"train": {"amp": "fp8"}}, ["train.amp", "'fp8'", "off, auto, bf16, fp16"]),
     ({"data": {"split": 132}}, ["data.split", "expected a string", "quote it"]),
     ({"train": 5}, ["section 'train'", "mapping"]),
     ({"data": {"scale_range": [2.0, 0.5]}}, ["data.scale_range", "[2.0, 0.5]", "0 < low <= high"]),
@@ -62,7 +62,7 @@ def test_overrides_parse_yaml_values():
 def test_a_bare_off_is_the_choice_off_not_false():
     """YAML 1.1 reads off as false: a string key whose choices include 'off' takes it as meant."""
     assert config_from_dict(apply_overrides({}, ["train.amp=bf16", "train.amp=off"])).train.amp == "off"
-    with pytest.raises(ConfigError, match="unknown value 'on'; valid: off, bf16, fp16"):
+    with pytest.raises(ConfigError, match="unknown value 'on'; valid: off, auto, bf16, fp16"):
         config_from_dict(apply_overrides({}, ["train.amp=on"]))
     with pytest.raises(ConfigError, match="true/false: quote it"):
         config_from_dict(apply_overrides({}, ["data.split=yes"]))

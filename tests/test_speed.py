@@ -111,7 +111,8 @@ def test_optimizer_impl_same_update(make_config, impl, atol):
 @pytest.mark.parametrize("method", sorted(METHOD_OPTIONS))
 def test_bf16_autocast_on_cpu_for_every_method(make_config, method, demo_root):
     ood = (f"semiovs.ood_root={ensure_demo_ood(demo_root.parent / 'demo_ood')}",) if "semiovs" in method else ()
-    trainer = untracked(make_config, f"method={method}", *METHOD_OPTIONS[method], *ood, "train.amp=bf16")
+    small = ("data.crop_size=28",) if method.endswith("_v2") else ()  # tiny shapes: bf16 may be emulated (AVX2)
+    trainer = untracked(make_config, f"method={method}", *METHOD_OPTIONS[method], *ood, *small, "train.amp=bf16")
     assert trainer.amp_dtype is torch.bfloat16
     dtypes = []
     conv = next(m for m in trainer.model.modules() if isinstance(m, nn.Conv2d))
@@ -127,7 +128,7 @@ def test_bf16_autocast_on_cpu_for_every_method(make_config, method, demo_root):
 def test_fp16_on_cpu_stays_fp32(make_config, capsys):
     trainer = untracked(make_config, "train.amp=fp16")
     assert trainer.amp_dtype is None and not trainer.scaler.is_enabled()
-    assert "train.amp=fp16 needs CUDA: this cpu run stays fp32" in capsys.readouterr().out
+    assert trainer.amp == "off" and "precision: fp32 (train.amp=fp16" in capsys.readouterr().out
 
 
 def count_syncs(monkeypatch) -> list[int]:
