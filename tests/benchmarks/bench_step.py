@@ -9,7 +9,8 @@ model, weights and batches in one process, their steps interleaved, so the machi
 * ``official``: the paper recipe as the official code runs it: fp32, no channels-last, no compile, torch's
   default optimizer kernels, and the official loop's host syncs (every logged value ``.item()``-ed twice per
   step, for its AverageMeter and its TensorBoard writer; the EMA teacher updated by a per-parameter loop).
-* ``speed``: the named speed options (``train.amp=bf16``, ``speed.tf32``, ``speed.channels_last`` for
+* ``speed``: the named speed options (``train.amp=auto``: bf16 where the device runs it natively, else fp32;
+  ``speed.tf32``, ``speed.channels_last`` for
   convolutional encoders, ``speed.optimizer_impl`` fused on CUDA / foreach on CPU, ``speed.sync_every``;
   ``--compile`` adds ``speed.compile``; ``--speed-set KEY=VALUE`` changes any of them).
 
@@ -49,6 +50,7 @@ from semiseg.losses import ema_ratio
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.optim import build_optimizer
+from semiseg.precision import cpu_bf16_native, isa_cap
 from semiseg.protocol import EvalProtocol
 from semiseg.speed import configure_backends, prepare_model
 from semiseg.trainer import Trainer
@@ -136,7 +138,7 @@ def count_step_flops(setting: Setting, batch: dict) -> int:
 
 def speed_overrides(backbone: str, device: str, compile_model: bool) -> list[str]:
     """The speed setting's options for this encoder and device (before ``--speed-set``)."""
-    options = ["train.amp=bf16", f"speed.optimizer_impl={'fused' if device == 'cuda' else 'foreach'}",
+    options = ["train.amp=auto", f"speed.optimizer_impl={'fused' if device == 'cuda' else 'foreach'}",
                "speed.sync_every=10", "speed.stop_check_every=10"]
     if device == "cuda":
         options.append("speed.tf32=true")
@@ -147,10 +149,19 @@ def speed_overrides(backbone: str, device: str, compile_model: bool) -> list[str
     return options
 
 
+def hardware_facts() -> dict:
+    """What a step time depends on: the CPU capability torch dispatches to, the oneDNN ISA cap, native bf16
+    (what ``train.amp=auto`` resolves by), thread count and GPU."""
+    native, why = cpu_bf16_native()
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_max_cpu_isa": isa_cap(),
+            "cpu_native_bf16": native, "cpu_bf16_detail": why, "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else ""}
+
+
 def summary(setting: Setting, flops: int, images_per_step: int, last: int) -> dict:
     median = statistics.median(setting.times)
     losses = [float(v) for v in setting.losses]
-    out = {"setting": setting.name, "amp": setting.cfg.train.amp, "step_s_median": round(median, 4),
+    out = {"setting": setting.name, "amp": setting.trainer.amp, "step_s_median": round(median, 4),
            "step_s_mean": round(statistics.mean(setting.times), 4), "images_per_s": round(images_per_step / median, 2),
            "tflops_per_s": round(flops / median / 1e12, 4), "loss_first": round(losses[0], 4),
            f"loss_last{last}_mean": round(statistics.mean(losses[-last:]), 4), "loss_curve": [round(v, 4)
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default="dinov2_base", help="registered encoder (default dinov2_base)")
     parser.add_argument("--crop", type=int, default=518, help="square crop size (default 518)")
     parser.add_argument("--batch", type=int, default=4, help="per-stream batch size, labeled = unlabeled (default 4)")
-    parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+    parser.add_argument("--amp", default="off", choices=["off", "auto", "bf16", "fp16"],
                         help="autocast of the single setting (without --compare)")
     parser.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
     parser.add_argument("--classes", type=int, default=21, help="number of classes (default 21, Pascal)")
@@ -237,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [summary(s, flops, images_per_step, last) for s in settings]
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} thread(s)"
     model = settings[0].trainer.model
+    hardware = hardware_facts()
+    print("hardware: " + ", ".join(f"{k} {v}" for k, v in hardware.items() if v))
     print(f"{args.method} {args.backbone} crop {args.crop} batch {args.batch}x{len(streams)} streams on {where}, "
           f"{count_parameters(model) / 1e6:.2f}M parameters, {flops / 1e9:.1f} GFLOP/step, {args.steps} timed steps")
     for row in rows:
@@ -246,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row[f'loss_last{last}_mean']:.4f} (mean of the last {last})")
     result = {"method": args.method, "backbone": args.backbone, "crop": args.crop, "batch": args.batch,
               "device": where, "parameters_M": round(count_parameters(model) / 1e6, 2), "gflop_per_step":
-              round(flops / 1e9, 2), "steps": args.steps, "settings": rows}
+              round(flops / 1e9, 2), "steps": args.steps, "hardware": hardware, "settings": rows}
     if args.compare:
         result["speedup"] = round(rows[0]["step_s_median"] / rows[1]["step_s_median"], 3)
         print(f"  ratio official/speed: {result['speedup']:.2f}x")
