@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = tb.render_markdown(tables, args.exp) + "\n" + pub.render_markdown(comparison)
+    markdown = tb.render_markdown(tables, args.exp) + tb.hardware_note(frame) + "\n" + pub.render_markdown(comparison)
     stem = _slug(args.exp)
     suffix = {"md": "md", "csv": "csv", "latex": "tex"}[args.format]
     target = out / f"{stem}.{suffix}"

@@ -326,6 +326,17 @@ def render_markdown(tables: list[Table], exp: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def hardware_note(frame: pd.DataFrame) -> str:
+    """A line naming where the finished runs trained (``derived.hardware``) and in which precision
+    (``derived.amp``): their figures are exactly reproducible only there (docs/demo.md)."""
+    done = frame[frame["state"] == "finished"] if "state" in frame else frame
+    pairs = sorted({(str(h), {"off": "fp32"}.get(str(a), str(a))) for h, a in
+                    zip(done.get("derived.hardware", []), done.get("derived.amp", [])) if pd.notna(h)})
+    if not pairs:
+        return ""
+    return "\nTrained on: " + "; ".join(f"{h}, {a}" for h, a in pairs) + ".\n"
+
+
 #: Columns of the CSV output, one row per (dataset, backbone, method, split) with at least one cell.
 CSV_COLUMNS = ["exp", "dataset", "backbone", "method", "split", "split_label", "n_labeled", "metric", "mean", "std",
                "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric", "runs",

@@ -321,7 +321,7 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 #: Run params copied into :func:`runs_frame` (resources, for the cost of a grid).
-FRAME_PARAMS = ("train.gpus", "derived.device")
+FRAME_PARAMS = ("train.gpus", "derived.device", "derived.amp", "derived.hardware")
 #: Leading columns of :func:`runs_frame`; the ``metrics.<name>`` columns follow, sorted by name.
 FRAME_COLUMNS = ("run_id", "status", "state", "start_time", "end_time", *CELL_TAGS, *FRAME_PARAMS)
 
