@@ -5,8 +5,9 @@ depend on it: from random init, a handful of labels gives pseudo-labels too poor
 demo's stand-in for ImageNet is the generated ``demo_pretext`` set (:data:`semiseg.data.demo.PRETEXT`):
 the same kind of scenes with five *other* shapes in other hues, drawn from other random streams, so
 the encoder never sees a demo class, label or image. It is trained fully supervised on all 768
-pretext images (recipe: :data:`semiseg.models.registry.DEMO_PRETEXT`), always on 2 CPU threads so the
-file is the same bit for bit whoever makes it, and cached in ``$SEMISEG_CACHE/weights/`` (default
+pretext images (recipe: :data:`semiseg.models.registry.DEMO_PRETEXT`), in fp32 and always on 2 CPU threads,
+so the file is the same bit for bit wherever the CPU capability and oneDNN ISA are the same (docs/demo.md),
+and cached in ``$SEMISEG_CACHE/weights/`` (default
 ``~/.cache/semiseg``; one weights file, written atomically under a lock, so parallel runs make it once).
 A run config asks for it with ``model.pretrained: demo_pretext``; its path and SHA-256 are logged as
 the run's ``derived.pretrained_file`` / ``derived.pretrained_sha256`` params.
