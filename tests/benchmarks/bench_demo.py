@@ -46,6 +46,51 @@ def timed(phases: dict, name: str, cmd: list[str], env: dict) -> None:
     print(f"  {name:<28} {phases[name]['wall_s']:7.1f} s wall {phases[name]['cpu_s']:8.1f} CPU-s", flush=True)
 
 
+def pieces(out: Path, steps: int) -> dict:
+    """CPU seconds (``time.process_time``, this process) of the demo's pieces on its real data: building a cell,
+    loading a batch, a training step, an evaluation, for the UniMatch and supervised cells at 1/16 (1 thread,
+    their recipe) and the pretext recipe (2 threads), random init; with the per-demo step totals they imply."""
+    from experiments.registry import expand, load_experiment
+    from semiseg.config import config_from_dict
+    from semiseg.data.demo import ensure_demo
+    from semiseg.evaluate import evaluate
+    from semiseg.models.registry import DEMO_PRETEXT
+    from semiseg.runtime import build_trainer
+
+    root = ensure_demo(out / "data" / "demo")
+    cells = expand(load_experiment("demo"), {"split": ["1_16"], "method": list(METHODS)},
+                   [f"data.root={root}", "model.pretrained="])
+    runs = [(c.axes["method"], c.config, 2) for c in cells]
+    pretext = {**DEMO_PRETEXT.run, "data": {**DEMO_PRETEXT.run["data"], "dataset": "demo", "split": "1_16",
+                                            "root": str(root), "sup_nsample": 768},
+               "runtime": {"threads": DEMO_PRETEXT.threads, "device": "cpu", "num_workers": 0}}
+    runs.append(("pretext (demo images as a stand-in)", config_from_dict(pretext), 1))  # its 768 x 20 epochs
+    result = {}
+    for name, cfg, count in runs:  # count: runs of it per demo (two seeds of each cell)
+        t0 = time.process_time()
+        trainer = build_trainer(cfg, tracked=False)
+        t1 = time.process_time()
+        trainer.data.set_epoch(0)
+        its = {k: iter(v) for k, v in trainer.data.loaders.items()}
+        batches = [{k: next(its[k]) for k in trainer.method.streams} for _ in range(steps + 2)]
+        t2 = time.process_time()
+        for i, batch in enumerate(batches):
+            if i == 2:
+                t3 = time.process_time()
+            trainer.run_step(batch)
+        t4 = time.process_time()
+        evaluate(trainer.model, trainer.data.val_loader, trainer.data.num_classes, trainer.device,
+                 protocol=trainer.data.protocol)
+        t5 = time.process_time()
+        step = (t4 - t3) / steps + (t2 - t1) / len(batches)
+        total_steps = trainer.total_iters * count
+        result[name] = {"build_s": round(t1 - t0, 2), "load_ms": round((t2 - t1) / len(batches) * 1000, 1),
+                        "step_ms": round((t4 - t3) / steps * 1000, 1), "eval_s": round(t5 - t4, 2),
+                        "steps_per_demo": total_steps, "steps_cpu_s_per_demo": round(step * total_steps, 1)}
+        print(f"  {name}: {json.dumps(result[name])}", flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="a new folder for the cache, store and runs")
@@ -53,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amp", default="auto", help="train.amp values of the cells, comma-separated (default auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value of every cell (repeatable), e.g. --set train.epochs=8")
+    parser.add_argument("--pieces", type=int, default=0, metavar="STEPS",
+                        help="only time the pieces (build, batch, step, evaluation) over STEPS steps each")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SEMISEG_CACHE": str(args.out / "cache"), "PYTHONPATH": str(ROOT)}
@@ -61,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     hardware = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_max_cpu_isa": isa_cap(),
                 "cpu_native_bf16": native, "detail": why, "cpus": os.cpu_count()}
     print("hardware: " + ", ".join(f"{k} {v}" for k, v in hardware.items()), flush=True)
+    if args.pieces:
+        print(json.dumps({"hardware": hardware, "pieces": pieces(args.out, args.pieces)}))
+        return 0
     timed(phases, "pretext (data + weights)", [py, "-m", "semiseg.pretext"], env)
     for amp in args.amp.split(","):
         uri = f"sqlite:///{args.out / f'mlflow_{amp}.db'}"
