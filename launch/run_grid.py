@@ -3,6 +3,7 @@
 examples:
   python launch/run_grid.py --exp demo                       # run the demo grid locally
   python launch/run_grid.py --exp demo --dry-run             # show the plan and each cell's state
+  python launch/run_grid.py --exp pascal_all --check         # are the data, split lists and weights there?
   python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
   python launch/run_grid.py --exp demo --methods unimatch --splits 1_16 --seeds 3
   python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
@@ -26,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from experiments.registry import load_experiment  # noqa: E402
 from launch import ray_backend, slurm  # noqa: E402
+from launch.check import check_cells  # noqa: E402
 from launch.local import run_local  # noqa: E402
 from launch.options import ray_options, select_cells, selection_options  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
                         "allow; slurm: the job arrays' %%N, default the profile's array_parallelism), e.g. "
                         "--max-parallel 2")
+    p.add_argument("--check", action="store_true",
+                   help="only check that every selected cell's dataset root, split lists (sampled files) and "
+                        "encoder weights are there and verified; exit 2 listing what is missing (the same check "
+                        "runs before every launch and --dry-run)")
+    p.add_argument("--full", action="store_true", help="the check looks at every listed file, not a sample")
+    p.add_argument("--no-check", action="store_true", help="launch without checking data and weights first")
     p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
@@ -118,6 +126,16 @@ def slurm_profile(args) -> dict:
     return slurm.load_profile(args.cluster, load_experiment(args.exp).slurm, sets)
 
 
+def report_missing(cells, full: bool) -> bool:
+    """Run the pre-launch check of ``cells``; print one line per problem. True when all is there."""
+    problems = check_cells([p.cell for p in cells], full)
+    for line in problems:
+        print(f"missing: {line}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s): nothing was launched (--no-check launches anyway)", file=sys.stderr)
+    return not problems
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -135,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         print(format_status(planned))
         return 0
     todo = select_todo(planned, args)
+    if args.check:
+        if not report_missing(planned, args.full):
+            return 2
+        print(f"check passed: data, split lists and weights of {len(planned)} cell(s) are in place")
+        return 0
+    if not args.no_check and not report_missing(todo, args.full):
+        return 2
     if args.dry_run:
         print(plan_json(planned) if args.json else format_plan(planned))
         if args.backend == "slurm" and not args.json:
