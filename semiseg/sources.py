@@ -172,7 +172,7 @@ PUBLISHED_WEIGHTS: dict[str, PublishedWeights] = {w.name: w for w in (
         "weights/dinov2_vits14_pretrain.pth", f"{_DINOV2}/dinov2_vits14/dinov2_vits14_pretrain.pth", None, 84,
         _DINO_NOTE)),
     PublishedWeights("dinov2_base", "dinov2_base", Source(
-        "weights/dinov2_vitb14_pretrain.pth", f"{_DINOV2}/dinov2_vitb14/dinov2_vitb14_pretrain.pth", None, 330,
+        "weights/dinov2_vitb14_pretrain.pth", f"{_DINOV2}/dinov2_vitb14/dinov2_vitb14_pretrain.pth", None, 346,
         _DINO_NOTE)),
     PublishedWeights("dinov2_large", "dinov2_large", Source(
         "weights/dinov2_vitl14_pretrain.pth", f"{_DINOV2}/dinov2_vitl14/dinov2_vitl14_pretrain.pth", None, 1161,
