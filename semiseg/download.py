@@ -81,8 +81,13 @@ class Settings:
     def resolve(cls, mirror: str | None = None, checksums: str | None = None) -> "Settings":
         """Command-line values, else ``$SEMISEG_MIRROR`` / ``$SEMISEG_CHECKSUMS``."""
         mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV, "")
+        if mirror and not mirror.startswith(("http://", "https://", "file://")):
+            raise UserError(f"{MIRROR_ENV} / --mirror {mirror!r}: expected a base URL (http://, https://, file://)")
         registry = checksums if checksums is not None else os.environ.get(CHECKSUMS_ENV, "")
-        return cls(mirror.rstrip("/"), Path(registry).expanduser().resolve() if registry else None)
+        settings = cls(mirror.rstrip("/"), Path(registry).expanduser().resolve() if registry else None)
+        if settings.checksums is not None:
+            read_registry(settings.checksums)  # a bad registry is an error before anything is fetched
+        return settings
 
     def url(self, source: Source) -> str:
         return f"{self.mirror}/{source.key}" if self.mirror else source.url
@@ -203,11 +208,11 @@ class Offline(DataError):
 
 
 def remote_size(url: str, session) -> int | None:
-    """The Content-Length a server announces for ``url`` (None when it gives none)."""
+    """The Content-Length a server announces for ``url``; None when it gives none or refuses HEAD (the GET
+    then decides). A server that cannot be reached raises ``requests.ConnectionError`` / ``Timeout``."""
     response = session.head(url, allow_redirects=True, timeout=30)
-    response.raise_for_status()
     size = response.headers.get("Content-Length")
-    return int(size) if size else None
+    return int(size) if response.ok and size else None
 
 
 def check_space(folder: Path, needed: int, what: str) -> None:
@@ -245,7 +250,7 @@ def fetch_all(sources: list[Source], folder: Path, settings: Settings, pins: Pin
     for source in todo:
         try:
             sizes[source.key] = remote_size(settings.url(source), session) or 0
-        except requests.RequestException as exc:
+        except (requests.ConnectionError, requests.Timeout) as exc:
             unreachable.append((source, settings.url(source), folder / source.file_name))
             reason = reason or type(exc).__name__
     if unreachable:

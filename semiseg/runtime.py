@@ -187,14 +187,13 @@ def _checked_cache(path: Path) -> Path:
 
 
 def resolve_weights(cfg: RunConfig) -> Path | None:
-    """The absolute weights file ``model.pretrained`` names (a named one is made on first use), or None."""
+    """The absolute weights file ``model.pretrained`` names (named weights are made, published ones fetched and
+    verified, on first use), or None."""
     name = cfg.model.pretrained
     if not name:
         return None
     if name in PUBLISHED_WEIGHTS:
-        path = ensure_published(name)
-        print(f"model.pretrained {name}: {path} (sha256 {file_digest(path)})", flush=True)
-        return path
+        return ensure_published(name)  # verified; its SHA-256 is logged as derived.pretrained_sha256
     return ensure_named_weights(name) if name in NAMED_WEIGHTS else weights_file(name)
 
 

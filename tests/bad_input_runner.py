@@ -27,7 +27,7 @@ from bad_input_data import snapshot
 
 ENTRIES = {"train": "semiseg.train", "splits": "semiseg.splits", "ood": "semiseg.ood", "pretext": "semiseg.pretext",
            "run_grid": "launch.run_grid", "status": "launch.status", "tune": "launch.tune",
-           "make_tables": "reports.make_tables"}
+           "make_tables": "reports.make_tables", "prepare": "semiseg.data.prepare", "weights": "semiseg.weights"}
 CASE_TIMEOUT_S = 90
 
 

@@ -164,3 +164,8 @@ def test_ood_tool(case, outcomes):
 @pytest.mark.parametrize("case", _params("pretext"))
 def test_pretext_tool(case, outcomes):
     check(case, outcomes)
+
+
+@pytest.mark.parametrize("case", _params("downloads"))
+def test_download_tools(case, outcomes):
+    check(case, outcomes)

@@ -199,3 +199,18 @@ def test_ade20k_is_stored_reduced_once(tmp_path, mirror):
     assert json.loads((root / prep.MARKER).read_text())["mask_encoding"] == "index"
     with pytest.raises(DataError, match="already reduced masks must not be reduced again"):
         ade_reduce(np.array([[255, 3]], np.uint8), root / "x.png")
+
+
+def test_checksum_registry_formats_and_errors(tmp_path):
+    from semiseg.download import check_space, read_registry
+
+    registry = tmp_path / "sums"
+    registry.write_text(f"# a comment\n{'a' * 64}  voc2012/x.tar\n{'b' * 32} *sbd/y.tgz\n\n"
+                        f"weights/z.pth sha256:{'c' * 64}\n")
+    assert read_registry(registry) == {"voc2012/x.tar": f"sha256:{'a' * 64}", "sbd/y.tgz": f"md5:{'b' * 32}",
+                                       "weights/z.pth": f"sha256:{'c' * 64}"}
+    registry.write_text(f"{'a' * 64}  ok\nnot-a-hash  voc2012/x.tar\n")
+    with pytest.raises(DataError, match=r"sums:2: expected '<md5 or sha256 hex>  <key>'.*'not-a-hash"):
+        read_registry(registry)
+    with pytest.raises(DataError, match=r"needs about \d+\.\d GiB free under .*, which has"):
+        check_space(tmp_path, 1 << 60, "downloading 1 file(s)")

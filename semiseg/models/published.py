@@ -38,6 +38,8 @@ def ensure_published(name: str, from_file: Path | None = None, settings: Setting
     """The verified cached file of ``name``: taken from ``from_file``, or fetched on first use (one process
     fetches, others wait on the lock). A file that fails its checksum raises :class:`ConfigError`."""
     spec = published(name)
+    if from_file is not None and not from_file.is_file():
+        raise ConfigError(f"--from {from_file}: no such file (a copy of the {name} weights, {spec.source.file_name})")
     settings = settings or Settings.resolve()
     path, pins = weights_path(name), Pins()
     try:
