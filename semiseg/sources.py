@@ -53,6 +53,13 @@ DATASET_ARCHIVES: dict[str, tuple[Source, ...]] = {
         Source("coco/annotations_trainval2017.zip", f"{_COCO}/annotations/annotations_trainval2017.zip", None, 241,
                "instances_{train,val}2017.json"),
     ),
+    "pascal_context": (  # VOC 2010 images (md5 recorded by torchvision) + SemiOVS's released 60-class masks
+        Source("voc2010/VOCtrainval_03-May-2010.tar", f"{_VOC}/voc2010/VOCtrainval_03-May-2010.tar",
+               "md5:da459979d0c395079b5c75ee67908abb", 1325, "VOC 2010 trainval: JPEGImages"),
+        Source("semiovs/ground_truth_pascal_context.zip", "https://github.com/wooseok-shin/SemiOVS/releases/download/"
+               "preliminary/ground_truth_pascal_context.zip", None, 0,
+               "SemiOVS's SegmentationClassContext60/{train,val} masks (GitHub release; no checksum published)"),
+    ),
     "ade20k": (  # MIT Scene Parsing benchmark; no checksum published
         Source("ade20k/ADEChallengeData2016.zip", "http://data.csail.mit.edu/places/ADEchallenge/"
                "ADEChallengeData2016.zip", None, 923, "images and raw annotations (0 = unlabeled, 1..150)"),
@@ -62,9 +69,10 @@ DATASET_ARCHIVES: dict[str, tuple[Source, ...]] = {
 #: Official split lists: (repository, commit), each file's path under the repository's ``splits/`` and its
 #: SHA-256 (computed from the repositories at these commits). COCO's unlabeled lists are not fetched: they are
 #: "train minus labeled" (spec §1.1).
-_V1 = ("LiheYoung/UniMatch", "0324f3dd4a22128105a5eb135d2586c0bb3cc647")
-_V2 = ("LiheYoung/UniMatch-V2", "f6afb4dfca2d9dcbcee2307e97717954ca75c0ba")
-_LISTS: dict[str, tuple[tuple[tuple[str, str], str, str], ...]] = {
+_V1 = ("LiheYoung/UniMatch", "0324f3dd4a22128105a5eb135d2586c0bb3cc647", "splits/")
+_V2 = ("LiheYoung/UniMatch-V2", "f6afb4dfca2d9dcbcee2307e97717954ca75c0ba", "splits/")
+_OVS = ("wooseok-shin/SemiOVS", "c205caadf2d2fef9df0ce68a217a581f2441e72a", "semiovs/splits/")
+_LISTS: dict[str, tuple[tuple[tuple[str, str, str], str, str], ...]] = {
     "pascal": (
         (_V1, "pascal/1464/labeled.txt", "b20486876df309c57c8230e957b2957fff5392ff5cb11f225e8453ed6c50ba3e"),
         (_V1, "pascal/1464/unlabeled.txt", "3ba331d08fee0751486a8be3f9f269f9efc09faa82a32a703bbb7deda4d66544"),
@@ -129,14 +137,27 @@ _LISTS: dict[str, tuple[tuple[tuple[str, str], str, str], ...]] = {
         (_V2, "ade20k/1_8/unlabeled.txt", "75f286c72f247b5d3120fafa4262b654ec9968de39f4fbaf470abbaa82874c9f"),
         (_V2, "ade20k/all/labeled.txt", "52146240194d375841c1759ae63fa18f5c4ddedf8fc9e24008614ebd760cb19d"),
         (_V2, "ade20k/val.txt", "8a733f0c20d8f6cd6450b775a2f9e0d9d328af6d8a3aaf50db55d964d18d584c"),
-    ),}
+    ),    "pascal_context": (
+        (_OVS, "pc60/1_16/labeled.txt", "264017f4587dd9bae582d063481f3a577abb6dd39ac05ad9281b487ce55116f2"),
+        (_OVS, "pc60/1_16/unlabeled.txt", "3a17b7511aa0ce62d2da12c5a34f69a2ae37f54032b675d7f016693225782162"),
+        (_OVS, "pc60/1_2/labeled.txt", "b1ee3d58c4e8f40bb2629f4246cd97bb4277ca8f651c3648ea97ca3b2cb29f96"),
+        (_OVS, "pc60/1_2/unlabeled.txt", "96f0e1b265e31b715881c5701edae552e926c721564bb56f91bd64265b076276"),
+        (_OVS, "pc60/1_32/labeled.txt", "548dae18e56e2c13c0fa7cd65119ee46127cca68b053e497304a1c2696ca08b5"),
+        (_OVS, "pc60/1_32/unlabeled.txt", "1f91a6f758d2d4808262fce1a2a7ba71efb6d0a0fc7e4914b946e89986400226"),
+        (_OVS, "pc60/1_4/labeled.txt", "a53105c9c24f7e1b31305c10007576c4c05356c34c8c86b60a011b77d9b99967"),
+        (_OVS, "pc60/1_4/unlabeled.txt", "cc9c41cb6f73883889c55d4b588dcf01daf2cb49c6f7e5dfc4e0ab1e48ca73aa"),
+        (_OVS, "pc60/1_8/labeled.txt", "50eda1075aa4ff6e6172199009d1cffc77aa01bce5d5eec8ebd87f14f5e5bf63"),
+        (_OVS, "pc60/1_8/unlabeled.txt", "c7f3ed1237ce6a99c5b857cbe59e2283f4e337f63dcc9663ab8c992863d8f135"),
+        (_OVS, "pc60/val.txt", "0a7743e97cfabf32cc1c5bcf8bfb4ba9613048d81e3436476a6ec4a0a480233d"),
+    ),
+}
 
 
 def split_sources(dataset: str) -> tuple[tuple[str, Source], ...]:
     """(path under ``splits/<dataset>/``, source) of each official list of ``dataset``."""
     out = []
-    for (repo, commit), rel, sha in _LISTS.get(dataset, ()):
-        path = f"splits/{rel}"
+    for (repo, commit, folder), rel, sha in _LISTS.get(dataset, ()):
+        path = f"{folder}{rel}"
         out.append((rel.split("/", 1)[1], Source(f"github/{repo}/{commit}/{path}",
                                                   f"https://raw.githubusercontent.com/{repo}/{commit}/{path}",
                                                   f"sha256:{sha}")))

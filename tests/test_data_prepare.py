@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 from tiny_sources import (H, IDS, SBD_MASK_B, VOC_MASK_A, W, Mirror, coco_json, jpeg, pascal_archives, png, serve,
-                          zip_bytes)
+                          tar_bytes, zip_bytes)
 
 from semiseg.data import prepare as prep
 from semiseg.data.convert import ade_reduce
@@ -214,3 +214,27 @@ def test_checksum_registry_formats_and_errors(tmp_path):
         read_registry(registry)
     with pytest.raises(DataError, match=r"needs about \d+\.\d GiB free under .*, which has"):
         check_space(tmp_path, 1 << 60, "downloading 1 file(s)")
+
+
+def test_pascal_context_images_and_released_masks(tmp_path, mirror):
+    mask = np.array([[0, 59, 255], [12, 0, 1]], np.uint8)
+    serve(mirror, {
+        "voc2010/VOCtrainval_03-May-2010.tar": tar_bytes({
+            "VOCdevkit/VOC2010/JPEGImages/2008_000002.jpg": jpeg(2, 3, 0),
+            "VOCdevkit/VOC2010/JPEGImages/2008_004574.jpg": jpeg(2, 3, 1),
+            "VOCdevkit/VOC2010/Annotations/2008_000002.xml": b"<annotation/>"}),
+        "semiovs/ground_truth_pascal_context.zip": zip_bytes({
+            "SegmentationClassContext60/val/2008_000002.png": png(mask),
+            "SegmentationClassContext60/train/2008_004574.png": png(mask)})},
+        tmp_path / "checksums.sha256")
+    root = tmp_path / "pc"
+    assert prep.main(["pascal_context", "--root", str(root)]) == 0
+    assert sorted(p.name for p in (root / "JPEGImages").iterdir()) == ["2008_000002.jpg", "2008_004574.jpg"]
+    for split, name in (("val", "2008_000002"), ("train", "2008_004574")):
+        assert _mask(root / "SegmentationClassContext60" / split / f"{name}.png")[1].tolist() == mask.tolist()
+    # a mask with an id outside 0..59 is refused and the folder is not marked prepared
+    bad = zip_bytes({"x/train/2008_004574.png": png(np.array([[60]], np.uint8))})
+    serve(mirror, {"semiovs/ground_truth_pascal_context.zip": bad}, tmp_path / "checksums.sha256")  # last line wins
+    with pytest.raises(DataError, match="2008_004574.png: expected one channel of ids 0..59 and 255, found id 60"):
+        prep.prepare("pascal_context", tmp_path / "pc2", Settings.resolve())
+    assert not (tmp_path / "pc2" / prep.MARKER).exists()

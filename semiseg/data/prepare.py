@@ -1,6 +1,6 @@
 """Download, verify, extract and convert a dataset into the layout of spec §1.1.
 
-``python -m semiseg.data.prepare pascal|cityscapes|coco|ade20k --root DIR`` fetches the official archives
+``python -m semiseg.data.prepare pascal|cityscapes|coco|ade20k|pascal_context --root DIR`` fetches the official archives
 into ``DIR/downloads`` (verified, resumable: :mod:`semiseg.download`), extracts what the engine reads and
 converts the masks (:mod:`semiseg.data.convert`). ``DIR/.semiseg-prepared.json`` is written last: a folder
 without it was not prepared completely (a new run redoes the work). The split lists come separately:
@@ -34,7 +34,7 @@ MARKER = ".semiseg-prepared.json"
 CITYSCAPES_LOGIN = "https://www.cityscapes-dataset.com/login/"
 CREDENTIAL_ENVS = ("CITYSCAPES_USERNAME", "CITYSCAPES_PASSWORD")
 #: published disk needs (GiB): archives + what is extracted and converted
-DISK_GB = {"pascal": 5.5, "cityscapes": 23, "coco": 40, "ade20k": 2}
+DISK_GB = {"pascal": 5.5, "cityscapes": 23, "coco": 40, "ade20k": 2, "pascal_context": 3}
 
 EXAMPLES = """examples:
   python -m semiseg.data.prepare pascal --root ~/data/pascal
@@ -189,8 +189,36 @@ def prepare_ade20k(root: Path, archives: dict[str, Path]) -> dict[str, int]:
     return counts
 
 
+def prepare_pascal_context(root: Path, archives: dict[str, Path]) -> dict[str, int]:
+    """VOC 2010 ``JPEGImages``; SemiOVS's released 60-class masks copied to ``SegmentationClassContext60/
+    {train,val}/`` (whatever folder the archive nests them in), each checked to hold ids 0..59 and 255 only."""
+    counts = {"images": 0, "masks": 0}
+    for name, open_member in _tar_members(archives["voc2010/VOCtrainval_03-May-2010.tar"]):
+        folder, _, file_name = name.rpartition("/")
+        if folder.endswith("VOC2010/JPEGImages") and file_name.endswith(".jpg"):
+            _write_member(open_member(), root / "JPEGImages" / file_name)
+            counts["images"] += 1
+    for name, open_member in _zip_members(archives["semiovs/ground_truth_pascal_context.zip"]):
+        parts = name.split("/")
+        if len(parts) < 2 or parts[-2] not in ("train", "val") or not parts[-1].endswith(".png"):
+            continue
+        data = open_member().read()
+        mask = _read_png(io.BytesIO(data), name)
+        bad = mask[(mask >= 60) & (mask != 255)]
+        if mask.ndim != 2 or bad.size:
+            raise DataError(f"Pascal Context mask {name}: expected one channel of ids 0..59 and 255, found "
+                            f"{'id ' + str(int(bad.max())) if bad.size else f'shape {mask.shape}'}")
+        _write_member(io.BytesIO(data), root / "SegmentationClassContext60" / parts[-2] / parts[-1])
+        counts["masks"] += 1
+    if not counts["images"] or not counts["masks"]:
+        raise DataError(f"the Pascal Context archives hold {counts['images']} VOC2010 images and {counts['masks']} "
+                        f"train/val masks; expected VOCdevkit/VOC2010/JPEGImages/*.jpg and .../{{train,val}}/*.png")
+    return counts
+
+
 PREPARERS: dict[str, Callable[[Path, dict[str, Path]], dict[str, int]]] = {
-    "pascal": prepare_pascal, "cityscapes": prepare_cityscapes, "coco": prepare_coco, "ade20k": prepare_ade20k}
+    "pascal": prepare_pascal, "cityscapes": prepare_cityscapes, "coco": prepare_coco, "ade20k": prepare_ade20k,
+    "pascal_context": prepare_pascal_context}
 
 
 def cityscapes_session(settings: Settings, prompt: bool):
