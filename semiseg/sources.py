@@ -66,6 +66,11 @@ DATASET_ARCHIVES: dict[str, tuple[Source, ...]] = {
     ),
 }
 
+#: The UniMatch authors' 81-class COCO masks (``masks/<id>.png`` for train2017 and val2017; the UniMatch README's
+#: Google Drive link), preferred by ``prepare coco`` over converting the instances annotations.
+COCO_AUTHOR_MASKS = Source("unimatch/coco_masks.zip", _gdrive("166xLerzEEIbU7Mt1UGut-3-VN41FMUb1"), None, 0,
+                           "the UniMatch authors' COCO masks; no checksum published")
+
 #: Official split lists: (repository, commit), each file's path under the repository's ``splits/`` and its
 #: SHA-256 (computed from the repositories at these commits). COCO's unlabeled lists are not fetched: they are
 #: "train minus labeled" (spec §1.1).

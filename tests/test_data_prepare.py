@@ -139,7 +139,7 @@ def test_coco_masks_from_polygons_rle_and_crowd(tmp_path, mirror):
                                                         "annotations/captions_train2017.json": b"{}"}),
     }, tmp_path / "checksums.sha256")
     root = tmp_path / "coco"
-    assert prep.main(["coco", "--root", str(root)]) == 0
+    assert prep.main(["coco", "--root", str(root), "--coco-masks", "instances"]) == 0
     assert (root / "train2017" / "000000000042.jpg").is_file() and (root / "val2017" / "000000000007.jpg").is_file()
     assert sorted(p.name for p in (root / "masks").iterdir()) == ["000000000007.png", "000000000042.png"]
     # hand-computed: crowd columns 5..7 -> 255; person polygon x 2..5, y 1..3 -> 1 (wins over the crowd);
@@ -238,3 +238,24 @@ def test_pascal_context_images_and_released_masks(tmp_path, mirror):
     with pytest.raises(DataError, match="2008_004574.png: expected one channel of ids 0..59 and 255, found id 60"):
         prep.prepare("pascal_context", tmp_path / "pc2", Settings.resolve())
     assert not (tmp_path / "pc2" / prep.MARKER).exists()
+
+
+def test_coco_prefers_the_authors_masks_and_checks_them(tmp_path, mirror):
+    mask = np.array([[0, 80, 255], [1, 2, 3]], np.uint8)
+    images = {"coco/train2017.zip": zip_bytes({"train2017/000000000042.jpg": jpeg(2, 3, 0)}),
+              "coco/val2017.zip": zip_bytes({"val2017/000000000007.jpg": jpeg(2, 3, 1)})}
+    serve(mirror, {**images, "unimatch/coco_masks.zip": zip_bytes({
+        "masks/000000000042.png": png(mask), "masks/000000000007.png": png(mask), "masks/readme.txt": b"x"})},
+        tmp_path / "checksums.sha256")
+    root = tmp_path / "coco"
+    assert prep.main(["coco", "--root", str(root)]) == 0
+    assert (root / "masks" / "000000000042.png").read_bytes() == png(mask)
+    assert sorted(p.name for p in (root / "masks").iterdir()) == ["000000000007.png", "000000000042.png"]
+    assert not mirror.gets("coco/annotations_trainval2017.zip")
+    assert "unimatch/coco_masks.zip" in json.loads((root / prep.MARKER).read_text())["archives"]
+    # an archive that lacks an image's mask is refused, pointing at the conversion
+    serve(mirror, {"unimatch/coco_masks.zip": zip_bytes({"masks/000000000042.png": png(mask)})},
+          tmp_path / "checksums.sha256")
+    with pytest.raises(DataError, match="no mask for 1 of the 2 images, e.g. 000000000007.png.*--coco-masks instances"):
+        prep.prepare("coco", tmp_path / "coco2", Settings.resolve())
+    assert not (tmp_path / "coco2" / prep.MARKER).exists()

@@ -28,7 +28,7 @@ from semiseg.cli import run_cli
 from semiseg.data import convert
 from semiseg.download import CHECKSUMS_ENV, MIRROR_ENV, Settings, fetch_all
 from semiseg.errors import DataError, UserError
-from semiseg.sources import DATASET_ARCHIVES
+from semiseg.sources import COCO_AUTHOR_MASKS, DATASET_ARCHIVES, Source
 
 MARKER = ".semiseg-prepared.json"
 CITYSCAPES_LOGIN = "https://www.cityscapes-dataset.com/login/"
@@ -138,17 +138,44 @@ def prepare_cityscapes(root: Path, archives: dict[str, Path]) -> dict[str, int]:
     return counts
 
 
+def _coco_author_masks(root: Path, archive: Path, images: set[str]) -> int:
+    """Copy the authors' ``<12-digit id>.png`` masks (whatever folder the archive nests them in) to ``masks/``,
+    each checked to hold ids 0..80 and 255 only; every extracted image must get its mask."""
+    found = set()
+    for name, open_member in _zip_members(archive):
+        stem = name.rsplit("/", 1)[-1][:-4]
+        if not (name.endswith(".png") and len(stem) == 12 and stem.isdigit()):
+            continue
+        data = open_member().read()
+        mask = _read_png(io.BytesIO(data), name)
+        bad = mask[(mask > 80) & (mask != 255)]
+        if mask.ndim != 2 or bad.size:
+            raise DataError(f"{archive}: mask {name} is not an 81-class index mask (ids 0..80 and 255)")
+        _write_member(io.BytesIO(data), root / "masks" / f"{stem}.png")
+        found.add(stem)
+    missing = images - found
+    if missing:
+        raise DataError(f"{archive} has no mask for {len(missing)} of the {len(images)} images, e.g. "
+                        f"{min(missing)}.png; prepare with --coco-masks instances to make them from the annotations")
+    return len(found)
+
+
 def prepare_coco(root: Path, archives: dict[str, Path]) -> dict[str, int]:
-    """``train2017/``, ``val2017/`` as published; ``masks/<id>.png`` (81 classes, flat) made from the instances
-    annotations with pycocotools (rules: :func:`semiseg.data.convert.coco_semantic_mask`)."""
-    coco_api = convert._optional("pycocotools.coco").COCO
-    counts = {"images": 0, "masks": 0}
+    """``train2017/``, ``val2017/`` as published; ``masks/<id>.png`` (81 classes, flat): the authors' released
+    masks when their archive was fetched, else made from the instances annotations with pycocotools (rules:
+    :func:`semiseg.data.convert.coco_semantic_mask`)."""
+    counts, images = {"images": 0, "masks": 0}, set()
     for key in ("coco/train2017.zip", "coco/val2017.zip"):
         for name, open_member in _zip_members(archives[key]):
             parts = name.split("/")
             if len(parts) == 2 and parts[0] in ("train2017", "val2017") and parts[1].endswith(".jpg"):
                 _write_member(open_member(), root / name)
-                counts["images"] += 1
+                images.add(parts[1][:-4])
+    counts["images"] = len(images)
+    if COCO_AUTHOR_MASKS.key in archives:
+        counts["masks"] = _coco_author_masks(root, archives[COCO_AUTHOR_MASKS.key], images)
+        return counts
+    coco_api = convert._optional("pycocotools.coco").COCO
     annotations = {}
     for name, open_member in _zip_members(archives["coco/annotations_trainval2017.zip"]):
         if name in ("annotations/instances_train2017.json", "annotations/instances_val2017.json"):
@@ -246,8 +273,20 @@ def cityscapes_session(settings: Settings, prompt: bool):
     return session
 
 
+COCO_MASKS = ("authors", "instances")
+
+
+def archives_for(dataset: str, coco_masks: str = "authors") -> list[Source]:
+    """The archives ``prepare`` fetches: COCO takes the authors' masks instead of the instances annotations
+    unless ``coco_masks`` is ``instances``."""
+    sources = list(DATASET_ARCHIVES[dataset])
+    if dataset == "coco" and coco_masks == "authors":
+        sources = [s for s in sources if s.key != "coco/annotations_trainval2017.zip"] + [COCO_AUTHOR_MASKS]
+    return sources
+
+
 def prepare(dataset: str, root: Path, settings: Settings, downloads: Path | None = None, force: bool = False,
-            remove_archives: bool = False, prompt: bool = True) -> dict:
+            remove_archives: bool = False, prompt: bool = True, coco_masks: str = "authors") -> dict:
     """Prepare ``dataset`` under ``root``; returns the completion record (also written to ``root/MARKER``)."""
     marker = root / MARKER
     if marker.is_file() and not force:
@@ -257,7 +296,7 @@ def prepare(dataset: str, root: Path, settings: Settings, downloads: Path | None
     marker.unlink(missing_ok=True)
     downloads = downloads or root / "downloads"
     session = cityscapes_session(settings, prompt) if dataset == "cityscapes" else None
-    archives = fetch_all(list(DATASET_ARCHIVES[dataset]), downloads, settings, session=session, extra_space=1.1)
+    archives = fetch_all(archives_for(dataset, coco_masks), downloads, settings, session=session, extra_space=1.1)
     print(f"extracting and converting {dataset} into {root}", flush=True)
     counts = PREPARERS[dataset](root, {key: Path(path) for key, path in archives.items()})
     record = {"dataset": dataset, "counts": counts, "archives": sorted(archives),
@@ -288,6 +327,9 @@ def build_parser(prog: str = "python -m semiseg.data.prepare") -> argparse.Argum
                         f"by <key>) replacing the recorded checksums (default: ${CHECKSUMS_ENV})")
     parser.add_argument("--force", action="store_true", help="prepare again even if ROOT is marked complete")
     parser.add_argument("--remove-archives", action="store_true", help="delete the archives once prepared")
+    parser.add_argument("--coco-masks", default="authors", choices=COCO_MASKS,
+                        help="coco: take the UniMatch authors' released masks (default), or make them from the "
+                             "instances annotations with pycocotools (rules in docs/data.md)")
     return parser
 
 
@@ -296,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).expanduser().resolve()
     downloads = Path(args.downloads).expanduser().resolve() if args.downloads else None
     prepare(args.dataset, root, Settings.resolve(args.mirror, args.checksums), downloads, args.force,
-            args.remove_archives)
+            args.remove_archives, coco_masks=args.coco_masks)
     return 0
 
 
