@@ -260,21 +260,41 @@ def fetch_all(sources: list[Source], folder: Path, settings: Settings, pins: Pin
     total = sum(sizes.values())
     check_space(folder, int(total * (1 + extra_space)) - partial, f"downloading {len(todo)} file(s)")
     for source in todo:
-        url, target = settings.url(source), folder / source.file_name
-        expected, _ = expected_checksum(source, settings, pins)
-        print(f"downloading {url} -> {target} ({sizes[source.key] / 2**20:.1f} MiB)", flush=True)
-        downloader = ResumableDownloader(folder / (source.file_name + ".part"), session)
-        try:
-            pooch.retrieve(url, known_hash=expected, fname=source.file_name, path=folder, downloader=downloader,
-                           progressbar=False)
-        except ValueError as exc:  # pooch's checksum mismatch; it has removed the file
-            raise DataError(f"{url}: the downloaded file does not match its checksum ({exc}); nothing was kept. "
-                            f"A mirror with re-packed archives needs a checksum registry ({CHECKSUMS_ENV})") from None
-        except requests.ConnectionError as exc:
-            raise Offline([(source, url, target)], type(exc).__name__) from None
-        except requests.HTTPError as exc:
-            raise DataError(f"{url}: {exc}") from None
-        if expected is None:
-            verify(target, source, settings, pins)  # pins it
+        target = folder / source.file_name
+        with waiting_lock(folder / f".{source.file_name}.lock"):  # one process downloads a file, others wait
+            if target.is_file():  # another process fetched it meanwhile
+                verify(target, source, settings, pins)
+            else:
+                _download(source, folder, settings, pins, session, sizes[source.key])
         paths[source.key] = target
     return paths
+
+
+def _looks_like_html(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _download(source: Source, folder: Path, settings: Settings, pins: Pins, session, size: int) -> None:
+    pooch, requests = _libraries()
+    url, target = settings.url(source), folder / source.file_name
+    expected, _ = expected_checksum(source, settings, pins)
+    print(f"downloading {url} -> {target} ({size / 2**20:.1f} MiB)", flush=True)
+    downloader = ResumableDownloader(folder / (source.file_name + ".part"), session)
+    try:
+        pooch.retrieve(url, known_hash=expected, fname=source.file_name, path=folder, downloader=downloader,
+                       progressbar=False)
+    except ValueError as exc:  # pooch's checksum mismatch; it has removed the file
+        raise DataError(f"{url}: the downloaded file does not match its checksum ({exc}); nothing was kept. "
+                        f"A mirror with re-packed archives needs a checksum registry ({CHECKSUMS_ENV})") from None
+    except requests.ConnectionError as exc:
+        raise Offline([(source, url, target)], type(exc).__name__) from None
+    except requests.HTTPError as exc:
+        raise DataError(f"{url}: {exc}") from None
+    if expected is None:  # trust on first use: pin it, but never a login, quota or error page
+        if _looks_like_html(target):
+            target.unlink()
+            raise DataError(f"{url} returned a web page, not the file (a failed login, a download quota or a moved "
+                            f"link); nothing was kept. Download it by hand and put it at {target}")
+        verify(target, source, settings, pins)

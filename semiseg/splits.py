@@ -267,6 +267,8 @@ def _cmd_fetch(args) -> int:
         note = "" if official.get(rel) is None else ("  (official size)" if official[rel] == n
                                                      else f"  (official: {official[rel]})")
         print(f"{(into or dest / args.dataset) / rel}: {n} entries{note}")
+    root = f" --root {args.root}" if args.root else ""
+    print(f"check them against the data: python -m semiseg.splits check --dataset {args.dataset}{root}")
     return 0
 
 

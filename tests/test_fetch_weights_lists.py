@@ -82,6 +82,13 @@ def test_registry_checksum_and_a_users_copy(tmp_path, mirror, monkeypatch, capsy
     assert len(mirror.gets("weights/dinov2_vitb14_pretrain.pth")) == 1  # only the refused download
 
 
+def test_a_web_page_instead_of_the_file_is_never_pinned(tmp_path, mirror):
+    mirror.put("weights/xception.pth", b"\n  <!DOCTYPE html><html><body>Google Drive - quota exceeded</body></html>")
+    with pytest.raises(ConfigError, match="returned a web page, not the file.*nothing was kept"):
+        ensure_published("xception")
+    assert not weights_path("xception").exists() and not (tmp_path / "cache" / "pins.sha256").exists()
+
+
 def test_official_lists_match_their_recorded_sha256_and_are_imported(tmp_path, mirror, capsys):
     """The recorded checksums are those of the official lists (served from ../shared, the published copies)."""
     shared = require_shared(SHARED / "splits" / "pascal")
