@@ -268,9 +268,9 @@ def cityscapes_session(settings: Settings, prompt: bool):
                                 timeout=60)
     except requests.RequestException as exc:
         raise DataError(f"cannot reach the Cityscapes login at {CITYSCAPES_LOGIN} ({type(exc).__name__})") from None
-    if response.status_code != 200 or "login" in response.url.rstrip("/").rsplit("/", 1)[-1]:
-        raise UserError("the Cityscapes login was refused: check the user name and password")
-    return session
+    if response.status_code != 200:
+        raise UserError(f"the Cityscapes login answered HTTP {response.status_code}: check the user name and password")
+    return session  # a refused login shows up as a web page instead of the archive, which is never kept
 
 
 COCO_MASKS = ("authors", "instances")
