@@ -29,7 +29,8 @@ def _cmd_list(args) -> int:
         problem = check_published(name)
         state = "cached" if problem is None else "not cached" if not weights_path(name).is_file() else "BAD"
         print(f"{name:13} {spec.source.size_mb:>5} MB  {state:10}  {weights_path(name)}\n"
-              f"{'':13} {spec.source.url}\n{'':13} {spec.source.checksum or 'trust on first use'}: {spec.source.note}")
+              f"{'':13} {spec.source.url}\n{'':13} mirror key {spec.source.key}; "
+              f"{spec.source.checksum or 'trust on first use'}: {spec.source.note}")
     return 0
 
 

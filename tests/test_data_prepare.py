@@ -3,6 +3,7 @@ values, resume of a cut download, refused checksums, the no-network report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -114,6 +115,22 @@ def test_no_network_names_each_file_its_url_and_the_manual_steps(tmp_path, monke
     assert "from http://127.0.0.1:9/voc2012/VOCtrainval_11-May-2012.tar" in err
     assert "md5:82b4d87ceb2ed10f6038a1cba92111cb" in err  # SBD's recorded checksum
     assert "download each URL on a machine with network access, put the file at the path shown" in err
+
+
+def test_archives_put_by_hand_are_verified_and_used_without_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMISEG_CACHE", str(tmp_path / "cache"))
+    registry = tmp_path / "sums"
+    downloads = tmp_path / "by-hand"
+    downloads.mkdir()
+    lines = []
+    for key, data in pascal_archives().items():
+        (downloads / key.rsplit("/", 1)[1]).write_bytes(data)
+        lines.append(f"{hashlib.sha256(data).hexdigest()}  {key}\n")
+    registry.write_text("".join(lines))
+    root = tmp_path / "pascal"
+    assert prep.main(["pascal", "--root", str(root), "--downloads", str(downloads), "--mirror", "http://127.0.0.1:9",
+                      "--checksums", str(registry)]) == 0
+    assert len(list((root / "SegmentationClass").iterdir())) == 2 and (root / prep.MARKER).is_file()
 
 
 def test_coco_masks_from_polygons_rle_and_crowd(tmp_path, mirror):
