@@ -3,7 +3,7 @@
 A file is fetched into a folder under its :attr:`Source.file_name`; one that is already there is checked, never
 fetched again. The checksum is, first found: the ``$SEMISEG_CHECKSUMS`` registry file (``sha256sum`` /
 ``md5sum`` output, or pooch's ``<name> <alg>:<hex>`` registry, keyed by the source's ``key``), the recorded one
-(:mod:`semiseg.sources`), or the SHA-256 pinned at the first verified download (``<cache>/pins.sha256``).
+(:mod:`semiseg.sources`), or the SHA-256 pinned at the first complete download (``<cache>/pins.sha256``).
 ``$SEMISEG_MIRROR`` (or ``mirror=``) replaces every source's base URL: the file is read from
 ``<mirror>/<key>``. Needs the optional ``data`` extra (pooch, requests).
 """
@@ -133,22 +133,21 @@ def file_checksum(path: Path, alg: str) -> str:
     return pooch.file_hash(str(path), alg=alg)
 
 
-def verify(path: Path, source: Source, settings: Settings, pins: Pins, what: str = "") -> str:
-    """Check ``path`` against its expected checksum (pinning its SHA-256 when there is none: trust on first use,
-    printed). Returns the file's SHA-256. A mismatch raises :class:`DataError` naming both checksums."""
+def verify(path: Path, source: Source, settings: Settings, pins: Pins, what: str = "") -> None:
+    """Check ``path`` against its expected checksum, or pin its SHA-256 when there is none (trust on first use,
+    printed). A mismatch raises :class:`DataError` naming both checksums."""
     expected, origin = expected_checksum(source, settings, pins)
-    sha256 = file_checksum(path, "sha256")
     if expected is None:
+        sha256 = file_checksum(path, "sha256")
         pins.pin(source.key, sha256)
-        print(f"{source.key}: no published checksum; trusting this first verified copy and pinning its SHA-256 "
-              f"{sha256} in {pins.path}", flush=True)
-        return sha256
+        print(f"{source.key}: no published checksum; trusting this first copy and pinning its SHA-256 {sha256} "
+              f"in {pins.path}", flush=True)
+        return
     alg, _, digest = expected.partition(":")
-    actual = sha256 if alg == "sha256" else file_checksum(path, alg)
+    actual = file_checksum(path, alg)
     if actual != digest:
         raise DataError(f"{what or path}: {alg} {actual} does not match {digest} ({origin}); the file is damaged "
                         f"or not the official one. Delete {path} to fetch it again (or fix {CHECKSUMS_ENV})")
-    return sha256
 
 
 class ResumableDownloader:

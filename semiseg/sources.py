@@ -3,7 +3,7 @@
 Each :class:`Source` has its official URL, the checksum published for it (``md5:``/``sha256:``) or ``None``
 where its publisher gives none, and a ``key``: its path on a mirror (``$SEMISEG_MIRROR/<key>``) and its name
 in a checksum registry file (``$SEMISEG_CHECKSUMS``). Files without a published checksum are trusted on first
-use: the first verified download's SHA-256 is pinned in the user's cache and every later use is checked
+use: the SHA-256 of the first complete download is pinned in the user's cache and every later use is checked
 against it (:mod:`semiseg.download`). Sizes are the publishers' (approximate) figures, for the docs.
 """
 

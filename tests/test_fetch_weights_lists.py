@@ -51,7 +51,7 @@ def test_named_weights_fetched_once_under_concurrent_runs_pinned_and_tamper_refu
     assert all(out.strip().endswith(str(path)) for out, _ in outs)
     assert len(mirror.gets("weights/resnet101.pth")) == 1 and path.read_bytes() == data
     sha = hashlib.sha256(data).hexdigest()
-    assert sum("trusting this first verified copy" in out for out, _ in outs) == 1  # trust on first use, printed
+    assert sum("trusting this first copy" in out for out, _ in outs) == 1  # trust on first use, printed
     assert f"{sha}  weights/resnet101.pth" in (tmp_path / "cache" / "pins.sha256").read_text()
     # the run resolves the name to the cached file and prints its SHA-256 (logged as derived.pretrained_sha256)
     cfg = config_from_dict({"model": {"backbone": "resnet101", "pretrained": "resnet101"}})

@@ -4,7 +4,7 @@ The file is ``<cache>/weights/<file name>`` (``$SEMISEG_CACHE``, default ``~/.ca
 first use from its official source (or ``$SEMISEG_MIRROR``) under a lock, so concurrent runs download it
 once; a copy the user already has is accepted with ``python -m semiseg.weights fetch NAME --from FILE`` or by
 putting it at that path. Every use checks the file against its recorded checksum, the registry file
-``$SEMISEG_CHECKSUMS``, or the SHA-256 pinned when it was first verified (none of these sources publishes a
+``$SEMISEG_CHECKSUMS``, or the SHA-256 pinned at its first use (none of these sources publishes a
 checksum: trust on first use, printed); a file that does not match is refused.
 """
 
