@@ -54,9 +54,11 @@ def test_pascal_merges_sbd_into_voc_masks_voc_winning(tmp_path, mirror):
     record = json.loads((root / prep.MARKER).read_text())
     assert record["counts"] == {"images": 3, "voc_masks": 1, "sbd_masks": 1}
     assert record["verified_by"] == str(tmp_path / "checksums.sha256")
-    # prepared: a second run fetches nothing and says so
+    # prepared: a second run fetches nothing and says so; another dataset is not mixed into the folder
     gets = len(mirror.log)
     assert prep.main(["pascal", "--root", str(root)]) == 0 and len(mirror.log) == gets
+    with pytest.raises(DataError, match="holds the prepared dataset 'pascal'.*give 'ade20k' its own --root"):
+        prep.prepare("ade20k", root, Settings.resolve())
 
 
 def test_cut_download_resumes_with_a_range_request(tmp_path, mirror):

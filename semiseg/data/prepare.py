@@ -289,10 +289,17 @@ def prepare(dataset: str, root: Path, settings: Settings, downloads: Path | None
             remove_archives: bool = False, prompt: bool = True, coco_masks: str = "authors") -> dict:
     """Prepare ``dataset`` under ``root``; returns the completion record (also written to ``root/MARKER``)."""
     marker = root / MARKER
-    if marker.is_file() and not force:
-        record = json.loads(marker.read_text())
-        print(f"{root}: {dataset} is already prepared ({record.get('counts')}); --force prepares it again")
-        return record
+    if marker.is_file():
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            record = {}
+        if record.get("dataset", dataset) != dataset:
+            raise DataError(f"{root} holds the prepared dataset '{record['dataset']}' ({marker}); give '{dataset}' "
+                            f"its own --root")
+        if not force:
+            print(f"{root}: {dataset} is already prepared ({record.get('counts')}); --force prepares it again")
+            return record
     marker.unlink(missing_ok=True)
     downloads = downloads or root / "downloads"
     session = cityscapes_session(settings, prompt) if dataset == "cityscapes" else None
