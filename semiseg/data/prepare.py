@@ -192,6 +192,8 @@ def prepare_coco(root: Path, archives: dict[str, Path]) -> dict[str, int]:
             convert.write_index_png(root / "masks" / f"{stem}.png",
                                     convert.coco_semantic_mask(coco, image_id, category_map))
             counts["masks"] += 1
+            if counts["masks"] % 10000 == 0:
+                print(f"{counts['masks']} COCO masks made", flush=True)
     return counts
 
 
