@@ -139,6 +139,10 @@ def verify(path: Path, source: Source, settings: Settings, pins: Pins, what: str
     expected, origin = expected_checksum(source, settings, pins)
     if expected is None:
         sha256 = file_checksum(path, "sha256")
+        if not sha256.startswith(source.sha256_prefix):
+            raise DataError(f"{what or path}: sha256 {sha256} does not start with {source.sha256_prefix}, the prefix "
+                            f"its publisher puts in the file name; the file is damaged or not the official one. "
+                            f"Delete {path} to fetch it again")
         pins.pin(source.key, sha256)
         print(f"{source.key}: no published checksum; trusting this first copy and pinning its SHA-256 {sha256} "
               f"in {pins.path}", flush=True)

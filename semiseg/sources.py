@@ -19,6 +19,7 @@ class Source:
     checksum: str | None = None  # "md5:<hex>" or "sha256:<hex>"; None = trust on first use
     size_mb: int = 0  # published size
     note: str = ""
+    sha256_prefix: str = ""  # the leading SHA-256 hex digits a publisher puts in the file name (torchvision)
 
     @property
     def file_name(self) -> str:
@@ -183,6 +184,8 @@ class PublishedWeights:
 
 
 _DINOV2 = "https://dl.fbaipublicfiles.com/dinov2"
+_TORCHVISION = "https://download.pytorch.org/models"
+_TV_NOTE = "torchvision's ImageNet weights (IMAGENET1K_V1); the file name carries its SHA-256 prefix"
 _UNIMATCH_NOTE = "the UniMatch authors' file (Google Drive link of the UniMatch README); no checksum published"
 _DINO_NOTE = "Meta's published DINOv2 checkpoint (the UniMatch V2 README's link); no checksum published"
 
@@ -194,6 +197,10 @@ PUBLISHED_WEIGHTS: dict[str, PublishedWeights] = {w.name: w for w in (
         "1Rx0legsMolCWENpfvE2jUScT3ogalMO8"), None, 170, _UNIMATCH_NOTE)),
     PublishedWeights("xception", "xception", Source("weights/xception.pth", _gdrive(
         "1_j_mE07tiV24xXOJw4XDze0-a0NAhNVi"), None, 160, _UNIMATCH_NOTE)),
+    PublishedWeights("tv_resnet50", "tv_resnet50", Source(
+        "weights/resnet50-0676ba61.pth", f"{_TORCHVISION}/resnet50-0676ba61.pth", None, 98, _TV_NOTE, "0676ba61")),
+    PublishedWeights("tv_resnet101", "tv_resnet101", Source(
+        "weights/resnet101-63fe2227.pth", f"{_TORCHVISION}/resnet101-63fe2227.pth", None, 171, _TV_NOTE, "63fe2227")),
     PublishedWeights("dinov2_small", "dinov2_small", Source(
         "weights/dinov2_vits14_pretrain.pth", f"{_DINOV2}/dinov2_vits14/dinov2_vits14_pretrain.pth", None, 84,
         _DINO_NOTE)),

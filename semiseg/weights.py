@@ -1,6 +1,7 @@
 """Published encoder weights: ``python -m semiseg.weights list|fetch``.
 
-``model.pretrained`` may name them (resnet50, resnet101, xception, dinov2_small, dinov2_base, dinov2_large):
+``model.pretrained`` may name them (resnet50, resnet101, xception, tv_resnet50, tv_resnet101, dinov2_small,
+dinov2_base, dinov2_large):
 a run fetches the file on first use; ``fetch`` does it ahead (e.g. on a login node with network), and
 ``fetch NAME --from FILE`` takes a copy you already have, verified the same way (:mod:`semiseg.models.published`).
 """

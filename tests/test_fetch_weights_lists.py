@@ -82,11 +82,16 @@ def test_registry_checksum_and_a_users_copy(tmp_path, mirror, monkeypatch, capsy
     assert len(mirror.gets("weights/dinov2_vitb14_pretrain.pth")) == 1  # only the refused download
 
 
-def test_a_web_page_instead_of_the_file_is_never_pinned(tmp_path, mirror):
+def test_a_web_page_or_a_file_off_its_published_prefix_is_never_pinned(tmp_path, mirror):
     mirror.put("weights/xception.pth", b"\n  <!DOCTYPE html><html><body>Google Drive - quota exceeded</body></html>")
     with pytest.raises(ConfigError, match="returned a web page, not the file.*nothing was kept"):
         ensure_published("xception")
     assert not weights_path("xception").exists() and not (tmp_path / "cache" / "pins.sha256").exists()
+    # torchvision's files carry the start of their SHA-256 in the name: a file without it is refused
+    mirror.put("weights/resnet50-0676ba61.pth", b"not torchvision's resnet50")
+    with pytest.raises(ConfigError, match="does not start with 0676ba61, the prefix its publisher puts in the file"):
+        ensure_published("tv_resnet50")
+    assert not (tmp_path / "cache" / "pins.sha256").exists()
 
 
 def test_official_lists_match_their_recorded_sha256_and_are_imported(tmp_path, mirror, capsys):
