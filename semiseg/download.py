@@ -32,7 +32,8 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser().resolve()
 
 
-def _libraries():
+def libraries():
+    """pooch and requests, or a :class:`UserError` naming the extra that installs them."""
     try:
         import pooch
         import requests
@@ -129,7 +130,7 @@ def expected_checksum(source: Source, settings: Settings, pins: Pins) -> tuple[s
 
 
 def file_checksum(path: Path, alg: str) -> str:
-    pooch, _ = _libraries()
+    pooch, _ = libraries()
     return pooch.file_hash(str(path), alg=alg)
 
 
@@ -163,7 +164,7 @@ class ResumableDownloader:
         self.part, self.session, self.timeout = part, session, timeout
 
     def __call__(self, url: str, output_file: str, pooch_obj, check_only: bool = False) -> None:
-        _, requests = _libraries()
+        _, requests = libraries()
         session = self.session or requests.Session()
         offset = self.part.stat().st_size if self.part.is_file() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -233,7 +234,7 @@ def fetch_all(sources: list[Source], folder: Path, settings: Settings, pins: Pin
     Sizes are asked first (HTTP HEAD) so the disk check covers the downloads plus ``extra_space`` times their
     size (room for extraction); an unreachable source makes one :class:`Offline` error listing every missing
     file. Each download resumes a ``.part`` left by a cut one; a checksum mismatch removes the file."""
-    pooch, requests = _libraries()
+    pooch, requests = libraries()
     pooch.get_logger().setLevel("WARNING")  # we print our own line per download
     pins = pins or Pins()
     session = session or requests.Session()
@@ -280,7 +281,7 @@ def _looks_like_html(path: Path) -> bool:
 
 
 def _download(source: Source, folder: Path, settings: Settings, pins: Pins, session, size: int) -> None:
-    pooch, requests = _libraries()
+    pooch, requests = libraries()
     url, target = settings.url(source), folder / source.file_name
     expected, _ = expected_checksum(source, settings, pins)
     print(f"downloading {url} -> {target} ({size / 2**20:.1f} MiB)", flush=True)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from semiseg.cli import run_cli
 from semiseg.data import convert
-from semiseg.download import CHECKSUMS_ENV, MIRROR_ENV, Settings, fetch_all
+from semiseg.download import CHECKSUMS_ENV, MIRROR_ENV, Settings, fetch_all, libraries
 from semiseg.errors import DataError, UserError
 from semiseg.sources import COCO_AUTHOR_MASKS, DATASET_ARCHIVES, Source
 
@@ -253,8 +253,7 @@ PREPARERS: dict[str, Callable[[Path, dict[str, Path]], dict[str, int]]] = {
 def cityscapes_session(settings: Settings, prompt: bool):
     """A requests session logged in to the Cityscapes site, with credentials from ``CITYSCAPES_USERNAME`` /
     ``CITYSCAPES_PASSWORD`` or a prompt; they are sent to the site only, never printed or written."""
-    import requests
-
+    _, requests = libraries()
     session = requests.Session()
     if settings.mirror:
         return session
