@@ -111,3 +111,18 @@ def test_official_lists_match_their_recorded_sha256_and_are_imported(tmp_path, m
     (tmp_path / "cache" / "splits").rename(tmp_path / "old")
     assert run_cli(splits.main, ["fetch", "pascal", "--root", str(tmp_path / "other")]) == 2
     assert "does not match its checksum" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_paper_grids_name_published_weights_of_their_own_encoder():
+    from experiments.registry import expand, list_experiments, load_experiment
+    from semiseg.models import BACKBONES
+    from semiseg.sources import PUBLISHED_WEIGHTS
+
+    assert all(w.backbone in BACKBONES.names() for w in PUBLISHED_WEIGHTS.values())
+    for name in list_experiments():
+        for cell in expand(load_experiment(name)):
+            model = cell.config.model
+            if name.startswith("demo"):
+                continue
+            assert model.pretrained in PUBLISHED_WEIGHTS, (name, cell.axes)
+            assert PUBLISHED_WEIGHTS[model.pretrained].backbone == model.backbone, (name, cell.axes)
