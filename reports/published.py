@@ -1,7 +1,8 @@
 """Published vs reproduced: our mean ± std beside the published README figure of the same entry.
 
 The published figures are the project's own data file ``reports/published.yaml`` (a transcription of the official
-READMEs, each entry citing its source repository and commit).
+READMEs, and of the official training logs where no README gives the figure, each entry citing its source
+repository and commit, and the log file where one is the source).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from semiseg.errors import DataError
 PUBLISHED = Path(__file__).with_name("published.yaml")
 FIELDS = ("method", "encoder", "dataset", "protocol", "split", "n_labeled", "miou", "metric", "source_repo",
           "source_commit")
+#: Optional keys: the training log a figure was read from; why no cell of the paper grids runs the entry.
+OPTIONAL = ("source_file", "no_grid_cell")
 #: Published encoder name → our ``model.backbone`` name where they differ.
 ENCODER_ALIASES = {"xception65": "xception"}
 #: Columns of the comparison table (display frame; index = row number).
@@ -40,7 +43,14 @@ def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
             raise DataError(f"{path}: entry {i} lacks {', '.join(missing)} (each entry needs {', '.join(FIELDS)})")
         if not isinstance(entry["miou"], (int, float)) or not 0 <= entry["miou"] <= 100:
             raise DataError(f"{path}: entry {i} miou={entry['miou']!r}; expected a number in [0, 100]")
-    frame = pd.DataFrame(entries, columns=list(FIELDS))
+        unknown = set(entry) - set(FIELDS) - set(OPTIONAL)
+        if unknown:
+            raise DataError(f"{path}: entry {i} has unknown key(s) {', '.join(sorted(unknown))}; valid: "
+                            f"{', '.join(FIELDS + OPTIONAL)}")
+        wrong = [k for k in OPTIONAL if k in entry and not (isinstance(entry[k], str) and entry[k])]
+        if wrong:
+            raise DataError(f"{path}: entry {i} {wrong[0]}={entry[wrong[0]]!r}; expected a non-empty string")
+    frame = pd.DataFrame(entries, columns=list(FIELDS + OPTIONAL))
     frame["split"] = frame["split"].astype(str)
     frame["backbone"] = frame["encoder"].map(lambda e: ENCODER_ALIASES.get(e, e))
     return frame
