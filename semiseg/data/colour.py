@@ -43,8 +43,9 @@ def blend(base: torch.Tensor, img: torch.Tensor, alpha: torch.Tensor) -> torch.T
 
 
 def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``ImageEnhance.Brightness``: a blend with black."""
-    return blend(torch.zeros((), device=x.device), x, factor)
+    """``ImageEnhance.Brightness``: a blend with black, ``0 + alpha * (x - 0)`` = ``alpha * x`` exactly."""
+    out = x.float() * factor.float().view(-1, 1, 1, 1)
+    return out.clamp_(0, 255).to(torch.uint8)
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -88,6 +89,10 @@ def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return uh, us, maxc.double()
 
 
+#: Pillow's ``hsv2rgb``: per hue sector (0..5), the candidate (v, t, p, q) each of R, G, B takes
+_SECTORS = torch.tensor([[0, 3, 2, 2, 1, 0], [1, 0, 0, 3, 2, 2], [2, 2, 1, 0, 0, 3]])
+
+
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Pillow's ``hsv2rgb`` of float64 tensors holding 0..255 integers: N x 3 x H x W uint8."""
     scaled = h * 6.0 / 255.0
@@ -97,16 +102,10 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     p = _round_half_away(v * (1.0 - fs.double()))
     q = _round_half_away(v * (1.0 - (fs * f).double()))
     t = _round_half_away(v * (1.0 - fs.double() * (1.0 - f.double())))
-    i = sector.long() % 6
-    table = ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
-    out = [torch.zeros_like(v) for _ in range(3)]
-    for k, channels in enumerate(table):
-        sel = i == k
-        for c in range(3):
-            out[c] = torch.where(sel, channels[c], out[c])
-    rgb = torch.stack(out, dim=1)
-    rgb = torch.where((s == 0).unsqueeze(1), v.unsqueeze(1), rgb)
-    return rgb.clamp_(0, 255).to(torch.uint8)
+    candidates = torch.stack([v, t, p, q], dim=1).to(torch.uint8)  # all in 0..255
+    pick = _SECTORS.to(h.device)[:, sector.long() % 6].transpose(0, 1)  # N x 3 x H x W
+    rgb = candidates.gather(1, pick)
+    return torch.where((s == 0).unsqueeze(1), v.to(torch.uint8).unsqueeze(1), rgb)
 
 
 def hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -132,32 +131,31 @@ def box_weights(sigma: float) -> tuple[int, int, int]:
     return r, ww, ((1 << 24) - (2 * r + 1) * ww) // 2
 
 
-def _box_pass(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """One horizontal box pass of int64 images, edge pixels repeated; ``taps`` (N x (2R+3)) per image."""
-    reach = (taps.shape[1] - 1) // 2
-    width = x.shape[-1]
-    padded = torch.cat([x[..., :1].expand(*x.shape[:-1], reach), x,
-                        x[..., -1:].expand(*x.shape[:-1], reach)], dim=-1)
-    acc = torch.zeros_like(x)
-    for k in range(taps.shape[1]):
-        acc += taps[:, k].view(-1, 1, 1, 1) * padded[..., k:k + width]
-    return (acc + (1 << 23)) >> 24
+def _box_pass(x: torch.Tensor, dim: int, r: int, ww: torch.Tensor, fw: torch.Tensor) -> torch.Tensor:
+    """One box pass of int64 images along ``dim`` (edge pixels repeated): ``(ww * sum of the 2r+1 inner taps +
+    fw * the two outer taps + 2^23) >> 24``, with ``ww``/``fw`` per image."""
+    n = x.shape[dim]
+    first, last = x.narrow(dim, 0, 1), x.narrow(dim, n - 1, 1)
+    padded = torch.cat([first] * (r + 1) + [x] + [last] * (r + 1), dim=dim)
+    inner = padded.narrow(dim, 1, n).clone()
+    for k in range(2, 2 * r + 2):
+        inner += padded.narrow(dim, k, n)
+    outer = padded.narrow(dim, 0, n) + padded.narrow(dim, 2 * r + 2, n)
+    return (inner * ww + outer * fw + (1 << 23)) >> 24
 
 
 def gaussian_blur(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
     """``img.filter(ImageFilter.GaussianBlur(sigma))`` per image: three horizontal box passes, then three
-    vertical ones, each rounded to 8 bits as Pillow's are."""
+    vertical ones, each rounded to 8 bits as Pillow's are (images grouped by their integer box radius)."""
     weights = [box_weights(s) for s in sigmas]
-    reach = max(r for r, _, _ in weights) + 1
-    taps = torch.zeros(len(sigmas), 2 * reach + 1, dtype=torch.int64)
-    for n, (r, ww, fw) in enumerate(weights):
-        taps[n, reach - r:reach + r + 1] = ww
-        taps[n, reach - r - 1] = taps[n, reach + r + 1] = fw
-    taps = taps.to(x.device)
-    out = x.long()
-    for _ in range(BLUR_PASSES):
-        out = _box_pass(out, taps)
-    out = out.transpose(2, 3)
-    for _ in range(BLUR_PASSES):
-        out = _box_pass(out, taps)
-    return out.transpose(2, 3).to(torch.uint8).contiguous()
+    out = x.clone()
+    for r in sorted({w[0] for w in weights}):
+        rows = [n for n, w in enumerate(weights) if w[0] == r]
+        index = torch.tensor(rows, device=x.device)
+        ww, fw = (torch.tensor([weights[n][k] for n in rows], dtype=torch.int64, device=x.device).view(-1, 1, 1, 1)
+                  for k in (1, 2))
+        img = x[index].long()
+        for dim in (3, 3, 3, 2, 2, 2):
+            img = _box_pass(img, dim, r, ww, fw)
+        out[index] = img.to(torch.uint8)
+    return out
