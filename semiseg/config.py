@@ -193,7 +193,7 @@ class UniMatchV2Config:
 @dataclass
 class SpeedConfig:
     """Speed options (issue 16). All off by default, so the paper recipes run as the official code runs them;
-    each is a named switch per grid or cell, with its measured effect in the README. Like every section but
+    each is a named switch per grid or cell, with its measured effect in docs/speed.md. Like every section but
     ``runtime``, they are part of the cell's identity (they change the numerics, at least at rounding level)."""
 
     tf32: bool = _opt(False, "CUDA: TF32 tensor cores for fp32 matmuls (cuDNN convolutions use TF32 either way, "
