@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "launch.run_grid:cli",
-           "semiseg-status": "launch.status:cli", "semiseg-tune": "launch.tune:cli",
-           "semiseg-tables": "reports.make_tables:cli"}
+SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "semiseg.launch.run_grid:cli",
+           "semiseg-status": "semiseg.launch.status:cli", "semiseg-tune": "semiseg.launch.tune:cli",
+           "semiseg-tables": "semiseg.reports.make_tables:cli"}
 
 
 def test_wheel_holds_the_data_files_and_console_scripts(tmp_path):

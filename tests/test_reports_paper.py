@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reports import published as pub  # noqa: E402
-from reports.make_tables import main  # noqa: E402
+from semiseg.reports import published as pub  # noqa: E402
+from semiseg.reports.make_tables import main  # noqa: E402
 from semiseg import tracking  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.errors import DataError  # noqa: E402
@@ -238,8 +238,8 @@ def test_plots_and_report_run(merged, stores):
 
 
 def test_class_iou_and_curve_data(stores):
-    from reports import tables as tb
-    from reports.make_tables import load_runs
+    from semiseg.reports import tables as tb
+    from semiseg.reports.make_tables import load_runs
 
     tables = {t.dataset: t for t in tb.build_tables(load_runs([stores["a"], stores["b"]], EXP))}
     split, ious = tb.class_iou(tables["pascal"])

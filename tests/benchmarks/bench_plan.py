@@ -14,11 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.registry import expand, load_experiment  # noqa: E402
-from launch.plan import plan  # noqa: E402
+from semiseg.experiments.registry import expand, load_experiment  # noqa: E402
+from semiseg.launch.plan import plan  # noqa: E402
 from semiseg.tracking import RunTracker  # noqa: E402
 
 
