@@ -15,13 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launch import slurm  # noqa: E402
-from launch.options import select_cells, selection_options  # noqa: E402
-from launch.plan import PlannedCell, plan  # noqa: E402
-from semiseg.cli import run_cli  # noqa: E402
+from semiseg.launch import slurm
+from semiseg.launch.options import select_cells, selection_options
+from semiseg.launch.plan import PlannedCell, plan
+from semiseg.cli import run_cli
 
 
 def cell_status(p: PlannedCell) -> dict:

@@ -1,4 +1,4 @@
-"""``experiments.official`` on every official config family: UniMatch, UniMatch V2, PrevMatch, CorrMatch and
+"""``semiseg.experiments.official`` on every official config family: UniMatch, UniMatch V2, PrevMatch, CorrMatch and
 SemiOVS. Each test writes a YAML with the keys (and the recipe values) of that family's official files, in the
 official layout, converts it through the real command and validates the result as a run config."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.official import load_official, main
+from semiseg.experiments.official import load_official, main
 from semiseg.config import config_from_dict
 from semiseg.errors import ConfigError
 
@@ -134,7 +134,7 @@ def test_semiovs_family_maps_the_ood_stream(tmp_path):
 
 def test_unknown_key_exits_2_naming_file_and_key(tmp_path):
     bad = _write(tmp_path, "bad", {"dataset": "pascal", "ema_ratio": 0.99})
-    out = subprocess.run([sys.executable, "-m", "experiments.official", str(bad)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "semiseg.experiments.official", str(bad)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and "bad.yaml" in out.stderr and "'ema_ratio'" in out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
