@@ -21,7 +21,6 @@ PENDING = {
     "docs/data.md": "issue 24: getting datasets and weights",
     "docs/reference.md": "issue 26: reproducing against the official logs",
     "docs/demo.md": "issue 23: the demo",
-    "docs/recipes.md": "issue 27: recipes and tables",
 }
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
