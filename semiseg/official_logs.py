@@ -141,7 +141,8 @@ def _printed_config(lines: list[str], source: str) -> tuple[dict[str, Any], int]
             try:
                 value = ast.literal_eval("\n".join(body))
             except (ValueError, SyntaxError) as exc:
-                raise LogError(f"{source}: the printed config (line {start + 1}) is not a readable dict: {exc}")
+                raise LogError(f"{source}: the printed config (line {start + 1}) is not a readable dict: "
+                               f"{exc}") from None
             if isinstance(value, dict):
                 return value, start + len(body)
     raise LogError(f"{source}: no printed config found (a line '[date time][ INFO] {{...}}' with the run's "
@@ -295,7 +296,8 @@ def parse_log(text: str, source: str, stream_size: Callable[[str, str, str], int
                        gpus_inferred=gpus_inferred, log_interval=interval, iters_per_epoch=iters,
                        seconds_per_iter=rate, epoch_seconds=epoch_seconds,
                        eval_seconds=max(statistics.median(evals), 0.0) if evals else None,
-                       evaluations=evaluations, ending=ending, started=stamps[0], ended=stamps[-1], run=run, notes=notes, problems=problems)
+                       evaluations=evaluations, ending=ending, started=stamps[0], ended=stamps[-1], run=run,
+                       notes=notes, problems=problems)
 
 
 def _log_interval(lines: list[str]) -> int | None:

@@ -65,7 +65,19 @@ SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
           for s in _ADE for b in ("small", "base")),
         *(f"training-logs/table04-coco_{m}_{s}labels_dinov2_{b}.log" for m in ("unimatch_v2", "labeled_only")
           for s in _COCO for b in ("small", "base")))),
-    "prevmatch": ("wooseok-shin/PrevMatch", "bcfac70024616f28cdc7b97d4d2ce796df40c1be", ()),  # names carry mIoU: import a clone
+    "prevmatch": ("wooseok-shin/PrevMatch", "bcfac70024616f28cdc7b97d4d2ce796df40c1be", tuple(
+        f"training_logs/{name}.log" for name in (  # the names carry each log's best mIoU
+            *(f"cityscapes/ResNet-101/{n}" for n in ("1_16-77.7", "1_2-80.1", "1_4-80.1", "1_8-78.9")),
+            *(f"cityscapes/ResNet-50/{n}" for n in ("1_16-76.0", "1_2-79.2", "1_4-78.7", "1_8-77.8")),
+            *(f"pascal/Blended-Protocol_R-50/321size/{n}" for n in ("1_16-75.6", "1_4-76.3", "1_8-76.4")),
+            *(f"pascal/Blended-Protocol_R-50/513size/{n}" for n in ("1_16-76.0", "1_4-77.6", "1_8-77.1")),
+            *(f"pascal/Original-Protocol/ResNet-101/{n}" for n in ("1464-81.6", "183-79.0", "366-79.6", "732-80.4",
+                                                                    "92-77.1")),
+            *(f"pascal/Original-Protocol/ResNet-50/{n}" for n in (
+                "1464-run1-79.4", "1464-run2-79.4", "1464-run3-79.7", "183-run1-75.9", "183-run2-75.1",
+                "183-run3-75.1", "366-run1-78.0", "366-run2-77.3", "366-run3-77.3", "732-run1-78.7",
+                "732-run2-78.8", "732-run3-78.4", "92-run1-73.5", "92-run2-73.7", "92-run3-73.0")),
+            *(f"pascal/Priority-Protocol_R-101/{n}" for n in ("1_16-81.4", "1_4-80.8", "1_8-81.9"))))),
 }
 
 
@@ -82,9 +94,6 @@ def fetch_logs(source: str, dest: Path) -> list[Path]:
     :data:`RAW_BASE`, or ``$SEMISEG_MIRROR``). The one place logs are downloaded."""
     repo, commit, paths = SOURCES[source]
     base = os.environ.get("SEMISEG_MIRROR", RAW_BASE).rstrip("/")
-    if not paths:
-        raise UserError(f"--fetch {source}: its log file names carry their results and are not pinned here; "
-                        f"clone https://github.com/{repo} and import its training_logs/ folder")
     out = []
     for path in paths:
         url = f"{base}/{repo}/{commit}/{path}"
@@ -94,7 +103,7 @@ def fetch_logs(source: str, dest: Path) -> list[Path]:
             with urllib.request.urlopen(url, timeout=60) as response:
                 target.write_bytes(response.read())
         except (urllib.error.URLError, OSError) as exc:
-            raise UserError(f"cannot download {url}: {exc} (set SEMISEG_MIRROR to a mirror of {RAW_BASE})")
+            raise UserError(f"cannot download {url}: {exc} (set SEMISEG_MIRROR to a mirror of {RAW_BASE})") from None
         out.append(target)
     return out
 
