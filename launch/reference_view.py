@@ -6,7 +6,8 @@ Kept apart from :mod:`launch.plan` (which owns cell state): the plan and the sta
 from __future__ import annotations
 
 from semiseg.references import References, gap
-from semiseg.tracking import metric_history
+from semiseg.hooks import ALERT_TAG
+from semiseg.tracking import metric_history, run_tags
 
 #: ``PlannedCell.est_source`` of an estimate made from the official logs (not from this store's finished runs).
 FROM_OFFICIAL = "official logs"
@@ -28,7 +29,8 @@ def add_official_estimates(planned: list, uri: str, speed: float = 1.0) -> int:
 
 def official_gaps(planned: list, uri: str) -> dict[str, dict]:
     """Per cell hash with a run and an official curve: the epoch both have last, the run's and the official val mIoU
-    there, their difference (negative = behind) and the official best (mean over the matching logs)."""
+    there, their difference (negative = behind), the official best (mean over the matching logs) and the run's alert
+    tag (:data:`semiseg.hooks.ALERT_TAG`, "" when none)."""
     refs = References(uri)
     out: dict[str, dict] = {}
     if not refs:
@@ -43,5 +45,6 @@ def official_gaps(planned: list, uri: str) -> dict[str, dict]:
             epoch, diff = found
             best = refs.best(p.cell.config)
             out[p.cell.hash] = {"epoch": epoch + 1, "miou": curve[epoch], "official": official[epoch], "gap": diff,
-                                "official_best": best[0] if best else None}
+                                "official_best": best[0] if best else None,
+                                "alert": run_tags(uri, p.run_id).get(ALERT_TAG, "")}
     return out

@@ -29,7 +29,7 @@ from launch import ray_backend, slurm  # noqa: E402
 from launch.local import run_local  # noqa: E402
 from launch.options import ray_options, select_cells, selection_options  # noqa: E402
 from launch.plan import PlannedCell, plan  # noqa: E402
-from launch.reference_view import FROM_OFFICIAL, add_official_estimates  # noqa: E402
+from launch.reference_view import FROM_OFFICIAL, add_official_estimates, official_gaps  # noqa: E402
 from launch.status import format_status  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.config import effective_lr, global_batch  # noqa: E402
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "slurm" or args.status:
         planned = slurm.refresh(planned, args.tracking_uri, args.exp)
     if args.status:
-        print(format_status(planned))
+        print(format_status(planned, official_gaps(planned, args.tracking_uri)))
         return 0
     todo = select_todo(planned, args)
     if args.dry_run:

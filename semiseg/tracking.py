@@ -315,6 +315,16 @@ def list_experiments(uri: str) -> list[str]:
     return [exp.name for exp in _client(uri).search_experiments()]
 
 
+def run_tags(uri: str, run_id: str) -> dict[str, str]:
+    """The tags of run ``run_id`` ({} when the store or the run does not exist)."""
+    if store_absent(uri):
+        return {}
+    try:
+        return dict(_client(uri).get_run(run_id).data.tags)
+    except Exception:  # noqa: BLE001 - MlflowException for an unknown id
+        return {}
+
+
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     """(step, value) pairs of one metric of one run."""
     return [(m.step, m.value) for m in _client(uri).get_metric_history(run_id, key)]
