@@ -43,7 +43,7 @@ def official_gaps(planned: list, uri: str) -> dict[str, dict]:
         found = gap(curve, official)
         if found:
             epoch, diff = found
-            best = refs.best(p.cell.config)
+            best = refs.best_of(refs.for_config(p.cell.config))
             out[p.cell.hash] = {"epoch": epoch + 1, "miou": curve[epoch], "official": official[epoch], "gap": diff,
                                 "official_best": best[0] if best else None,
                                 "alert": run_tags(uri, p.run_id).get(ALERT_TAG, "")}

@@ -18,20 +18,26 @@ MATCHED_KEYS = ("data.crop_size", "train.epochs", "loss.conf_thresh", "optim.lr"
 GPU_H_PER_EPOCH = "reference.gpu_hours_per_epoch"
 
 
-def _value(cfg, key: str):
-    section, name = key.split(".")
-    return getattr(getattr(cfg, section), name)
-
-
-def matches(run: CellRun, cfg) -> bool:
-    """True when reference ``run`` stands for the cell of config ``cfg``."""
+def cell_key(cfg) -> tuple[dict[str, str], dict[str, float]]:
+    """(identity tags, recipe values of :data:`MATCHED_KEYS`) of config ``cfg``: what a reference run must match."""
     identity = {"method": cfg.method, "dataset": cfg.data.dataset, "split": cfg.data.split,
                 "backbone": cfg.model.backbone}
+    recipe = {}
+    for key in MATCHED_KEYS:
+        section, name = key.split(".")
+        recipe[key] = getattr(getattr(cfg, section), name)
+    return identity, recipe
+
+
+def matches(run: CellRun, identity: dict, recipe: dict) -> bool:
+    """True when reference ``run`` has the ``identity`` tags and the ``recipe`` values it recorded agree (a value
+    missing on either side does not count against it)."""
     if any(run.tags.get(TAG_PREFIX + k) != str(v) for k, v in identity.items()):
         return False
-    for key in MATCHED_KEYS:
+    for key, value in recipe.items():
         recorded = run.params.get(key)
-        if recorded is not None and not math.isclose(float(recorded), float(_value(cfg, key)), rel_tol=1e-6):
+        if recorded is not None and value is not None and value == value and \
+                not math.isclose(float(recorded), float(value), rel_tol=1e-6):
             return False
     return True
 
@@ -48,21 +54,29 @@ class References:
         return bool(self.runs)
 
     def for_config(self, cfg) -> list[CellRun]:
-        return [run for run in self.runs if matches(run, cfg)]
+        return self.matching(*cell_key(cfg))
+
+    def matching(self, identity: dict, recipe: dict) -> list[CellRun]:
+        return [run for run in self.runs if matches(run, identity, recipe)]
 
     def curve(self, cfg, key: str = "val/miou") -> dict[int, float]:
         """epoch (0-based, as MLflow steps) → the mean of the matching logs' ``key`` at that epoch."""
+        return self.mean_curve(self.for_config(cfg), key)
+
+    def mean_curve(self, runs: list[CellRun], key: str = "val/miou") -> dict[int, float]:
+        """epoch → the mean of ``runs``' metric ``key`` at that epoch."""
         values: dict[int, list[float]] = {}
-        for run in self.for_config(cfg):
+        for run in runs:
             if (run.run_id, key) not in self._curves:
                 self._curves[run.run_id, key] = dict(metric_history(self.uri, run.run_id, key))
             for epoch, value in self._curves[run.run_id, key].items():
                 values.setdefault(epoch, []).append(value)
         return {epoch: sum(v) / len(v) for epoch, v in sorted(values.items())}
 
-    def best(self, cfg) -> tuple[float, int] | None:
-        """(mean best val mIoU of the matching logs, how many logs), or None."""
-        bests = [run.metrics["best_miou"] for run in self.for_config(cfg) if "best_miou" in run.metrics]
+    @staticmethod
+    def best_of(runs: list[CellRun]) -> tuple[float, int] | None:
+        """(mean best val mIoU of ``runs``, how many), or None."""
+        bests = [run.metrics["best_miou"] for run in runs if "best_miou" in run.metrics]
         return (sum(bests) / len(bests), len(bests)) if bests else None
 
     def gpu_hours(self, cfg, speed: float = 1.0) -> float | None:

@@ -176,3 +176,28 @@ def test_fetch_downloads_through_the_mirror(tmp_path, monkeypatch, capsys):
     finally:
         server.shutdown()
     assert REFERENCE_EXPERIMENT == "semiseg-reference"
+
+
+def test_tables_and_plots_show_the_official_logs_of_the_same_recipe(tmp_path, capsys):
+    from reports import make_tables
+    from semiseg.references import MATCHED_KEYS
+    from semiseg.tracking import FRAME_PARAMS, log_runs_batch
+
+    assert set(MATCHED_KEYS) <= set(FRAME_PARAMS)  # the tables can match reference runs on what they read
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = {"data.crop_size": 321, "train.epochs": 80, "loss.conf_thresh": 0.95, "optim.lr": 0.001}
+    tags = {"semiseg.method": "unimatch", "semiseg.dataset": "pascal", "semiseg.split": "92",
+            "semiseg.backbone": "resnet101", "semiseg.seed": "0", "semiseg.hash": "h0", "semiseg.n_labeled": "92"}
+    log_runs_batch(uri, "paper", [{"name": "ours", "tags": tags, "params": {**recipe, "train.gpus": 4},
+                                   "metrics": {"val/miou": [50.0, 60.0, 66.0], "best_miou": 66.0}}])
+    logs = tmp_path / "logs"
+    for name, curve in (("92-run1.log", [70.0, 74.0]), ("92-run2.log", [71.0, 76.0])):
+        write_log(logs / name, "unimatch-v1-2023", config_of("unimatch-v1-2023"), curve, iters_per_epoch=1311)
+    write_log(logs / "ablation.log", "unimatch-v1-2023", config_of("unimatch-v1-2023", conf=0.8), [90.0, 99.0])
+    assert reference.main(["import", str(logs), "--tracking-uri", uri]) == 0
+    out = tmp_path / "out"
+    assert make_tables.main(["--exp", "paper", "--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if "| unimatch" in line and "75.2" in line)
+    assert row.rstrip(" |").endswith("75.0 (2 logs)")  # the mean of the two logs' bests; the ablation left out
+    assert (out / "paper_pascal_resnet101_curves.png").stat().st_size > 0
