@@ -202,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         result = ray_backend.run_ray(todo, args.exp, args)
     else:
         result = run_local(todo, args.exp, args.max_parallel or 1)
-    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped")
-    if result.interrupted:
+    stopped = result.stopped
+    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped"
+          + (f", {len(stopped)} stopped (KILLED, resumable)" if stopped else ""))
+    if result.interrupted or stopped:
         return 130
     return 1 if result.failed else 0
 

@@ -40,7 +40,8 @@ def test_a_run_behind_the_official_curve_is_flagged_stopped_and_resumable(tmp_pa
 
     first = subprocess.run(cmd + ["--alert-behind", "2", "--alert-patience", "2"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=600)
-    assert "alert: " in first.stdout + first.stderr, first.stdout + first.stderr
+    assert first.returncode == 130 and "alert: " in first.stdout, first.stdout + first.stderr
+    assert "1 stopped (KILLED, resumable)" in first.stdout
     (run,) = search_cells(uri, "demo")
     assert run.status == "KILLED"
     assert run.tags["semiseg.alert.epoch"] == "2"
@@ -61,3 +62,14 @@ def test_a_run_behind_the_official_curve_is_flagged_stopped_and_resumable(tmp_pa
     assert again.returncode == 0 and "1 resumed" in again.stdout, again.stdout + again.stderr
     (done,) = search_cells(uri, "demo")
     assert done.run_id == run.run_id and done.status == "FINISHED" and done.tags["semiseg.resumed_at_epoch"] == "2"
+
+
+def test_alert_and_speed_options_are_checked(tmp_path):
+    from launch import run_grid
+    from semiseg.cli import run_cli
+
+    base = ["--exp", "demo", "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert run_cli(run_grid.main, base + ["--alert-patience", "2"]) == 2
+    assert run_cli(run_grid.main, base + ["--alert-behind", "-1"]) == 2
+    assert run_cli(run_grid.main, base + ["--speed-factor", "0"]) == 2
+    assert not (tmp_path / "mlflow.db").exists()
