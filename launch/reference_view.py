@@ -5,7 +5,7 @@ Kept apart from :mod:`launch.plan` (which owns cell state): the plan and the sta
 
 from __future__ import annotations
 
-from semiseg.references import References, gap
+from semiseg.reference_match import References, gap
 from semiseg.hooks import ALERT_TAG
 from semiseg.tracking import metric_history, run_tags
 

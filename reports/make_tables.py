@@ -181,7 +181,7 @@ def official_curves(table, runs, refs) -> dict:
     cell of each curve run (identity and recipe values)."""
     import pandas as pd
 
-    from semiseg.references import MATCHED_KEYS
+    from semiseg.reference_match import MATCHED_KEYS
 
     out = {}
     cells = table.cells.set_index("run_id")
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{name!r} (--metric {args.metric}); summary metrics logged: {logged}")
     published = pub.load_published(args.published or pub.PUBLISHED)
     tables = tb.build_tables(frame, args.metric)
-    from semiseg.references import References
+    from semiseg.reference_match import References
 
     refs = References(uris[0])
     comparison = pub.compare(tables, published, pub.official_bests(tables, refs))

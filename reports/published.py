@@ -50,8 +50,8 @@ def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
 
 def official_bests(tables: list[Table], refs) -> pd.DataFrame:
     """Per entry (dataset, backbone, method, split) of ``tables``: the mean best val mIoU of the official logs whose
-    reference runs match its cells (identity and recipe, :func:`semiseg.references.matches`) and how many logs."""
-    from semiseg.references import MATCHED_KEYS
+    reference runs match its cells (identity and recipe, :func:`semiseg.reference_match.matches`) and how many logs."""
+    from semiseg.reference_match import MATCHED_KEYS
 
     rows = []
     for table in tables if refs else []:

@@ -34,7 +34,7 @@ from semiseg.constants import DEFAULT_TRACKING_URI
 from semiseg.data.catalog import OFFICIAL_COUNTS
 from semiseg.errors import UserError
 from semiseg.official_logs import FORMATS, LogError, OfficialLog, parse_log
-from semiseg.references import GPU_H_PER_EPOCH
+from semiseg.reference_match import GPU_H_PER_EPOCH
 from semiseg.tracking import REFERENCE_EXPERIMENT, REFERENCE_TAG, TAG_PREFIX, log_reference_run
 
 #: Base URL of the raw files; ``$SEMISEG_MIRROR`` replaces it (``<base>/<owner>/<repo>/<commit>/<path>``).

@@ -53,7 +53,7 @@ from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights, weights_file
 from semiseg.optim import build_optimizer
-from semiseg.references import References
+from semiseg.reference_match import References
 from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
                               read_json, run_dir_for, waiting_lock, write_json)
 from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,

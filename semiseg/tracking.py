@@ -331,7 +331,7 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 #: Run params copied into :func:`runs_frame` (resources, for the cost of a grid; the recipe values a reference run
-#: of the official logs is matched on, :data:`semiseg.references.MATCHED_KEYS`).
+#: of the official logs is matched on, :data:`semiseg.reference_match.MATCHED_KEYS`).
 FRAME_PARAMS = ("train.gpus", "derived.device", "data.crop_size", "train.epochs", "loss.conf_thresh", "optim.lr")
 #: Leading columns of :func:`runs_frame`; the ``metrics.<name>`` columns follow, sorted by name.
 FRAME_COLUMNS = ("run_id", "status", "state", "start_time", "end_time", *CELL_TAGS, *FRAME_PARAMS)

@@ -180,7 +180,7 @@ def test_fetch_downloads_through_the_mirror(tmp_path, monkeypatch, capsys):
 
 def test_tables_and_plots_show_the_official_logs_of_the_same_recipe(tmp_path, capsys):
     from reports import make_tables
-    from semiseg.references import MATCHED_KEYS
+    from semiseg.reference_match import MATCHED_KEYS
     from semiseg.tracking import FRAME_PARAMS, log_runs_batch
 
     assert set(MATCHED_KEYS) <= set(FRAME_PARAMS)  # the tables can match reference runs on what they read
@@ -201,3 +201,26 @@ def test_tables_and_plots_show_the_official_logs_of_the_same_recipe(tmp_path, ca
     row = next(line for line in text.splitlines() if "| unimatch" in line and "75.2" in line)
     assert row.rstrip(" |").endswith("75.0 (2 logs)")  # the mean of the two logs' bests; the ablation left out
     assert (out / "paper_pascal_resnet101_curves.png").stat().st_size > 0
+
+
+def test_pascal_all_is_priced_from_official_logs_before_any_run(tmp_path, capsys):
+    from launch import run_grid
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    dry = ["--exp", "pascal_all", "--dry-run", "--tracking-uri", uri, "--output-dir", str(tmp_path / "runs")]
+    assert run_grid.main(dry) == 0
+    assert "no official reference runs for them (none available" in capsys.readouterr().out
+    # 80 epochs of 1311 iterations at 0.5 s plus 20 s of evaluation, on 4 GPUs; a 60-epoch log does not match
+    write_log(tmp_path / "logs" / "92.log", "unimatch-v1-2023", config_of("unimatch-v1-2023", epochs=80), CURVE,
+              iters_per_epoch=1311, s_per_iter=0.5, eval_s=20.0)
+    write_log(tmp_path / "logs" / "other.log", "unimatch-v1-2023", config_of("unimatch-v1-2023", split="183",
+                                                                             epochs=60), CURVE, iters_per_epoch=1300)
+    assert reference.main(["import", str(tmp_path / "logs"), "--tracking-uri", uri]) == 0
+    capsys.readouterr()
+    assert run_grid.main(dry + ["--speed-factor", "2"]) == 0
+    out = capsys.readouterr().out
+    expected = 4 * 80 * (1311 * 0.5 + 20) / 3600 / 2
+    line = next(x for x in out.splitlines() if " unimatch " in x and " 92 " in x)
+    assert f"{expected:6.2f}o" in line
+    assert f"estimated cost of 1 of the 30 unfinished cell(s): {expected:.2f} device-hours (1 of them marked o: " \
+           f"from official logs" in out
