@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from semiseg.tracking import TAG_PREFIX, CellRun, metric_history, reference_runs
+from semiseg.tracking import REPORTED_MODEL_TAG, TAG_PREFIX, CellRun, metric_history, reference_runs
 
 #: Recipe values a reference run must share with a cell (the config keys the importer records).
 MATCHED_KEYS = ("data.crop_size", "train.epochs", "loss.conf_thresh", "optim.lr")
@@ -59,9 +59,12 @@ class References:
     def matching(self, identity: dict, recipe: dict) -> list[CellRun]:
         return [run for run in self.runs if matches(run, identity, recipe)]
 
-    def curve(self, cfg, key: str = "val/miou") -> dict[int, float]:
-        """epoch (0-based, as MLflow steps) → the mean of the matching logs' ``key`` at that epoch."""
-        return self.mean_curve(self.for_config(cfg), key)
+    def curve(self, cfg) -> dict[int, float]:
+        """epoch (0-based, as MLflow steps) → the mean official val mIoU of the matching logs at that epoch: of the
+        model the cell reports (``eval.report_model``; logs with an EMA teacher record both)."""
+        runs = self.for_config(cfg)
+        student = cfg.eval.report_model == "student" and any(r.tags.get(REPORTED_MODEL_TAG) == "ema" for r in runs)
+        return self.mean_curve(runs, "val/miou_student" if student else "val/miou")
 
     def mean_curve(self, runs: list[CellRun], key: str = "val/miou") -> dict[int, float]:
         """epoch → the mean of ``runs``' metric ``key`` at that epoch."""

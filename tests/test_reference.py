@@ -224,3 +224,37 @@ def test_pascal_all_is_priced_from_official_logs_before_any_run(tmp_path, capsys
     assert f"{expected:6.2f}o" in line
     assert f"estimated cost of 1 of the 30 unfinished cell(s): {expected:.2f} device-hours (1 of them marked o: " \
            f"from official logs" in out
+
+
+def test_a_restarted_log_keeps_every_evaluation_and_says_so(tmp_path):
+    first = write_log(tmp_path / "a.log", "unimatch-v1-2023", config_of("unimatch-v1-2023", epochs=4), CURVE[:2],
+                      stop_line="Killed")
+    second = write_log(tmp_path / "b.log", "unimatch-v1-2023", config_of("unimatch-v1-2023", epochs=4), CURVE)
+    # the relaunch prints its config again and resumes at epoch 2 (the official resume from latest.pth)
+    lines = second.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "Epoch: 2," in line)
+    config_end = next(i for i, line in enumerate(lines) if line.strip() == "")
+    joined = first.read_text() + "\n".join(lines[:config_end + 1] + lines[start:]) + "\n"
+    log = parse_log(joined, "92.log", reference.stream_size)
+    assert log.curve() == list(enumerate(CURVE)) and log.ending == "complete"
+    assert "stopped: Killed" in log.notes and "restarted after epoch 1" in log.notes
+
+
+def test_the_cell_reporting_its_student_is_compared_with_the_official_student(tmp_path):
+    from semiseg.config import RunConfig
+    from semiseg.reference_match import References
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_log(tmp_path / "v2.log", "unimatch-v2", config_of("unimatch-v2", backbone="dinov2_base",
+                                                            method_folder="unimatch_v2", epochs=4, crop=518, lr=5e-6),
+              CURVE, ema=[c + 5 for c in CURVE], iters_per_epoch=655)
+    assert reference.main(["import", str(tmp_path / "v2.log"), "--tracking-uri", uri]) == 0
+    cfg = RunConfig()
+    cfg.method, cfg.data.dataset, cfg.data.split, cfg.model.backbone = "unimatch_v2", "pascal", "92", "dinov2_base"
+    cfg.data.crop_size, cfg.train.epochs, cfg.optim.lr, cfg.loss.conf_thresh = 518, 4, 5e-6, 0.95
+    refs = References(uri)
+    assert refs.curve(cfg) == {i: c + 5 for i, c in enumerate(CURVE)}  # eval.report_model ema (default)
+    cfg.eval.report_model = "student"
+    assert refs.curve(cfg) == dict(enumerate(CURVE))
+    cfg.train.epochs = 60
+    assert refs.curve(cfg) == {} and refs.gpu_hours(cfg) is None  # another schedule: not this cell's reference
