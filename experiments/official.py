@@ -1,7 +1,7 @@
 """Read the official repos' YAML configs (UniMatch, UniMatch V2, PrevMatch, CorrMatch, SemiOVS) as our config.
 
 An experiment can start from one with a top-level ``official: {file: PATH, gpus: N}`` (its own ``defaults``
-still win), and ``python -m experiments.official PATH --gpus N`` prints the converted config. ``gpus`` is the
+still win), and ``python -m semiseg.experiments.official PATH --gpus N`` prints the converted config. ``gpus`` is the
 number of GPUs the official run used (their configs only say it in comments, e.g. ``# per GPU x 4 GPUs``): it
 sets ``optim.reference_batch`` = batch_size x gpus, so the LR is scaled when a cell uses another global batch.
 
@@ -122,8 +122,8 @@ def load_official(path: str | Path, gpus: int = 0) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.official", description=__doc__.split("\n\n")[0],
-        epilog="example: python -m experiments.official UniMatch/configs/pascal.yaml --gpus 4")
+        prog="python -m semiseg.experiments.official", description=__doc__.split("\n\n")[0],
+        epilog="example: python -m semiseg.experiments.official UniMatch/configs/pascal.yaml --gpus 4")
     parser.add_argument("config", help="an official YAML config, e.g. UniMatch/configs/pascal.yaml")
     parser.add_argument("--gpus", type=int, default=0,
                         help="GPUs of the official run (sets optim.reference_batch = batch_size x gpus), e.g. 4")

@@ -1,6 +1,6 @@
 """Local backend: a pool running each cell as its own ``python -m semiseg.train`` process(es).
 
-A cell with ``train.gpus: N`` runs as N processes (:class:`launch.gang.Gang`). GPUs are counted, not cells:
+A cell with ``train.gpus: N`` runs as N processes (:class:`semiseg.launch.gang.Gang`). GPUs are counted, not cells:
 on a 4-GPU machine one 4-GPU cell or two 2-GPU cells run at a time (``CUDA_VISIBLE_DEVICES`` narrows the
 pool); ``--max-parallel`` caps the number of cells. Without GPUs the N ranks run on the CPU with gloo.
 """
@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launch.gang import Gang
-from launch.plan import PlannedCell
+from semiseg.launch.gang import Gang
+from semiseg.launch.plan import PlannedCell
 from semiseg.config import save_config
 from semiseg.errors import UserError
 from semiseg.runfiles import LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.registry import Cell
+from semiseg.experiments.registry import Cell
 from semiseg.config import recipe_hash
 from semiseg.runfiles import PROGRESS_FILE, lock_holder, read_json, run_dir_for
 from semiseg.tracking import RECIPE_TAG, search_cells

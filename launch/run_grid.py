@@ -21,20 +21,18 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.registry import load_experiment  # noqa: E402
-from launch import ray_backend, slurm  # noqa: E402
-from launch.local import run_local  # noqa: E402
-from launch.options import ray_options, select_cells, selection_options  # noqa: E402
-from launch.plan import PlannedCell, plan  # noqa: E402
-from launch.reference_view import FROM_OFFICIAL, add_official_estimates, official_gaps  # noqa: E402
-from launch.status import format_status  # noqa: E402
-from semiseg.cli import run_cli  # noqa: E402
-from semiseg.config import effective_lr, global_batch  # noqa: E402
-from semiseg.errors import UserError  # noqa: E402
-from semiseg.tracking import get_or_create_experiment  # noqa: E402
+from semiseg.experiments.registry import load_experiment
+from semiseg.launch import ray_backend, slurm
+from semiseg.launch.local import run_local
+from semiseg.launch.options import ray_options, select_cells, selection_options
+from semiseg.launch.plan import PlannedCell, plan
+from semiseg.launch.reference_view import FROM_OFFICIAL, add_official_estimates, official_gaps
+from semiseg.launch.status import format_status
+from semiseg.cli import run_cli
+from semiseg.config import effective_lr, global_batch
+from semiseg.errors import UserError
+from semiseg.tracking import get_or_create_experiment
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,19 +15,17 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from launch import slurm  # noqa: E402
-from launch.options import select_cells, selection_options  # noqa: E402
-from launch.plan import PlannedCell, plan  # noqa: E402
-from launch.reference_view import official_gaps  # noqa: E402
-from semiseg.cli import run_cli  # noqa: E402
+from semiseg.cli import run_cli
+from semiseg.launch import slurm
+from semiseg.launch.options import select_cells, selection_options
+from semiseg.launch.plan import PlannedCell, plan
+from semiseg.launch.reference_view import official_gaps
 
 
 def cell_status(p: PlannedCell, official: dict | None = None) -> dict:
     """One cell's status as a plain dict (the ``--json`` record); ``official``: the cell's entry of
-    :func:`launch.reference_view.official_gaps` (the gap to the official curve), if any."""
+    :func:`semiseg.launch.reference_view.official_gaps` (the gap to the official curve), if any."""
     prog = p.progress()
     c = p.cell.config
     log = p.job.get("log") or (str(p.run_dir / "train.log") if (p.run_dir / "train.log").exists() else "")

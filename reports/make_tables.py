@@ -1,6 +1,6 @@
 """Paper-style tables (and an mIoU-vs-labels plot) of one experiment grid, read from MLflow.
 
-Run from the project root as ``python reports/make_tables.py --exp demo`` or ``python -m reports.make_tables``.
+Run from the project root as ``python reports/make_tables.py --exp demo`` or ``python -m semiseg.reports.make_tables``.
 """
 
 from __future__ import annotations
@@ -8,21 +8,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
+import argparse
 
-from semiseg.cli import run_cli  # noqa: E402
-from semiseg.constants import DEFAULT_TRACKING_URI  # noqa: E402
-from semiseg.errors import UserError  # noqa: E402
+from semiseg.cli import run_cli
+from semiseg.constants import DEFAULT_TRACKING_URI
+from semiseg.errors import UserError
 
 EPILOG = """\
 examples:
   python reports/make_tables.py --exp demo
   python reports/make_tables.py --exp pascal_all --metric ema --format latex --out /tmp/tables
   python reports/make_tables.py --exp pascal_all --tracking-uri sqlite:////a/mlflow.db --tracking-uri http://host:5000
-  python -m reports.make_tables --exp demo --tracking-uri sqlite:////abs/path/mlflow.db --no-log
+  python -m semiseg.reports.make_tables --exp demo --tracking-uri sqlite:////abs/path/mlflow.db --no-log
 
 Each cell is the mean ± sample std (ddof=1) over seeds of the chosen metric, using the newest FINISHED run
 of every cell (config hash); cells without one are counted in the footnote as running/interrupted or failed.
@@ -154,8 +152,8 @@ def _slug(*parts: str) -> str:
 def write_plots(tables, out: Path, exp: str, refs=None) -> list[Path]:
     """The mIoU-vs-labels figure, and per table its training curves (with the official curve of the same recipe,
     dashed, where ``refs`` has reference runs for it) and per-class IoU bars (when logged)."""
-    from reports import tables as tb
-    from reports.plots import plot_class_iou, plot_miou_vs_labels, plot_training_curves
+    from semiseg.reports import tables as tb
+    from semiseg.reports.plots import plot_class_iou, plot_miou_vs_labels, plot_training_curves
     from semiseg import tracking
 
     paths = [plot_miou_vs_labels(tables, out / f"{_slug(exp)}_miou_vs_labels.png", exp=exp)]
@@ -198,8 +196,8 @@ def official_curves(table, runs, refs) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_args(args)
-    from reports import published as pub
-    from reports import tables as tb
+    from semiseg.reports import published as pub
+    from semiseg.reports import tables as tb
 
     uris = args.tracking_uri
     frame = load_runs(uris, args.exp)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from reports.tables import METHOD_ORDER, Table, method_order
+from semiseg.reports.tables import METHOD_ORDER, Table, method_order
 
 _MARKERS = "osD^vP*Xhp<>"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.tables import MISSING, Table, format_delta
+from semiseg.reports.tables import MISSING, Table, format_delta
 from semiseg.config import load_yaml
 from semiseg.errors import DataError
 
@@ -94,7 +94,7 @@ def render_markdown(comparison: pd.DataFrame) -> str:
     if comparison.empty:
         out.append("No entry of this grid has a published figure in reports/published.yaml.")
         return "\n".join(out) + "\n"
-    from reports.tables import markdown_table
+    from semiseg.reports.tables import markdown_table
 
     display = comparison[COLUMNS].set_index("dataset")
     out.append(markdown_table(display))
@@ -109,7 +109,7 @@ def render_latex(comparison: pd.DataFrame, exp: str) -> str:
     """The published-vs-reproduced table as a booktabs ``table`` (nothing when no entry has a published figure)."""
     if comparison.empty:
         return f"% {exp}: no entry has a published figure in reports/published.yaml\n"
-    from reports.tables import latex_table
+    from semiseg.reports.tables import latex_table
 
     display = comparison[COLUMNS].set_index("dataset")
     note = ("Δ = our mean − published figure (mIoU points). Published figures: official READMEs at the cited "

@@ -62,7 +62,7 @@ class Hook:
 
 
 class PolyLR(Hook):
-    """Poly decay after every optimizer step, per parameter group (spec §1.5)."""
+    """Poly decay after every optimizer step, per parameter group (docs/methods.md §1.5)."""
 
     priority = 10
 

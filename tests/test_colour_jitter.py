@@ -1,4 +1,5 @@
-"""The OpenCV hue rotation agrees with torchvision's adjust_hue (the spec's ColorJitter semantics)."""
+"""The OpenCV hue rotation agrees with torchvision's adjust_hue (the official ColorJitter semantics,
+docs/methods.md §1.2)."""
 
 import numpy as np
 import pytest

@@ -179,7 +179,7 @@ def test_fetch_downloads_through_the_mirror(tmp_path, monkeypatch, capsys):
 
 
 def test_tables_and_plots_show_the_official_logs_of_the_same_recipe(tmp_path, capsys):
-    from reports import make_tables
+    from semiseg.reports import make_tables
     from semiseg.reference_match import MATCHED_KEYS
     from semiseg.tracking import FRAME_PARAMS, log_runs_batch
 
@@ -204,7 +204,7 @@ def test_tables_and_plots_show_the_official_logs_of_the_same_recipe(tmp_path, ca
 
 
 def test_pascal_all_is_priced_from_official_logs_before_any_run(tmp_path, capsys):
-    from launch import run_grid
+    from semiseg.launch import run_grid
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     dry = ["--exp", "pascal_all", "--dry-run", "--tracking-uri", uri, "--output-dir", str(tmp_path / "runs")]

@@ -65,7 +65,7 @@ def test_a_run_behind_the_official_curve_is_flagged_stopped_and_resumable(tmp_pa
 
 
 def test_alert_and_speed_options_are_checked(tmp_path):
-    from launch import run_grid
+    from semiseg.launch import run_grid
     from semiseg.cli import run_cli
 
     base = ["--exp", "demo", "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]

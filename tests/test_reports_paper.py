@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reports import published as pub  # noqa: E402
-from reports.make_tables import main  # noqa: E402
+from semiseg.reports import published as pub  # noqa: E402
+from semiseg.reports.make_tables import main  # noqa: E402
 from semiseg import tracking  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.errors import DataError  # noqa: E402
-from conftest import require_shared  # noqa: E402
+from conftest import SHARED, require_shared  # noqa: E402
 
-SPEC = ROOT.parent / "shared" / "spec" / "paper_results.yaml"
+SPEC = SHARED / "spec" / "paper_results.yaml"
 EXP = "paper"
 T0 = 1_700_000_000_000
 HALF_HOUR = 1_800_000
@@ -100,7 +100,8 @@ def _section(markdown: str, heading: str) -> tuple[list[str], list[list[str]], l
 
 
 def test_published_file_matches_spec():
-    """Every entry of reports/published.yaml is a README figure of paper_results.yaml, cited at its commit."""
+    """Every entry of reports/published.yaml is a README figure of the collected official results, cited at its
+    commit."""
     require_shared(SPEC)
     spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     commits = spec["meta"]["source_commits"]
@@ -237,8 +238,8 @@ def test_plots_and_report_run(merged, stores):
 
 
 def test_class_iou_and_curve_data(stores):
-    from reports import tables as tb
-    from reports.make_tables import load_runs
+    from semiseg.reports import tables as tb
+    from semiseg.reports.make_tables import load_runs
 
     tables = {t.dataset: t for t in tb.build_tables(load_runs([stores["a"], stores["b"]], EXP))}
     split, ious = tb.class_iou(tables["pascal"])

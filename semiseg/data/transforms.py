@@ -1,4 +1,4 @@
-"""Train-time augmentations of spec §1.2, on OpenCV/numpy arrays, driven by an explicit RNG.
+"""Train-time augmentations of docs/methods.md §1.2, on OpenCV/numpy arrays, driven by an explicit RNG.
 
 Every random draw takes a ``numpy.random.Generator`` so a sample's augmentation depends only on the
 seed handed to it (see :mod:`semiseg.data.sampling`), never on worker scheduling. The strong colour view
@@ -147,14 +147,16 @@ def apply_colour(t: torch.Tensor, params: np.ndarray | torch.Tensor, opencv: boo
 
 
 def strong_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The strong colour view of a uint8 HxWx3 image (spec §1.2): :func:`draw_colour`, then :func:`apply_colour`."""
+    """The strong colour view of a uint8 HxWx3 image (docs/methods.md §1.2): :func:`draw_colour`, then
+    :func:`apply_colour`."""
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
     return np.ascontiguousarray(apply_colour(t, draw_colour(rng)).permute(1, 2, 0).numpy())
 
 
 def cutmix_box(size: int, rng: np.random.Generator, p: float = 0.5,
                area: tuple[float, float] = (0.02, 0.4), ratio: tuple[float, float] = (0.3, 1 / 0.3)) -> np.ndarray:
-    """The spec's CutMix box mask (size×size uint8): all zero w.p. 1-p, else one box of U(2%,40%) area."""
+    """The official CutMix box mask (docs/methods.md §1.2), size×size uint8: all zero w.p. 1-p, else one box of
+    U(2%,40%) area."""
     mask = np.zeros((size, size), dtype=np.uint8)
     if rng.random() > p:
         return mask
