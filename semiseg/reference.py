@@ -11,6 +11,7 @@ Each log becomes one FINISHED run tagged semiseg.reference=official with the cel
 dataset, split, backbone), the recipe under this project's config keys, the per-epoch val mIoU (student and
 EMA where logged), the per-class IoU of the best epoch, iterations per epoch, wall time per epoch and the GPU
 count. A log that cannot be read is reported with the reason and skipped; importing a log twice does nothing.
+Exit status: 0 every log imported (or already there), 1 some skipped, 2 none imported or a bad call.
 
 examples:
   python -m semiseg.reference import ~/src/UniMatch/training-logs ~/src/PrevMatch/training_logs
@@ -120,7 +121,7 @@ def record(log: OfficialLog, text: str, uri: str, origin: str) -> str | None:
             TAG_PREFIX + "reported_model": "ema" if log.has_ema else "student",
             "mlflow.runName": f"official · {log.method} · {log.dataset} · {log.split} · {log.backbone}"
                               + (f" · run{log.run}" if log.run else "")}
-    params = {**{k: v for k, v in log.recipe.items()}, "reference.gpus": log.gpus,
+    params = {**log.recipe, "reference.gpus": log.gpus,
               "reference.log_interval": log.log_interval, "derived.iters_per_epoch": log.iters_per_epoch,
               "reference.seconds_per_iter": log.seconds_per_iter, "reference.eval_seconds": log.eval_seconds,
               GPU_H_PER_EPOCH: log.gpu_hours_per_epoch}
