@@ -24,7 +24,9 @@ OPTIONAL = ("source_file", "no_grid_cell")
 ENCODER_ALIASES = {"xception65": "xception"}
 #: Columns of the comparison table (display frame; index = row number).
 COLUMNS = ["dataset", "encoder", "method", "split", "ours", "published", "Δ (ours − published)", "published metric",
-           "source"]
+           "source", "official log best"]
+#: Cell identity columns of a table's cells → reference-run identity tag names.
+_IDENTITY = ("method", "dataset", "split", "backbone")
 
 
 def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
@@ -56,13 +58,33 @@ def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
     return frame
 
 
-def compare(tables: list[Table], published: pd.DataFrame) -> pd.DataFrame:
+def official_bests(tables: list[Table], refs) -> pd.DataFrame:
+    """Per entry (dataset, backbone, method, split) of ``tables``: the mean best val mIoU of the official logs whose
+    reference runs match its cells (identity and recipe, :func:`semiseg.reference_match.matches`) and how many logs."""
+    from semiseg.reference_match import MATCHED_KEYS
+
+    rows = []
+    for table in tables if refs else []:
+        for _, cell in table.cells.drop_duplicates(list(_IDENTITY)).iterrows():
+            identity = {k: cell[k] for k in _IDENTITY}
+            recipe = {k: pd.to_numeric(cell.get(k), errors="coerce") for k in MATCHED_KEYS}
+            best = refs.best_of(refs.matching(identity, recipe))
+            if best:
+                rows.append({**identity, "official_best": best[0], "official_logs": best[1]})
+    return pd.DataFrame(rows, columns=[*_IDENTITY, "official_best", "official_logs"])
+
+
+def compare(tables: list[Table], published: pd.DataFrame, official: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per entry of ``tables`` that has a published figure (matched on dataset, backbone, method, split):
-    our cell text, the published mIoU, the difference of means and the cited source. Numeric columns
-    ``mean``/``miou``/``diff`` are kept beside the display ones."""
+    our cell text, the published mIoU, the difference of means, the cited source and the best of the official logs
+    imported as reference runs (``official``: :func:`official_bests`). Numeric columns ``mean``/``miou``/``diff`` are
+    kept beside the display ones."""
     if not tables:
         return pd.DataFrame(columns=[*COLUMNS, "mean", "miou", "diff"])
     ours = pd.concat([t.stats for t in tables], ignore_index=True)
+    if official is None:
+        official = pd.DataFrame(columns=[*_IDENTITY, "official_best", "official_logs"])
+    ours = ours.merge(official, on=list(_IDENTITY), how="left", sort=False)
     rows = ours.merge(published, on=["dataset", "backbone", "method", "split"], how="inner", sort=False)
     rows["diff"] = rows["mean"] - rows["miou"]
     return pd.DataFrame({
@@ -70,6 +92,8 @@ def compare(tables: list[Table], published: pd.DataFrame) -> pd.DataFrame:
         "split": rows["split_label"], "ours": rows["cell"], "published": rows["miou"].map("{:.1f}".format),
         "Δ (ours − published)": format_delta(rows["diff"]), "published metric": rows["metric"],
         "source": rows["source_repo"] + "@" + rows["source_commit"].str[:7],
+        "official log best": [f"{b:.1f} ({int(n)} log{'s' if n > 1 else ''})" if pd.notna(b) else MISSING
+                              for b, n in zip(rows["official_best"], rows["official_logs"])],
         "mean": rows["mean"], "miou": rows["miou"], "diff": rows["diff"],
     })
 
@@ -85,7 +109,9 @@ def render_markdown(comparison: pd.DataFrame) -> str:
     display = comparison[COLUMNS].set_index("dataset")
     out.append(markdown_table(display))
     out += ["", f"Δ = our mean − published figure (mIoU points); {MISSING} = no finished run. Published figures: "
-                "reports/published.yaml (official READMEs at the cited commits)."]
+                "reports/published.yaml (official READMEs at the cited commits). Official log best: the mean best "
+                "val mIoU of the official training logs of the same recipe imported as reference runs "
+                f"(python -m semiseg.reference import; {MISSING} = none imported)."]
     return "\n".join(out) + "\n"
 
 

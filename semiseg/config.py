@@ -228,6 +228,12 @@ class RuntimeConfig:
     checkpoint_every_iters: int = _opt(
         0, "also write last.pth every N iterations inside an epoch (long epochs on preemptible jobs); 0 = per epoch",
         ge=0)
+    alert_behind: float = _opt(
+        0.0, "val mIoU points behind the official curve of the cell (runs imported with 'semiseg reference import') "
+        "that count as falling behind; 0 = no comparison", ge=0)
+    alert_patience: int = _opt(3, "evaluations in a row behind by runtime.alert_behind before the alert", ge=1)
+    alert_stop: bool = _opt(True, "on the alert, stop the run after tagging it (KILLED, resumable by a relaunch); "
+                                  "false = only tag it (semiseg.alert)")
 
 
 #: URI schemes of the MLflow stores a run can be tracked in (a database, a tracking server, a file store).

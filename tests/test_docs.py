@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the page exists the test fails until its entry is removed here, so the links get checked like any other.
 PENDING = {
     "docs/data.md": "issue 24: getting datasets and weights",
-    "docs/reference.md": "issue 26: reproducing against the official logs",
     "docs/demo.md": "issue 23: the demo",
 }
 

@@ -181,7 +181,7 @@ def test_published_vs_reproduced(merged):
     out, stdout, _ = merged
     header, rows, notes = _section(stdout, "Published vs reproduced")
     assert header == ["dataset", "encoder", "method", "split", "ours", "published", "Δ (ours − published)",
-                      "published metric", "source"]
+                      "published metric", "source", "official log best"]
     got = {(r[0], r[1], r[2], r[3]): r[4:7] for r in rows}
     assert got == {
         ("coco", "xception", "unimatch", "1/512 (232)"): ["44.0 (n=1)", "31.9", "+12.1"],  # xception ↔ xception65
