@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from experiments.registry import Cell
+from semiseg.experiments.registry import Cell
 from semiseg.data.datasets import DATASETS, PROJECT_SPLITS, load_split, split_file, unlabeled_entries
 from semiseg.data.io import NO_MASK, read_pair
 from semiseg.errors import DataError

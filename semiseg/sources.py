@@ -74,7 +74,7 @@ COCO_AUTHOR_MASKS = Source("unimatch/coco_masks.zip", _gdrive("166xLerzEEIbU7Mt1
 
 #: Official split lists: (repository, commit), each file's path under the repository's ``splits/`` and its
 #: SHA-256 (computed from the repositories at these commits). COCO's unlabeled lists are not fetched: they are
-#: "train minus labeled" (spec §1.1).
+#: "train minus labeled" (docs/methods.md §1.1).
 _V1 = ("LiheYoung/UniMatch", "0324f3dd4a22128105a5eb135d2586c0bb3cc647", "splits/")
 _V2 = ("LiheYoung/UniMatch-V2", "f6afb4dfca2d9dcbcee2307e97717954ca75c0ba", "splits/")
 _OVS = ("wooseok-shin/SemiOVS", "c205caadf2d2fef9df0ce68a217a581f2441e72a", "semiovs/splits/")

@@ -95,7 +95,8 @@ def test_a_web_page_or_a_file_off_its_published_prefix_is_never_pinned(tmp_path,
 
 
 def test_official_lists_match_their_recorded_sha256_and_are_imported(tmp_path, mirror, capsys):
-    """The recorded checksums are those of the official lists (served from ../shared, the published copies)."""
+    """The recorded checksums are those of the official lists (served from the reference data beside the clone,
+    the published copies)."""
     shared = require_shared(SHARED / "splits" / "pascal")
     for rel, source in split_sources("pascal"):
         mirror.put(source.key, (shared / rel).read_bytes())
@@ -114,7 +115,7 @@ def test_official_lists_match_their_recorded_sha256_and_are_imported(tmp_path, m
 
 
 def test_paper_grids_name_published_weights_of_their_own_encoder():
-    from experiments.registry import expand, list_experiments, load_experiment
+    from semiseg.experiments.registry import expand, list_experiments, load_experiment
     from semiseg.models import BACKBONES
     from semiseg.sources import PUBLISHED_WEIGHTS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_sources import Mirror, pascal_archives, pascal_lists, serve
 
-from launch import run_grid
+from semiseg.launch import run_grid
 from semiseg import splits, weights
 from semiseg.data import prepare
 

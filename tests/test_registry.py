@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import registry
-from experiments.official import convert_official
-from experiments.registry import expand, list_experiments, load_experiment
+from semiseg.experiments import registry
+from semiseg.experiments.official import convert_official
+from semiseg.experiments.registry import expand, list_experiments, load_experiment
 from semiseg.config import config_from_dict, effective_lr, recipe_hash
 from semiseg.errors import ConfigError
 
@@ -134,13 +134,13 @@ def test_official_config_maps_to_ours_and_refuses_unknown_keys(exp_dir):
 def test_official_cli_errors_cleanly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: pascal\nmulti_grid: true\n")
-    out = subprocess.run([sys.executable, "-m", "experiments.official", str(bad)], capture_output=True, text=True,
-                         cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "semiseg.experiments.official", str(bad)], capture_output=True,
+                         text=True, cwd=ROOT)
     assert out.returncode == 2 and "multi_grid" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_gpus_refit_keeps_the_paper_global_batch_or_scales_the_lr(tmp_path, capsys):
-    from launch import run_grid
+    from semiseg.launch import run_grid
 
     def plan(*extra):
         args = ["--exp", "pascal_all", "--methods", "unimatch", "--splits", "92", "--dry-run", "--json", "--no-check",

@@ -1,4 +1,4 @@
-"""Mask converters from the official annotation formats to the class-index PNGs of spec §1.1.
+"""Mask converters from the official annotation formats to the class-index PNGs of docs/methods.md §1.1.
 
 - SBD ``cls/<id>.mat`` (``GTcls.Segmentation``, 0..20) read with scipy, merged with VOC's
   ``SegmentationClass`` PNGs (0..20, 255 void), VOC's mask winning where both exist.

@@ -1,4 +1,4 @@
-"""Download, verify, extract and convert a dataset into the layout of spec §1.1.
+"""Download, verify, extract and convert a dataset into the layout of docs/methods.md §1.1.
 
 ``python -m semiseg.data.prepare pascal|cityscapes|coco|ade20k|pascal_context --root DIR`` fetches the official archives
 into ``DIR/downloads`` (verified, resumable: :mod:`semiseg.download`), extracts what the engine reads and
