@@ -193,13 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"check passed: data, split lists and weights of {len(planned)} cell(s) are in place")
         return 0
-    if not args.no_check and not report_missing(todo, args.full):
-        return 2
-    if args.dry_run:
+    if args.dry_run:  # the plan (and its cost) first, then what the launch would miss
         print(plan_json(planned) if args.json else format_plan(planned))
         if args.backend == "slurm" and not args.json:
             print(slurm.describe(todo, slurm_profile(args), output_dir, args.exp))
-        return 0
+        return 0 if args.no_check or report_missing(todo, args.full) else 2
+    if not args.no_check and not report_missing(todo, args.full):
+        return 2
     for p in todo:  # a forced or failed cell restarts from scratch in a new run; its old folder is kept
         if p.run_dir.exists() and (args.force or p.state == "failed"):
             p.run_dir.rename(p.run_dir.with_name(f"{p.run_dir.name}.{'old' if args.force else 'failed'}-"
