@@ -1,5 +1,5 @@
-"""The experiment registry: named grids of runs (see :mod:`experiments.registry`)."""
+"""The experiment registry: named grids of runs (see :mod:`semiseg.experiments.registry`)."""
 
-from experiments.registry import Cell, Experiment, expand, list_experiments, load_experiment
+from semiseg.experiments.registry import Cell, Experiment, expand, list_experiments, load_experiment
 
 __all__ = ["Cell", "Experiment", "expand", "list_experiments", "load_experiment"]

@@ -22,7 +22,7 @@ An experiment file ``experiments/<name>.yaml`` holds::
 ``load_experiment`` also accepts the path of such a file outside ``experiments/`` (e.g. one written by
 ``launch/tune.py``); ``inherit`` names are always looked up in ``experiments/``.
 
-Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of spec §1.5) are abstract
+Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of docs/methods.md §1.5) are abstract
 bases: they are only inherited from, never listed or run.
 """
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.search import SearchDim, parse_block
+from semiseg.experiments.search import SearchDim, parse_block
 from semiseg import catalog
 from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml, set_dotted
 from semiseg.errors import ConfigError
@@ -160,7 +160,7 @@ def _check_layout(path: Path, data: dict[str, Any]) -> None:
 def _official_defaults(path: Path, spec: Any) -> dict[str, Any]:
     """``official: {file: PATH, gpus: N}``: an official repo's YAML config converted to ours (PATH relative to
     the experiment file)."""
-    from experiments.official import load_official
+    from semiseg.experiments.official import load_official
 
     gpus = spec.get("gpus", 0) if isinstance(spec, dict) else None
     whole = isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 0

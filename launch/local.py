@@ -1,6 +1,6 @@
 """Local backend: a pool running each cell as its own ``python -m semiseg.train`` process(es).
 
-A cell with ``train.gpus: N`` runs as N processes (:class:`launch.gang.Gang`). GPUs are counted, not cells:
+A cell with ``train.gpus: N`` runs as N processes (:class:`semiseg.launch.gang.Gang`). GPUs are counted, not cells:
 on a 4-GPU machine one 4-GPU cell or two 2-GPU cells run at a time (``CUDA_VISIBLE_DEVICES`` narrows the
 pool); ``--max-parallel`` caps the number of cells. Without GPUs the N ranks run on the CPU with gloo.
 """
@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launch.gang import Gang
-from launch.plan import PlannedCell
+from semiseg.launch.gang import Gang
+from semiseg.launch.plan import PlannedCell
 from semiseg.config import save_config
 from semiseg.errors import UserError
 from semiseg.runfiles import LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json
@@ -29,11 +29,16 @@ class Slot:
     last_epoch: int = -1
 
 
+#: Exit status of a training process stopped gracefully (a stop signal, or its own alert): KILLED, resumable.
+EXIT_STOPPED = 130
+
+
 @dataclass
 class LocalResult:
     finished: list[PlannedCell] = field(default_factory=list)
     failed: list[PlannedCell] = field(default_factory=list)
     skipped: list[PlannedCell] = field(default_factory=list)
+    stopped: list[PlannedCell] = field(default_factory=list)  # stopped by the run itself (exit 130): resumable
     interrupted: bool = False
 
 
@@ -129,8 +134,12 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
         running.remove(slot)
         release(slot.planned.run_dir)
         free_gpus.extend(slot.gpus)
-        done = len(result.finished) + len(result.failed) + 1
-        if code == 0:
+        done = len(result.finished) + len(result.failed) + len(result.stopped) + 1
+        if code == EXIT_STOPPED and not result.interrupted:  # e.g. runtime.alert_behind: KILLED with a checkpoint
+            result.stopped.append(slot.planned)
+            log(f"[{done}/{total}] stopped {_label(slot.planned)} (resumable: run the same command again); last "
+                f"log lines:\n{_tail(slot.planned.run_dir / 'train.log')}")
+        elif code == 0:
             result.finished.append(slot.planned)
             best = slot.planned.progress().get("best_miou", float("nan"))
             log(f"[{done}/{total}] finished {_label(slot.planned)}: best mIoU {best:.2f}")

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.registry import Cell, expand, list_experiments, load_experiment
+from semiseg.experiments.registry import Cell, expand, list_experiments, load_experiment
 from semiseg.config import tracking_uri_problem
 from semiseg.constants import DEFAULT_TRACKING_URI
 from semiseg.errors import UserError

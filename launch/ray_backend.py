@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launch.gang import Gang
-from launch.local import LocalResult, _label, _tail, claim, log_epoch, release, skip_reason
-from launch.plan import PlannedCell
+from semiseg.launch.gang import Gang
+from semiseg.launch.local import LocalResult, _label, _tail, claim, log_epoch, release, skip_reason
+from semiseg.launch.plan import PlannedCell
 from semiseg.config import RunConfig, config_from_dict, config_to_dict, save_config
 from semiseg.errors import UserError
 from semiseg.runfiles import read_json
@@ -96,7 +96,7 @@ def run_cell(config: dict[str, Any], tags: dict[str, str], cwd: str) -> dict[str
 
     A one-process cell trains in this worker (:func:`semiseg.runtime.run`); a cell with ``train.gpus: N``
     starts its N ranks as child processes of this worker on the GPUs Ray granted the task
-    (:class:`launch.gang.Gang`), so Ray's reservation covers all of them.
+    (:class:`semiseg.launch.gang.Gang`), so Ray's reservation covers all of them.
     """
     from semiseg.runtime import run, run_dir_of
 

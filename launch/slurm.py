@@ -32,9 +32,9 @@ from typing import Any
 
 import submitit
 
-from launch import sbatch
-from launch.local import claim, release, skip_reason
-from launch.plan import PlannedCell
+from semiseg.launch import sbatch
+from semiseg.launch.local import claim, release, skip_reason
+from semiseg.launch.plan import PlannedCell
 from semiseg.config import apply_overrides, load_config, load_yaml, save_config
 from semiseg.errors import ConfigError, UserError
 from semiseg.runfiles import RUN_FILE, read_json, write_json

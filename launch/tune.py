@@ -34,17 +34,15 @@ from typing import Any
 
 import yaml
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.registry import EXPERIMENTS_DIR, Cell, load_experiment  # noqa: E402
-from experiments.search import SearchDim, parse_param, validate  # noqa: E402
-from launch import ray_backend  # noqa: E402
-from launch.options import ray_options, renamed, select_cells, selection_options  # noqa: E402
-from semiseg.cli import run_cli  # noqa: E402
-from semiseg.config import config_from_dict, config_to_dict, set_dotted  # noqa: E402
-from semiseg.errors import UserError  # noqa: E402
-from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri  # noqa: E402
+from semiseg.experiments.registry import EXPERIMENTS_DIR, Cell, load_experiment
+from semiseg.experiments.search import SearchDim, parse_param, validate
+from semiseg.launch import ray_backend
+from semiseg.launch.options import ray_options, renamed, select_cells, selection_options
+from semiseg.cli import run_cli
+from semiseg.config import config_from_dict, config_to_dict, set_dotted
+from semiseg.errors import UserError
+from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri
 
 METRIC = "val/miou"  # reported after every evaluated epoch; ASHA compares trials on it
 BEST = "val/best_miou"  # what "best trial" means

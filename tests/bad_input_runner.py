@@ -26,8 +26,9 @@ from pathlib import Path
 from bad_input_data import snapshot
 
 ENTRIES = {"train": "semiseg.train", "splits": "semiseg.splits", "ood": "semiseg.ood", "pretext": "semiseg.pretext",
-           "run_grid": "launch.run_grid", "status": "launch.status", "tune": "launch.tune",
-           "make_tables": "reports.make_tables"}
+           "run_grid": "semiseg.launch.run_grid", "status": "semiseg.launch.status", "tune": "semiseg.launch.tune",
+           "make_tables": "semiseg.reports.make_tables", "prepare": "semiseg.data.prepare",
+           "weights": "semiseg.weights"}
 CASE_TIMEOUT_S = 90
 
 

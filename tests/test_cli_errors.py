@@ -72,7 +72,7 @@ def test_plan_rejects_each_incompatible_cell(tmp_path):
 
 
 def test_plan_accepts_a_compatible_encoder(tmp_path, capsys):
-    from launch import run_grid
+    from semiseg.launch import run_grid
     from semiseg.cli import run_cli
 
     sets = ["--set", "model.backbone=dinov2_small", "--set", "data.crop_size=56"]
@@ -87,7 +87,7 @@ def test_plan_accepts_a_compatible_encoder(tmp_path, capsys):
 
 
 def test_tune_rejects_incompatible_cells_before_ray(tmp_path, capsys):
-    from launch import tune
+    from semiseg.launch import tune
     from semiseg.cli import run_cli
 
     argv = ["--exp", "demo", "--methods", "unimatch_v2", "--param", "loss.conf_thresh=0.8:0.9",
@@ -99,7 +99,7 @@ def test_tune_rejects_incompatible_cells_before_ray(tmp_path, capsys):
 
 
 def test_tools_share_the_selection_options(capsys):
-    from launch import run_grid, status, tune
+    from semiseg.launch import run_grid, status, tune
 
     selection = ["--exp", "demo", "--methods", "unimatch", "--splits", "1_16", "--seed-list", "0,1", "--set",
                  "train.epochs=2", "--tracking-uri", "sqlite:///x.db", "--output-dir", "out"]

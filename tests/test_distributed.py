@@ -11,9 +11,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from experiments.registry import expand, load_experiment
-from launch.plan import PlannedCell
-from launch.slurm import describe, load_profile
+from semiseg.experiments.registry import expand, load_experiment
+from semiseg.launch.plan import PlannedCell
+from semiseg.launch.slurm import describe, load_profile
 from semiseg.config import effective_lr, save_config
 from semiseg import distributed
 from semiseg.data.sampling import EpochSampler, stream_list
@@ -118,7 +118,7 @@ def test_one_job_array_per_resource_shape(tmp_path):
 
 
 def test_max_parallel_is_the_job_arrays_limit(tmp_path, capsys):
-    from launch import run_grid
+    from semiseg.launch import run_grid
 
     base = ["--exp", "demo", "--backend", "slurm", "--cluster", "local", "--dry-run",
             "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", str(tmp_path / "runs")]

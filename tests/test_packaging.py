@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "launch.run_grid:cli",
-           "semiseg-status": "launch.status:cli", "semiseg-tune": "launch.tune:cli",
-           "semiseg-tables": "reports.make_tables:cli"}
+SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "semiseg.launch.run_grid:cli",
+           "semiseg-status": "semiseg.launch.status:cli", "semiseg-tune": "semiseg.launch.tune:cli",
+           "semiseg-tables": "semiseg.reports.make_tables:cli"}
 
 
 def test_wheel_holds_the_data_files_and_console_scripts(tmp_path):
@@ -23,14 +23,16 @@ def test_wheel_holds_the_data_files_and_console_scripts(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     for name in ("semiseg", "experiments", "launch", "reports"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("semiseg-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = [p.relative_to(ROOT).as_posix() for pattern in ("experiments/*.yaml", "launch/clusters/*.yaml",
-                                                             "reports/published.yaml") for p in ROOT.glob(pattern)]
+    wanted = ["semiseg/" + p.relative_to(ROOT).as_posix() for pattern in ("experiments/*.yaml",
+              "launch/clusters/*.yaml", "reports/published.yaml") for p in ROOT.glob(pattern)]
     assert len(wanted) >= 4 and not [w for w in wanted if w not in names]
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top_level == {"semiseg"}, f"the wheel installs more than the semiseg package: {sorted(top_level)}"
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script, target in SCRIPTS.items():

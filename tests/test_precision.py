@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import torch
 
-from reports.tables import hardware_note
+from semiseg.reports.tables import hardware_note
 from semiseg.precision import ISA_CAP_VARS, resolve_amp
 from semiseg.runtime import run
 from semiseg.tracking import runs_frame

@@ -16,8 +16,8 @@ except ImportError:  # Ray is a required component: CI fails without it
         raise
     pytest.skip("ray is not installed", allow_module_level=True)
 
-from experiments.registry import expand, load_experiment
-from launch import run_grid, tune
+from semiseg.experiments.registry import expand, load_experiment
+from semiseg.launch import run_grid, tune
 from semiseg.tracking import _client, child_runs, find_tagged_run, metric_history, search_cells
 
 #: the demo grid with a random-init encoder: these tests check orchestration (test_pretext covers the

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import registry
-from experiments.official import convert_official
-from experiments.registry import expand, list_experiments, load_experiment
+from semiseg.experiments import registry
+from semiseg.experiments.official import convert_official
+from semiseg.experiments.registry import expand, list_experiments, load_experiment
 from semiseg.config import config_from_dict, effective_lr, recipe_hash
 from semiseg.errors import ConfigError
 
@@ -28,6 +28,7 @@ def exp_dir(tmp_path, monkeypatch):
 
 def plan_json(*args: str, tmp: Path) -> list[dict]:
     out = subprocess.run([sys.executable, str(ROOT / "launch" / "run_grid.py"), *args, "--dry-run", "--json",
+                          "--no-check",
                           "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs")],
                          capture_output=True, text=True, cwd=tmp, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -77,6 +78,7 @@ def test_plan_shows_the_scaled_lr(tmp_path):
     assert cell["lr"] == 0.001 and cell["effective_lr"] == pytest.approx(0.00025)
     text = subprocess.run([sys.executable, str(ROOT / "launch" / "run_grid.py"), "--exp", "pascal_all",
                            "--methods", "unimatch", "--splits", "92", "--set", "train.gpus=1", "--dry-run",
+                           "--no-check",
                            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
                           capture_output=True, text=True, cwd=tmp_path, check=True).stdout
     assert "0.00025*" in text and "LR scaled linearly" in text
@@ -132,16 +134,16 @@ def test_official_config_maps_to_ours_and_refuses_unknown_keys(exp_dir):
 def test_official_cli_errors_cleanly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: pascal\nmulti_grid: true\n")
-    out = subprocess.run([sys.executable, "-m", "experiments.official", str(bad)], capture_output=True, text=True,
-                         cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "semiseg.experiments.official", str(bad)], capture_output=True,
+                         text=True, cwd=ROOT)
     assert out.returncode == 2 and "multi_grid" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_gpus_refit_keeps_the_paper_global_batch_or_scales_the_lr(tmp_path, capsys):
-    from launch import run_grid
+    from semiseg.launch import run_grid
 
     def plan(*extra):
-        args = ["--exp", "pascal_all", "--methods", "unimatch", "--splits", "92", "--dry-run", "--json",
+        args = ["--exp", "pascal_all", "--methods", "unimatch", "--splits", "92", "--dry-run", "--json", "--no-check",
                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", str(tmp_path / "runs"), *extra]
         assert run_grid.main(args) == 0
         (cell,) = json.loads(capsys.readouterr().out)

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from reports import tables as tb  # noqa: E402
-from reports.make_tables import main  # noqa: E402
+from semiseg.reports import tables as tb  # noqa: E402
+from semiseg.reports.make_tables import main  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.tracking import RunTracker  # noqa: E402
 
@@ -231,12 +231,12 @@ def test_script_entry_point(store, tmp_path):
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| supervised | 42.0 ± 2.0 (n=3) |" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "reports.make_tables", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "semiseg.reports.make_tables", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     for option in ("--exp", "--tracking-uri", "--format", "--out", "--metric"):
         assert option in proc.stdout
-    assert proc.stdout.count("e.g.") >= 5 and "python -m reports.make_tables" in proc.stdout
+    assert proc.stdout.count("e.g.") >= 5 and "python -m semiseg.reports.make_tables" in proc.stdout
 
 
 # ----------------------------------------------------------------------------------------------- pure functions

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launch import slurm
-from launch.sbatch import render
+from semiseg.launch import slurm
+from semiseg.launch.sbatch import render
 
 PARAMS = {"job_name": "semiseg-demo", "time": 90, "nodes": 1, "ntasks_per_node": 2, "cpus_per_task": 4,
           "mem": "16GB", "signal_delay_s": 120, "array_parallelism": 2, "stderr_to_stdout": True,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from experiments.registry import expand, load_experiment
-from experiments.search import SearchDim, parse_block, parse_param, validate
+from semiseg.experiments.registry import expand, load_experiment
+from semiseg.experiments.search import SearchDim, parse_block, parse_param, validate
 from semiseg.config import config_to_dict
 from semiseg.errors import ConfigError
 

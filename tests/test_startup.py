@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys
 import semiseg.train, semiseg.pretext
-from experiments.registry import expand, load_experiment
+from semiseg.experiments.registry import expand, load_experiment
 from semiseg.models import build_model
 (cell,) = expand(load_experiment("demo"), only={"method": ["unimatch"], "split": ["1_16"], "seed": [0]},
                  sets=["model.pretrained="])  # the named weights are made by the run assembly

@@ -10,6 +10,7 @@ from torch import nn
 
 from semiseg.errors import ConfigError
 from semiseg.registry import Registry
+from semiseg.sources import PUBLISHED_WEIGHTS
 
 #: name → factory(output_stride: int) returning an encoder. A DeepLabV3+ encoder's forward gives (c1, c4) and
 #: it exposes ``low_channels`` and ``high_channels`` (and optionally ``head_widths``); an encoder with
@@ -61,7 +62,7 @@ def register_named(spec: NamedWeights) -> NamedWeights:
 
 #: The demo's stand-in for ImageNet pretraining (see :mod:`semiseg.pretext`): the tiny DeepLabV3+ trained fully
 #: supervised on all 768 ``demo_pretext`` images (other shapes, hues and random streams than the demo's), whole
-#: 64-px images, 20 epochs in fp32 (bf16 is emulated, 10x slower, on a CPU without native bf16; fp32 weights
+#: 64-px images, 30 epochs in fp32 (bf16 is emulated, 10x slower, on a CPU without native bf16; fp32 weights
 #: are the same bit for bit on CPUs of the same capability and oneDNN ISA, made on 2 threads).
 DEMO_PRETEXT = register_named(NamedWeights(
     "demo_pretext", "the tiny encoder pretrained on the demo's disjoint pretext shapes", version=4, run={
@@ -70,7 +71,7 @@ DEMO_PRETEXT = register_named(NamedWeights(
         "data": {"dataset": "demo_pretext", "split": "all", "crop_size": 64, "scale_range": [1.0, 1.0]},
         "model": {"backbone": "tiny", "output_stride": 8, "aspp_dilations": [2, 4, 6]},
         "optim": {"name": "adamw", "lr": 0.004, "lr_multi": 1.0, "weight_decay": 0.01},
-        "train": {"epochs": 20, "batch_size": 8, "amp": "off"},
+        "train": {"epochs": 30, "batch_size": 8, "amp": "off"},
     }))
 
 
@@ -116,13 +117,14 @@ def crop_problem(backbone: str, crop_size: int) -> str | None:
 def weights_file(pretrained: str) -> Path:
     """The weights file ``model.pretrained`` names as a path (named weights are the run assembly's to make:
     :func:`semiseg.runtime.resolve_weights`)."""
-    if pretrained in NAMED_WEIGHTS:
-        raise ConfigError(f"model.pretrained: {pretrained!r} names weights the run assembly makes "
+    if pretrained in NAMED_WEIGHTS or pretrained in PUBLISHED_WEIGHTS:
+        raise ConfigError(f"model.pretrained: {pretrained!r} names weights the run assembly makes or fetches "
                           f"(semiseg.runtime.resolve_weights); pass the file it returns")
     path = Path(pretrained).expanduser().resolve()
     if not path.is_file():
-        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
-                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
+        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file, one of the "
+                          f"published weights: {', '.join(PUBLISHED_WEIGHTS)}, or one of the named weights: "
+                          f"{', '.join(NAMED_WEIGHTS.names())})")
     return path
 
 

@@ -50,7 +50,7 @@ def pieces(out: Path, steps: int) -> dict:
     """CPU seconds (``time.process_time``, this process) of the demo's pieces on its real data: building a cell,
     loading a batch, a training step, an evaluation, for the UniMatch and supervised cells at 1/16 (1 thread,
     their recipe) and the pretext recipe (2 threads), random init; with the per-demo step totals they imply."""
-    from experiments.registry import expand, load_experiment
+    from semiseg.experiments.registry import expand, load_experiment
     from semiseg.config import config_from_dict
     from semiseg.data.demo import ensure_demo
     from semiseg.evaluate import evaluate

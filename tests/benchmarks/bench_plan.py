@@ -9,17 +9,14 @@ against a real sqlite MLflow store holding a few runs, the way ``run_grid.py --d
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.registry import expand, load_experiment  # noqa: E402
-from launch.plan import plan  # noqa: E402
-from semiseg.tracking import RunTracker  # noqa: E402
+from semiseg.experiments.registry import expand, load_experiment
+from semiseg.launch.plan import plan
+from semiseg.tracking import RunTracker
 
 
 def main() -> None:

@@ -40,16 +40,14 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from reports import published as pub  # noqa: E402
-from reports import tables as tb  # noqa: E402
-from semiseg import tracking  # noqa: E402
-from semiseg.config import RunConfig, config_to_dict, flatten  # noqa: E402
+from semiseg.reports import published as pub
+from semiseg.reports import tables as tb
+from semiseg import tracking
+from semiseg.config import RunConfig, config_to_dict, flatten
 
 GRID = {
     ("pascal", "resnet101"): ["92", "183", "366", "732", "1464"],
@@ -117,7 +115,7 @@ def frame_of(specs: list[dict]) -> pd.DataFrame:
                "start_time": spec["start_time"],
                "end_time": 0 if spec["status"] == "RUNNING" else spec["end_time"]}
         row.update({k: str(spec["tags"].get(tracking.TAG_PREFIX + k)) for k in tracking.CELL_TAGS})
-        row.update({k: str(spec["params"][k]) for k in tracking.FRAME_PARAMS})
+        row.update({k: str(spec["params"][k]) if k in spec["params"] else None for k in tracking.FRAME_PARAMS})
         row.update({f"metrics.{k}": v for k, v in spec["metrics"].items()})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -74,7 +74,7 @@ def child(config: str, profile: str | None, preimport: bool) -> int:
 
 
 def write_config(scratch: Path, method: str, sets: list[str]) -> Path:
-    from experiments.registry import expand, load_experiment
+    from semiseg.experiments.registry import expand, load_experiment
     from semiseg.config import save_config
     from semiseg.tracking import get_or_create_experiment
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from experiments.registry import expand, load_experiment
+from semiseg.experiments.registry import expand, load_experiment
 from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
 from semiseg.data.demo import ensure_demo
 from semiseg.data.demo_ood import ensure_demo_ood
