@@ -2,8 +2,11 @@
 
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` are set by whoever starts
 the processes (the SLURM backend, torchrun, or by hand); without them a run is a single process. NCCL on
-GPUs, gloo on CPU. Every rank uses the same seed (as CorrMatch does), so a resume restores every rank's
-random state exactly from rank 0's checkpoint.
+GPUs, gloo on CPU. Every rank uses the same seed (as CorrMatch does), but the ranks' random streams part
+ways (each rank drives its own GPU's generator, and a method may draw per sample): rank 0's checkpoint
+holds every rank's own random states, gathered by :func:`gather_objects`, and each rank restores its own
+(:func:`semiseg.checkpoint.rank_rng_state`). The loaders' positions are per rank by construction: a rank's
+sample order and sample seeds follow from (seed, stream, epoch, rank) and the checkpoint's iteration.
 
 **Every model pass goes through the wrapper.** DDP arms its gradient all-reduce in the *wrapper's* forward:
 a step whose grad-carrying passes all bypass the wrapper is not synchronised at all, and a single bypassing
@@ -134,6 +137,20 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def rank() -> int:
+    """This process's rank in the process group (0 without one)."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def gather_objects(obj) -> list:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` for a single process). Every rank calls it."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from semiseg import catalog, distributed, speed
-from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
+from semiseg.checkpoint import (CheckpointError, Weights, load_training, load_weights, rank_rng_state, save_weights,
+                                set_rng_state)
 from semiseg.config import (RunConfig, config_from_dict, config_hash, config_to_dict, effective_lr, flatten,
                             global_batch, short_hash)
 from semiseg.data.sampling import build_data
@@ -226,7 +227,7 @@ def restore(trainer: Trainer, ckpt: dict, path: Path) -> None:
     trainer.method.load_state_dict(ckpt["method"])
     trainer.state = TrainState(**ckpt["state"])
     trainer.history = {int(k): v for k, v in ckpt["history"].items()}
-    set_rng_state(ckpt["rng"])
+    set_rng_state(rank_rng_state(ckpt["rng"], distributed.rank(), trainer.cfg.train.gpus))  # this rank's own
     within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
         if trainer.state.epoch_iter else ""
     print(f"resumed from {path} at epoch {trainer.state.epoch}{within}", flush=True)
