@@ -46,6 +46,10 @@ TOP_KEYS = {"description", "inherit", "official", "defaults", "grid", "overrides
             "slurm"}
 
 
+class UnknownExperiment(ConfigError):
+    """No experiment file of that name (an MLflow experiment may still have runs under it)."""
+
+
 @dataclass
 class Experiment:
     name: str
@@ -103,10 +107,12 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
         path = Path(name).resolve()
         name = path.stem
     if not path.is_file():
-        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(list_experiments())}")
+        raise UnknownExperiment(f"unknown experiment {name!r}; available: {', '.join(list_experiments())}")
     if name in _seen:
         raise ConfigError(f"{path}: inheritance cycle {' -> '.join(_seen + (name,))}")
     data = load_yaml(path)
+    if not data:
+        raise ConfigError(f"{path}: the experiment file is empty; it needs at least a 'grid' (or 'inherit')")
     _check_layout(path, data)
     if "inherit" in data:
         parent = load_experiment(data["inherit"], _seen + (name,))

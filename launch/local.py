@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from semiseg.cells import CellRecord
+from semiseg.cli import EXIT_RESUMABLE
 from semiseg.launch.gang import Gang
 from semiseg.launch.plan import PlannedCell
 from semiseg.config import save_config
 from semiseg.errors import UserError
-from semiseg.runfiles import LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json
-from semiseg.tracking import run_status
+from semiseg.runfiles import LOCK_NAME, CellLock, describe_holder, lock_holder
 
 
 @dataclass
@@ -34,6 +35,7 @@ class LocalResult:
     finished: list[PlannedCell] = field(default_factory=list)
     failed: list[PlannedCell] = field(default_factory=list)
     skipped: list[PlannedCell] = field(default_factory=list)
+    stopped: list[PlannedCell] = field(default_factory=list)  # ended resumable (exit 75: a refused write, a lost rank)
     interrupted: bool = False
 
 
@@ -43,11 +45,11 @@ _CLAIMS: dict[Path, CellLock] = {}
 def claim(p: PlannedCell) -> bool:
     """Take the cell's lock for this launcher (held until :func:`release`) when nobody holds it and the cell
     is still to do: a launch that planned it before another one finished it leaves it alone."""
-    lock = CellLock(p.run_dir)
+    record = CellRecord(p.cell.config)
+    lock = record.lock()
     if not lock.acquire():
         return False
-    run_id = read_json(p.run_dir / RUN_FILE).get("run_id")
-    if run_id and run_status(p.cell.config.runtime.tracking_uri, run_id) == "FINISHED":
+    if record.finished_run():
         lock.release()  # finished by another launch since the plan
         p.state = "finished"
         return False
@@ -129,8 +131,12 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
         running.remove(slot)
         release(slot.planned.run_dir)
         free_gpus.extend(slot.gpus)
-        done = len(result.finished) + len(result.failed) + 1
-        if code == 0:
+        done = len(result.finished) + len(result.failed) + len(result.stopped) + 1
+        if code == EXIT_RESUMABLE:
+            result.stopped.append(slot.planned)
+            log(f"[{done}/{total}] STOPPED {_label(slot.planned)} (exit {code}): interrupted and resumable, run the "
+                f"same command again once fixed; last log lines:\n{_tail(slot.planned.run_dir / 'train.log')}")
+        elif code == 0:
             result.finished.append(slot.planned)
             best = slot.planned.progress().get("best_miou", float("nan"))
             log(f"[{done}/{total}] finished {_label(slot.planned)}: best mIoU {best:.2f}")

@@ -80,8 +80,17 @@ def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+#: runtime keys a launcher sets from its own options (a ``--set`` of them would be overridden)
+LAUNCHER_KEYS = {"runtime.tracking_uri": "--tracking-uri", "runtime.output_dir": "--output-dir",
+                 "runtime.experiment": "--exp"}
+
+
 def select_cells(args: argparse.Namespace) -> list[Cell]:
     """The cells that the selection options of :func:`selection_options` pick (each passed the catalog check)."""
+    for item in args.sets:
+        key = item.partition("=")[0].strip()
+        if key in LAUNCHER_KEYS:
+            raise UserError(f"--set {item}: {key} is the launcher's to set; use {LAUNCHER_KEYS[key]} instead")
     exp = load_experiment(args.exp)
     only = {}
     if _csv(args.methods):

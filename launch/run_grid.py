@@ -28,7 +28,7 @@ from semiseg.launch.local import run_local
 from semiseg.launch.options import ray_options, select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
 from semiseg.launch.status import format_status
-from semiseg.cli import run_cli
+from semiseg.cli import EXIT_RESUMABLE, run_cli
 from semiseg.config import effective_lr, global_batch
 from semiseg.errors import UserError
 from semiseg.tracking import get_or_create_experiment
@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
     cells = select_cells(args)
     output_dir = Path(args.output_dir).resolve()
-    planned = plan(cells, args.tracking_uri, args.exp, output_dir)
+    exp = cells[0].config.runtime.experiment  # the name its runs train under (a path-loaded file: its stem)
+    planned = plan(cells)
     if args.backend == "slurm" or args.status:
-        planned = slurm.refresh(planned, args.tracking_uri, args.exp)
+        planned = slurm.refresh(planned)
     if args.status:
         print(format_status(planned))
         return 0
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(plan_json(planned) if args.json else format_plan(planned))
         if args.backend == "slurm" and not args.json:
-            print(slurm.describe(todo, slurm_profile(args), output_dir, args.exp))
+            print(slurm.describe(todo, slurm_profile(args), output_dir, exp))
         return 0
     for p in todo:  # a forced or failed cell restarts from scratch in a new run; its old folder is kept
         if p.run_dir.exists() and (args.force or p.state == "failed"):
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                              load_experiment(args.exp).description)
     if args.backend == "slurm":
         slurm.check_available()
-        n = slurm.submit(todo, slurm_profile(args), output_dir, args.exp)
+        n = slurm.submit(todo, slurm_profile(args), output_dir, exp)
         print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: python launch/status.py "
               f"--exp {args.exp} (with the same selection options)")
         return 0
@@ -160,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
           + (f" with up to {args.max_parallel} in parallel" if args.max_parallel else ""))
     signal.signal(signal.SIGTERM, _stop)  # a killed launcher stops its cells (resumable) instead of orphaning them
     if args.backend == "ray":
-        result = ray_backend.run_ray(todo, args.exp, args)
+        result = ray_backend.run_ray(todo, exp, args)
     else:
-        result = run_local(todo, args.exp, args.max_parallel or 1)
-    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped")
+        result = run_local(todo, exp, args.max_parallel or 1)
+    stopped = f", {len(result.stopped)} stopped (resumable)" if result.stopped else ""
+    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed{stopped}, {len(result.skipped)} skipped")
     if result.interrupted:
         return 130
-    return 1 if result.failed else 0
+    return 1 if result.failed else EXIT_RESUMABLE if result.stopped else 0
 
 
 def cli() -> int:

@@ -35,10 +35,11 @@ import submitit
 from semiseg.launch import sbatch
 from semiseg.launch.local import claim, release, skip_reason
 from semiseg.launch.plan import PlannedCell
+from semiseg.cells import ENDED, CellRecord
 from semiseg.config import apply_overrides, load_config, load_yaml, save_config
 from semiseg.errors import ConfigError, UserError
-from semiseg.runfiles import RUN_FILE, read_json, write_json
-from semiseg.tracking import cell_tags, record_failure, run_status
+from semiseg.runfiles import read_json, write_json
+from semiseg.tracking import cell_tags, record_failure
 
 CLUSTERS_DIR = Path(__file__).resolve().parent / "clusters"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +204,7 @@ def job_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     return states
 
 
-def refresh(planned: list[PlannedCell], tracking_uri: str, experiment: str) -> list[PlannedCell]:
+def refresh(planned: list[PlannedCell]) -> list[PlannedCell]:
     """Add each cell's SLURM job state; queued/running jobs make their cells 'queued'/'running', and a
     job that ended badly without its run reporting it marks the run FAILED with the sacct reason."""
     jobs = {id(p): read_job(p.run_dir) for p in planned}
@@ -222,8 +223,9 @@ def refresh(planned: list[PlannedCell], tracking_uri: str, experiment: str) -> l
             p.error = (f"SLURM job {job['job_id']} ended {state} (exit code {p.job['exit_code']}"
                        + (f", reason {p.job['reason']}" if p.job["reason"] not in ("", "None") else "")
                        + ") without its run reporting it")
-            tags = {**cell_tags(p.cell.config), "semiseg.exp": experiment, **job_tags(job)}
-            p.run_id = record_failure(tracking_uri, experiment, p.error, tags, p.run_id)
+            record = CellRecord(p.cell.config)
+            tags = {**cell_tags(p.cell.config), "semiseg.exp": record.experiment, **job_tags(job)}
+            p.run_id = record_failure(record.tracking_uri, record.experiment, p.error, tags, p.run_id)
             p.state, p.status = "failed", "FAILED"
     return planned
 
@@ -338,12 +340,12 @@ class CellJob(submitit.helpers.Checkpointable):
     def _report_failure(self, error: str, tags: dict) -> None:
         """Record a failure the training process could not record (it died before or without its run)."""
         cfg = load_config(self.config)
-        run_id = read_json(Path(self.config).parent / RUN_FILE).get("run_id")  # the config lies in the run's folder
-        status = run_status(cfg.runtime.tracking_uri, run_id) if run_id else None
-        if status in ("FAILED", "FINISHED", "KILLED"):
+        record = CellRecord(cfg)
+        status = record.recorded_status()
+        if status in ENDED:
             return  # the run reported itself
-        record_failure(cfg.runtime.tracking_uri, cfg.runtime.experiment, error, {**cell_tags(cfg), **tags},
-                       run_id if status else None)
+        record_failure(record.tracking_uri, record.experiment, error, {**cell_tags(cfg), **tags},
+                       record.recorded_run_id() if status else None)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
         """SLURM's signal: let the trainer checkpoint and stop, then requeue (unless the cap is reached)."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
 
 from semiseg.launch import slurm
 from semiseg.launch.options import select_cells, selection_options
@@ -59,8 +57,8 @@ def format_status(planned: list[PlannedCell]) -> str:
 
 def collect(args) -> list[PlannedCell]:
     """Plan the selected cells and add their SLURM state (a no-op for cells never submitted to SLURM)."""
-    planned = plan(select_cells(args), args.tracking_uri, args.exp, Path(args.output_dir).resolve())
-    return slurm.refresh(planned, args.tracking_uri, args.exp)
+    planned = plan(select_cells(args))
+    return slurm.refresh(planned)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,7 @@ from semiseg.experiments.search import SearchDim, parse_param, validate
 from semiseg.launch import ray_backend
 from semiseg.launch.options import ray_options, renamed, select_cells, selection_options
 from semiseg.cli import run_cli
-from semiseg.config import config_from_dict, config_to_dict, set_dotted
+from semiseg.config import apply_overrides, config_from_dict, config_to_dict, set_dotted
 from semiseg.errors import UserError
 from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri
 
@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     cells = select_cells(args)
     for cell in cells:
         validate(dims, config_to_dict(cell.config))
+    wide = [cell for cell in cells if cell.config.train.gpus > 1]
+    if wide:
+        raise UserError(f"cell {_label(wide[0])} trains on train.gpus={wide[0].config.train.gpus} processes; a Tune "
+                        f"trial runs one process: add --gpus 1 to re-fit the cells to one GPU (the recipe's global "
+                        f"batch is kept with gradient accumulation), or tune with --set train.gpus=1")
 
     study = args.study or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = Path(args.output_dir).resolve() / "tune"
@@ -282,7 +287,7 @@ def _summarise(results, args, study: str, exp_name: str, dims, cells, uri: str, 
     print(f"best: {_label(cells[overall['cell']])} {overall['params']} -> val mIoU {overall['best']:.2f} "
           f"(trial {overall['trial']})")
     out = Path(args.best_out) if args.best_out else EXPERIMENTS_DIR / f"{Path(exp_name).stem}_tuned.yaml"
-    write_best(out, exp_name, study, mlflow_exp, parent.run_id, cells, best_by_cell, args.sets)
+    write_best(out, exp_name, study, mlflow_exp, parent.run_id, cells, best_by_cell, args.sets, args.gpus is not None)
     print(f"wrote {out}: run it with python launch/run_grid.py --exp {out}")
     parent.log({"best_miou": overall["best"], "trials": len(rows),
                 "trials_stopped_early": sum(r["status"].startswith("stopped") for r in rows)}, step=0)
@@ -304,12 +309,18 @@ def _close_stopped_trials(uri: str, mlflow_exp: str, parent_id: str, stopped: se
 
 
 def write_best(path: Path, exp_name: str, study: str, mlflow_exp: str, parent_id: str, cells: list[Cell],
-               best_by_cell: dict[int, dict], sets: list[str]) -> None:
-    """An experiment inheriting ``exp_name`` that trains each tuned cell with its best values."""
+               best_by_cell: dict[int, dict], sets: list[str], refit: bool = False) -> None:
+    """An experiment inheriting ``exp_name`` that trains each tuned cell with its best values: the study's
+    fixed ``--set`` overrides, then the best values, as the cell's last override rule, so each planned cell
+    is the recipe of its best trial (the same ``semiseg.recipe``)."""
     overrides, grid = [], {}
     for idx, row in sorted(best_by_cell.items()):
         when = {a: v for a, v in cells[idx].axes.items() if a != "seed"}
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = apply_overrides({}, sets)
+        if refit:  # --gpus re-fitted the trials' cells: the tuned recipe is the re-fitted one
+            train = cells[idx].config.train
+            values.setdefault("train", {}).update(gpus=train.gpus, batch_size=train.batch_size,
+                                                  accum_steps=train.accum_steps)
         for key, value in row["params"].items():
             set_dotted(values, key, value)
         overrides.append({"when": when, "set": values})
@@ -322,7 +333,7 @@ def write_best(path: Path, exp_name: str, study: str, mlflow_exp: str, parent_id
     header = (f"# written by launch/tune.py: study {study}, MLflow experiment {mlflow_exp!r}, parent run {parent_id}\n"
               + "".join(f"# cell {_label(cells[i])}: best val mIoU {r['best']:.2f} (trial {r['trial']})\n"
                         for i, r in sorted(best_by_cell.items()))
-              + (f"# the study's fixed overrides (not applied here): {' '.join('--set ' + s for s in sets)}\n"
+              + (f"# the study's fixed overrides, applied in each rule: {' '.join('--set ' + s for s in sets)}\n"
                  if sets else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))

@@ -24,6 +24,10 @@ examples:
 
 Each cell is the mean ± sample std (ddof=1) over seeds of the chosen metric, using the newest FINISHED run
 of every cell (config hash); cells without one are counted in the footnote as running/interrupted or failed.
+A table entry is one recipe (the config without the seed, tag semiseg.recipe): by default the recipes that
+--exp (with --set) expands to now; runs of other recipes of the same method and split (a smoke run with
+--set train.epochs=2, a tuning trial) are listed apart under the table, never averaged in. Each Δ row gives
+the p-value of the gain over the supervised seeds (Welch's t-test; a bootstrap without scipy) and the seeds n.
 Runs of several stores (--tracking-uri repeated) are merged. Written to --out: <exp>.md|csv|tex (the tables,
 a published-vs-reproduced section from reports/published.yaml, the device-hours spent), <exp>_published.csv,
 <exp>_miou_vs_labels.png and per table <exp>_<dataset>_<backbone>_curves.png / _class_iou.png; the files are
@@ -55,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--published", default=None, metavar="FILE",
                    help="published figures to compare against (default reports/published.yaml), "
                         "e.g. --published my_numbers.yaml")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="the override the runs were launched with (as run_grid's --set): the tables show the "
+                        "recipes of the experiment's expansion with it, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--any-recipe", action="store_true",
+                   help="do not restrict the tables to the experiment's current expansion: each entry shows its "
+                        "recipe with the most finished seeds (the others are still listed apart), e.g. for an "
+                        "MLflow experiment without an experiment file")
     p.add_argument("--no-log", action="store_true",
                    help="do not log the report as an MLflow run of <exp>-reports, e.g. --no-log")
     args = p.parse_args(argv)
@@ -145,6 +156,25 @@ def load_runs(uris: str | list[str], exp: str):
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def current_recipes(exp: str, sets: list[str], any_recipe: bool) -> tuple[str, set[str] | None]:
+    """(the MLflow experiment the runs of ``--exp`` train under, the recipe hashes of its current expansion).
+
+    A path-loaded file trains under its stem; an MLflow experiment without an experiment file (or
+    ``--any-recipe``) has no expansion: None (each entry then shows its most-seeded recipe)."""
+    from semiseg.config import recipe_hash
+    from semiseg.experiments.registry import UnknownExperiment, expand, load_experiment
+
+    try:
+        experiment = load_experiment(exp)
+    except UnknownExperiment:
+        if sets:
+            raise UserError(f"--set needs an experiment file, and there is none for --exp {exp!r}") from None
+        return exp, None
+    if any_recipe:
+        return experiment.name, None
+    return experiment.name, {recipe_hash(cell.config) for cell in expand(experiment, sets=sets)}
+
+
 def _slug(*parts: str) -> str:
     return "_".join(p.replace("/", "_").replace("\\", "_").replace(" ", "_") for p in parts)
 
@@ -178,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     from semiseg.reports import tables as tb
 
     uris = args.tracking_uri
+    args.exp, recipes = current_recipes(args.exp, args.sets, args.any_recipe)
     frame = load_runs(uris, args.exp)
     name = tb.metric_name(args.metric)
     if name not in tb.summary_metrics(frame):
@@ -185,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"no finished run of experiment {args.exp!r} in {', '.join(uris)} logged metric "
                         f"{name!r} (--metric {args.metric}); summary metrics logged: {logged}")
     published = pub.load_published(args.published or pub.PUBLISHED)
-    tables = tb.build_tables(frame, args.metric)
+    tables = tb.build_tables(frame, args.metric, recipes)
+    if not tables:
+        raise UserError(f"no run of experiment {args.exp!r} belongs to its current expansion"
+                        + (f" with {' '.join('--set ' + s for s in args.sets)}" if args.sets else "")
+                        + "; give the --set options the runs were launched with, or --any-recipe to show "
+                          "each entry's most-seeded recipe")
     comparison = pub.compare(tables, published)
 
     out = Path(args.out)

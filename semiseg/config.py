@@ -410,6 +410,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (safe types only); errors name the file, and a key given twice is one (with its line)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -419,8 +421,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
                           f"offset {exc.start}); a YAML config must be UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror or exc})") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader rejects NUL and other control characters
         node = loader.get_single_node()
         if node is not None:
             _reject_duplicate_keys(node, "", path)
@@ -428,7 +431,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -455,7 +459,11 @@ def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path) -> None:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load, override and validate a run config from a YAML file; errors name the file."""
-    data = apply_overrides(load_yaml(path), overrides or [])
+    data = load_yaml(path)
+    if not data:  # an empty file would silently train the full default recipe
+        raise ConfigError(f"config file {path} is empty; a run config names at least its method and data, e.g. "
+                          f"one written by run_grid into runs/<experiment>/<hash>/config.yaml")
+    data = apply_overrides(data, overrides or [])
     try:
         return config_from_dict(data)
     except ConfigError as exc:

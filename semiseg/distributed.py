@@ -65,11 +65,16 @@ def world_from_env(gpus: int) -> World:
     return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+#: Overrides the process group's backend (default NCCL on GPUs, gloo on CPU), e.g. ``gloo`` for several
+#: ranks sharing one GPU, which NCCL refuses (the GPU check's exact-resume row).
+BACKEND_ENV = "SEMISEG_DIST_BACKEND"
+
+
 def setup(world: World, device: torch.device) -> None:
     """Join the process group (once) when the run has more than one process."""
     if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank,
-                                world_size=world.size)
+        backend = os.environ.get(BACKEND_ENV) or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend, rank=world.rank, world_size=world.size)
 
 
 def wrap(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
@@ -134,7 +139,7 @@ def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on any rank (a graceful stop must happen at the same step)."""
     if not dist.is_initialized():
         return flag
-    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")  # gloo: CPU
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 

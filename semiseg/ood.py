@@ -20,6 +20,8 @@ examples:
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,7 +85,10 @@ def write_mask(path: Path, mask: np.ndarray, palette: tuple[tuple[int, int, int]
 
 @torch.no_grad()
 def predict(checkpoint: Path, root: Path, images: str, masks: str, list_name: str, device: str) -> Path:
-    """Label every image with the checkpoint's model (whole image, native size, argmax); write masks and the list."""
+    """Label every image with the checkpoint's model (whole image, native size, argmax); write masks and the list.
+
+    All or nothing: the masks go to a temporary folder beside ``masks`` and are moved into it, and the list
+    written, only once every image is labeled (an unreadable image leaves nothing behind)."""
     names = list_images(root, images)
     out, mask_dir = root / list_name, root / masks
     if out.is_dir():
@@ -95,14 +100,22 @@ def predict(checkpoint: Path, root: Path, images: str, masks: str, list_name: st
     dev = pick_device(device)
     model, dataset = load_model(checkpoint, dev)
     palette = DATASETS.get(dataset).palette
-    lines = []
-    for rel in names:
-        img = read_image(root / rel)
-        pred = model(T.normalize(img).unsqueeze(0).to(dev)).argmax(1)[0].cpu().numpy()
-        mask_rel = (Path(masks) / Path(rel).with_suffix(".png").name).as_posix()
-        write_mask(root / mask_rel, pred, palette)
-        lines.append(f"{rel} {mask_rel}\n")
-    out.write_text("".join(lines))
+    lines, staging = [], mask_dir.with_name(f".{mask_dir.name}.{os.getpid()}.tmp")
+    try:
+        for rel in names:
+            img = read_image(root / rel)
+            pred = model(T.normalize(img).unsqueeze(0).to(dev)).argmax(1)[0].cpu().numpy()
+            name = Path(rel).with_suffix(".png").name
+            write_mask(staging / name, pred, palette)
+            lines.append(f"{rel} {(Path(masks) / name).as_posix()}\n")
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        for mask in staging.iterdir():
+            os.replace(mask, mask_dir / mask.name)
+        tmp_list = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp_list.write_text("".join(lines))
+        os.replace(tmp_list, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

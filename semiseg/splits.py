@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -209,11 +210,24 @@ def make_split(train: list[tuple[str, str]], pool: list[tuple[str, str]], n_labe
     return labeled, [entry for entry in train if entry[0] not in taken]
 
 
-def _write_list(path: Path, entries: list[tuple[str, str]], force: bool) -> None:
-    if path.exists() and not force:
-        raise DataError(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{image} {mask}\n" for image, mask in entries))
+def _write_lists(lists: dict[Path, list[tuple[str, str]]], force: bool) -> None:
+    """Write split lists all or none: every target is checked first, each is written to a temporary file
+    beside it, and the files are renamed into place only once all are written."""
+    existing = [str(path) for path in lists if path.exists()]
+    if existing and not force:
+        raise DataError(f"{' and '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}; pass --force to "
+                        f"replace the split (nothing was written)")
+    tmps = {}
+    try:
+        for path, entries in lists.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmps[path].write_text("".join(f"{image} {mask}\n" for image, mask in entries))
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- command line
@@ -294,8 +308,7 @@ def _cmd_make(args) -> int:
     n = args.labeled if args.labeled is not None else math.ceil(len(train) * parse_fraction(args.fraction))
     labeled, unlabeled = make_split(train, pool, n, args.seed)
     out = Path(args.dest) / spec.name / args.name
-    _write_list(out / "labeled.txt", labeled, args.force)
-    _write_list(out / "unlabeled.txt", unlabeled, args.force)
+    _write_lists({out / "labeled.txt": labeled, out / "unlabeled.txt": unlabeled}, args.force)
     print(f"{out}: {len(labeled)} labeled (seed {args.seed}, from {len(pool)}), {len(unlabeled)} unlabeled "
           f"(train {len(train)} from {source})")
     return 0

@@ -21,7 +21,7 @@ from semiseg.runfiles import fault_point, waiting_lock
 TAG_PREFIX = "semiseg."
 _SQLITE = "sqlite:///"
 #: Tags identifying a cell; reports and the planner rely on these names.
-CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
+CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled", "recipe")
 #: Tag naming the model whose mIoU is the run's ``val/miou``/``best_miou`` ('student', or 'ema' for V2 methods).
 REPORTED_MODEL_TAG = TAG_PREFIX + "reported_model"
 #: Tag holding :func:`semiseg.config.recipe_hash`: runs of one recipe over several seeds share it.
@@ -131,6 +131,11 @@ TOKEN_TAG = TAG_PREFIX + "run_token"
 def is_storage_error(exc: BaseException) -> bool:
     """True for a write that failed for lack of space or permission (transient: the run stays resumable)."""
     return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def is_tracking_error(exc: BaseException) -> bool:
+    """True for an error of the MLflow store itself (its database gone or locked, its server unreachable)."""
+    return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "requests", "urllib3")
 
 
 def run_name(cfg) -> str:

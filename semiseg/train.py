@@ -5,8 +5,8 @@ The same entry point runs on a laptop, in a SLURM job or under torchrun; it call
 holds ``last.pth`` resumes from it into the same MLflow run; a finished cell is left alone.
 
 exit codes: 0 finished (or already finished), 1 the run failed (diverged loss, a bug), 2 bad input,
-75 interrupted by a failed write (disk full, read-only folder) or a lost data-parallel rank (the run stays
-resumable), 130 stopped by a signal (resumable).
+75 interrupted by a failed write (disk full, read-only folder), a failed MLflow store or a lost data-parallel
+rank (the run stays resumable), 130 stopped by a signal (resumable).
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from semiseg.cli import run_cli
+from semiseg.cli import EXIT_RESUMABLE, run_cli
 from semiseg.config import load_config
 from semiseg.distributed import lost_peer
 from semiseg.errors import ConfigError, StorageError, TrainingDiverged
 from semiseg.runtime import run
-from semiseg.tracking import is_storage_error
-
-EXIT_RESUMABLE = 75  # sysexits' EX_TEMPFAIL: try again later
+from semiseg.tracking import is_storage_error, is_tracking_error
 
 
 def parse_tags(items: list[str]) -> dict[str, str]:
@@ -59,8 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}. The run is stopped and resumable: free space or fix the folder's permissions, "
               f"then run the same command again", file=sys.stderr)
         return EXIT_RESUMABLE
-    except RuntimeError as exc:
-        if not lost_peer(exc):
+    except Exception as exc:  # noqa: BLE001 - the store's and the network's errors, told apart here
+        if is_tracking_error(exc):
+            print(f"error: the MLflow store {cfg.runtime.tracking_uri} failed while the run was training "
+                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). Nothing is lost: "
+                  f"the run resumes from its last checkpoint and re-logs what the store lacks; restore the store (or "
+                  f"its path), then run the same command again", file=sys.stderr)
+            return EXIT_RESUMABLE
+        if not (isinstance(exc, RuntimeError) and lost_peer(exc)):
             raise
         print(f"error: a data-parallel rank was lost ({str(exc).splitlines()[0][:200]}); the run is resumable: "
               f"run the same command again", file=sys.stderr)
