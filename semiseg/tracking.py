@@ -43,6 +43,8 @@ def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which configures it; no chatter
+    # a database error also reaches the caller as an exception, reported there in one line: no logged traceback
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     uri = resolve_uri(uri)
     db = sqlite_file(uri)
@@ -136,6 +138,12 @@ def is_storage_error(exc: BaseException) -> bool:
 def is_tracking_error(exc: BaseException) -> bool:
     """True for an error of the MLflow store itself (its database gone or locked, its server unreachable)."""
     return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "requests", "urllib3")
+
+
+def short_error(exc: BaseException) -> str:
+    """One line of an error's text: the first line naming an error (a database's own), else the first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return next((line for line in lines if "Error" in line), lines[0])[:200]
 
 
 def run_name(cfg) -> str:

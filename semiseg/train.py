@@ -19,7 +19,7 @@ from semiseg.config import load_config
 from semiseg.distributed import lost_peer
 from semiseg.errors import ConfigError, StorageError, TrainingDiverged
 from semiseg.runtime import run
-from semiseg.tracking import is_storage_error, is_tracking_error
+from semiseg.tracking import is_storage_error, is_tracking_error, short_error
 
 
 def parse_tags(items: list[str]) -> dict[str, str]:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the store's and the network's errors, told apart here
         if is_tracking_error(exc):
             print(f"error: the MLflow store {cfg.runtime.tracking_uri} failed while the run was training "
-                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). Nothing is lost: "
+                  f"({type(exc).__name__}: {short_error(exc)}). Nothing is lost: "
                   f"the run resumes from its last checkpoint and re-logs what the store lacks; restore the store (or "
                   f"its path), then run the same command again", file=sys.stderr)
             return EXIT_RESUMABLE

@@ -119,8 +119,9 @@ class Trainer:
             try:
                 hook.on_failure(self, exc)
             except Exception as err:  # noqa: BLE001 - one failing hook must not hide the stop or skip the others
+                text = next((line for line in str(err).splitlines() if line.strip()), "")[:300]
                 print(f"warning: {type(hook).__name__} could not record the {type(exc).__name__}: "
-                      f"{type(err).__name__}: {str(err)[:300]}", flush=True)
+                      f"{type(err).__name__}: {text}", flush=True)
 
     def _to_device(self, batch: dict[str, dict]) -> dict[str, dict]:
         """A batch (one dict of tensors per stream) on the trainer's device, normalised there."""
