@@ -91,6 +91,7 @@ def run_resume_row(row: Row, args, demo: Path, tmp: Path) -> dict:
         cfg = config_from_dict(apply_overrides(config_to_dict(row_config(row, args, demo, tmp)), [
             "train.gpus=2", "train.epochs=1", "train.max_iters_per_epoch=4", "runtime.checkpoint_every_iters=2",
             "train.amp=off", f"runtime.output_dir={folder}", f"runtime.tracking_uri=sqlite:///{folder}/mlflow.db"]))
+        folder.mkdir(parents=True, exist_ok=True)
         save_config(cfg, folder / "run.yaml")
         if fault:
             _launch_ranks(folder / "run.yaml", folder / "final.pt", fault)
