@@ -128,14 +128,15 @@ def format_value(mean: pd.Series, std: pd.Series, n: pd.Series) -> pd.Series:
 def format_delta(delta: pd.Series, p: pd.Series | None = None, n: pd.Series | None = None,
                  n_base: pd.Series | None = None) -> pd.Series:
     """``+5.2`` / ``-1.0`` (``+0.0`` instead of ``-0.0``); :data:`MISSING` where undefined. With the p-values
-    and seed counts: ``+5.2* (p=0.004, n=3/3)`` (``*``: p < :data:`ALPHA`), ``+5.2 (untested, n=1/3)`` when a
-    side has fewer than two seeds."""
+    and seed counts: ``+5.2* (p=0.004, n=3/3)`` (``*``: p < :data:`ALPHA`; ``p<0.001`` below that), ``+5.2
+    (untested, n=1/3)`` when a side has fewer than two seeds."""
     rounded = delta.round(1) + 0.0
     text = rounded.map("{:+.1f}".format)
     if p is not None:
         counts = "n=" + n.fillna(0).astype(int).astype(str) + "/" + n_base.fillna(0).astype(int).astype(str)
         star = pd.Series(np.where(p.lt(ALPHA), "*", ""), index=delta.index)
-        tested = text + star + " (p=" + p.map("{:.3f}".format) + ", " + counts + ")"
+        p_text = p.map(lambda v: "p<0.001" if v < 0.001 else f"p={v:.3f}")
+        tested = text + star + " (" + p_text + ", " + counts + ")"
         text = tested.where(p.notna(), text + " (untested, " + counts + ")")
     return text.where(delta.notna(), MISSING)
 
@@ -447,7 +448,8 @@ def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "`": ""}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "`": "", "<": "$<$",
+                  ">": "$>$"}
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
