@@ -6,10 +6,11 @@ through the real DDP path in a 1-process NCCL group (CorrMatch, UniMatch V2, Uni
 and a plain accumulation run; ``resume/2rank``: the exact resume of every rank (issue 27) on the GPU, two
 processes sharing it (gloo, as NCCL refuses two ranks on one device) with rank-dependent draws on their CUDA
 generators, rank 0 SIGKILLed after a mid-epoch checkpoint and relaunched: its ``loss`` column says ``exact``
-when the final weights equal an uninterrupted run's (else the row fails). Each other row builds its trainer with the run assembly, untracked
-(``semiseg.runtime.build_trainer(cfg, tracked=False)``: data, model, ``distributed.wrap``, method, optimizer; no
-MLflow, no checkpoints), runs 1 untimed and ``--steps`` timed optimizer steps on the demo data and prints one line
-(PrevMatch rows start with ``prevmatch.num_models`` snapshots, so the ensemble pass is timed too).
+when the final weights equal an uninterrupted run's (else the row fails). Each other row builds its trainer
+with the run assembly, untracked (``semiseg.runtime.build_trainer(cfg, tracked=False)``: data, model,
+``distributed.wrap``, method, optimizer; no MLflow, no checkpoints), runs 1 untimed and ``--steps`` timed
+optimizer steps on the demo data and prints one line (PrevMatch rows start with ``prevmatch.num_models``
+snapshots, so the ensemble pass is timed too).
 
 ``--device cpu`` is the tiny mode (``tiny`` / ``dinov2_small`` encoders, crop 28, gloo, fp32 since autocast is
 CUDA-only in the trainer) that keeps the script from rotting without a GPU. Results go to stdout and, when
