@@ -540,6 +540,8 @@ def tune(id: str, fragments: tuple[str, ...], *argv: str, exp: str = "demo_thres
 add(
     tune("tune-unknown-exp", ("unknown experiment 'demo_thresh'",), exp="demo_thresh"),
     tune("tune-nothing-to-search", ("nothing to search", "--param KEY=SPEC"), exp="demo"),
+    tune("tune-multi-gpu-cell", ("train.gpus=2", "a Tune trial runs one process", "--gpus 1"), "--set",
+         "train.gpus=2"),
     tune("tune-param-no-equals", ("--param 'loss.conf_thresh'", "KEY=SPEC"), "--param", "loss.conf_thresh"),
     tune("tune-param-bad-spec", ("--param 'loss.conf_thresh=high'", "SPEC must be one of"),
          "--param", "loss.conf_thresh=high"),
