@@ -22,7 +22,7 @@ An experiment file ``experiments/<name>.yaml`` holds::
 ``load_experiment`` also accepts the path of such a file outside ``experiments/`` (e.g. one written by
 ``launch/tune.py``); ``inherit`` names are always looked up in ``experiments/``.
 
-Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of spec §1.5) are abstract
+Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of docs/methods.md §1.5) are abstract
 bases: they are only inherited from, never listed or run.
 """
 

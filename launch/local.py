@@ -30,12 +30,18 @@ class Slot:
     last_epoch: int = -1
 
 
+#: Exit status of a training process stopped gracefully (a stop signal, or its own alert): KILLED, resumable.
+EXIT_STOPPED = 130
+
+
 @dataclass
 class LocalResult:
     finished: list[PlannedCell] = field(default_factory=list)
     failed: list[PlannedCell] = field(default_factory=list)
     skipped: list[PlannedCell] = field(default_factory=list)
-    stopped: list[PlannedCell] = field(default_factory=list)  # ended resumable (exit 75: a refused write, a lost rank)
+    #: ended resumable: exit 75 (a refused write, a lost rank) or 130 (the run stopped itself, e.g. an alert)
+    stopped: list[PlannedCell] = field(default_factory=list)
+    stop_code: int = 0  # the exit status the launcher passes on for the stopped cells (the highest)
     interrupted: bool = False
 
 
@@ -132,10 +138,12 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
         release(slot.planned.run_dir)
         free_gpus.extend(slot.gpus)
         done = len(result.finished) + len(result.failed) + len(result.stopped) + 1
-        if code == EXIT_RESUMABLE:
+        if code == EXIT_RESUMABLE or (code == EXIT_STOPPED and not result.interrupted):
             result.stopped.append(slot.planned)
+            result.stop_code = max(result.stop_code, code)
             log(f"[{done}/{total}] STOPPED {_label(slot.planned)} (exit {code}): interrupted and resumable, run the "
-                f"same command again once fixed; last log lines:\n{_tail(slot.planned.run_dir / 'train.log')}")
+                f"same command again{' once fixed' if code == EXIT_RESUMABLE else ''}; last log lines:\n"
+                f"{_tail(slot.planned.run_dir / 'train.log')}")
         elif code == 0:
             result.finished.append(slot.planned)
             best = slot.planned.progress().get("best_miou", float("nan"))

@@ -18,6 +18,8 @@ class PlannedCell:
     run_dir: Path
     error: str = ""
     est_hours: float | None = None  # device-hours (GPUs x wall hours) of finished runs of the same recipe
+    #: where est_hours comes from: 'runs' (this store) or semiseg.launch.reference_view.FROM_OFFICIAL
+    est_source: str = ""
     status: str = ""  # the MLflow status of the newest run ("" = none)
     job: dict = field(default_factory=dict)  # the backend's job record (SLURM: id, state, log), if any
     holder: dict = field(default_factory=dict)  # who holds the cell's lock (pid, host, command), if anyone
@@ -33,4 +35,5 @@ def plan(cells: list[Cell]) -> list[PlannedCell]:
     records = survey([cell.config for cell in cells])
     return [PlannedCell(cell, r.state, r.run.run_id if r.run else None, r.run_dir,
                         r.run.tags.get("semiseg.error", "") if r.run else "", est_hours=r.est_hours,
+                        est_source="runs" if r.est_hours is not None else "",
                         status=r.run.status if r.run else "", holder=r.holder) for cell, r in zip(cells, records)]

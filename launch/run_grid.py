@@ -3,6 +3,7 @@
 examples:
   python launch/run_grid.py --exp demo                       # run the demo grid locally
   python launch/run_grid.py --exp demo --dry-run             # show the plan and each cell's state
+  python launch/run_grid.py --exp pascal_all --check         # are the data, split lists and weights there?
   python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
   python launch/run_grid.py --exp demo --methods unimatch --splits 1_16 --seeds 3
   python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
@@ -24,9 +25,11 @@ from pathlib import Path
 
 from semiseg.experiments.registry import load_experiment
 from semiseg.launch import ray_backend, slurm
+from semiseg.launch.check import check_cells
 from semiseg.launch.local import run_local
 from semiseg.launch.options import ray_options, select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
+from semiseg.launch.reference_view import FROM_OFFICIAL, add_official_estimates, official_gaps
 from semiseg.launch.status import format_status
 from semiseg.cli import EXIT_RESUMABLE, run_cli
 from semiseg.config import effective_lr, global_batch
@@ -49,12 +52,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
                         "allow; slurm: the job arrays' %%N, default the profile's array_parallelism), e.g. "
                         "--max-parallel 2")
+    p.add_argument("--check", action="store_true",
+                   help="only check that every selected cell's dataset root, split lists (sampled files) and "
+                        "encoder weights are there and verified; exit 2 listing what is missing (the same check "
+                        "runs before every launch and --dry-run)")
+    p.add_argument("--full", action="store_true", help="the check looks at every listed file, not a sample")
+    p.add_argument("--no-check", action="store_true", help="launch without checking data and weights first")
     p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
                         "as <hash>.old-<time>)")
+    g = p.add_argument_group("official reference runs (imported with: python -m semiseg.reference import)")
+    g.add_argument("--speed-factor", type=float, default=1.0,
+                   help="this device's speed relative to the GPUs of the official logs, for the cost of cells no "
+                        "finished run of this store prices (2.0 = twice as fast), e.g. --speed-factor 1.5")
+    g.add_argument("--alert-behind", type=float, default=None, metavar="POINTS",
+                   help="tag a run (semiseg.alert) and stop it, KILLED and resumable, when its val mIoU is POINTS or "
+                        "more below the official curve of its cell for --alert-patience evaluations in a row "
+                        "(runtime.alert_behind), e.g. --alert-behind 2.0")
+    g.add_argument("--alert-patience", type=int, default=None, metavar="N",
+                   help="evaluations in a row behind before the alert (runtime.alert_patience, default 3)")
+    g.add_argument("--alert-tag-only", action="store_true",
+                   help="with --alert-behind: only tag the run, do not stop it (runtime.alert_stop=false)")
     slurm.add_arguments(p)
     return p
+
+
+def alert_sets(args) -> list[str]:
+    """The ``--set`` overrides of the alert options (runtime keys: they reach the training process, not the hash)."""
+    if args.speed_factor <= 0:
+        raise UserError(f"--speed-factor must be positive, got {args.speed_factor}")
+    if args.alert_behind is None:
+        if args.alert_patience is not None or args.alert_tag_only:
+            raise UserError("--alert-patience / --alert-tag-only need --alert-behind POINTS")
+        return []
+    if args.alert_behind <= 0 or (args.alert_patience is not None and args.alert_patience < 1):
+        raise UserError(f"--alert-behind must be positive and --alert-patience at least 1, got "
+                        f"{args.alert_behind} / {args.alert_patience}")
+    sets = [f"runtime.alert_behind={args.alert_behind}", f"runtime.alert_stop={not args.alert_tag_only}"]
+    return sets + ([f"runtime.alert_patience={args.alert_patience}"] if args.alert_patience is not None else [])
 
 
 def format_plan(planned: list[PlannedCell]) -> str:
@@ -69,6 +105,7 @@ def format_plan(planned: list[PlannedCell]) -> str:
         scaled |= is_scaled
         lr = f"{lr_used:.3g}" + ("*" if is_scaled else " ")
         est = f"{p.est_hours:6.2f}" if p.est_hours is not None else f"{'-':>6}"
+        est += "o" if p.est_source == FROM_OFFICIAL else " "
         shape = f"{c.train.gpus} x {c.train.batch_size} x {c.train.accum_steps}"
         lines.append(f"{p.cell.short:10}  {c.method:17} {c.data.dataset:14} {c.data.split:8} {c.model.backbone:12} "
                      f"{c.seed:>4}  {shape:>15} {global_batch(c):>5}  {lr:>9}  {est}  {p.state}")
@@ -78,12 +115,17 @@ def format_plan(planned: list[PlannedCell]) -> str:
     lines.append(f"{len(planned)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     todo = [p for p in planned if p.state in ("new", "interrupted", "failed")]
     known = [p.est_hours for p in todo if p.est_hours is not None]
+    official = sum(p.est_source == FROM_OFFICIAL for p in todo if p.est_hours is not None)
     if todo and known:
+        source = ("GPUs x hours of finished runs of the same recipe" if not official else
+                  f"{official} of them marked o: from official logs, GPUs x epochs x (iterations/epoch x s/iteration + "
+                  f"evaluation) / speed factor")
         lines.append(f"estimated cost of {len(known)} of the {len(todo)} unfinished cell(s): {sum(known):.2f} "
-                     f"device-hours (GPUs x hours of finished runs of the same recipe)")
+                     f"device-hours ({source})")
     elif todo:
         lines.append(f"no cost estimate for the {len(todo)} unfinished cell(s): no finished run of their recipes "
-                     f"in this MLflow store yet")
+                     f"in this MLflow store yet, and no official reference runs for them (none available: import "
+                     f"the official logs with python -m semiseg.reference import)")
     if scaled:
         lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs x acc)")
     return "\n".join(lines)
@@ -97,7 +139,8 @@ def plan_json(planned: list[PlannedCell]) -> str:
                         "batch_size": p.cell.config.train.batch_size,
                         "accum_steps": p.cell.config.train.accum_steps, "global_batch": global_batch(p.cell.config),
                         "lr": p.cell.config.optim.lr,
-                        "effective_lr": effective_lr(p.cell.config), "est_hours": p.est_hours} for p in planned],
+                        "effective_lr": effective_lr(p.cell.config), "est_hours": p.est_hours,
+                        "est_source": p.est_source} for p in planned],
                       indent=1)
 
 
@@ -116,6 +159,16 @@ def slurm_profile(args) -> dict:
     return slurm.load_profile(args.cluster, load_experiment(args.exp).slurm, sets)
 
 
+def report_missing(cells, full: bool) -> bool:
+    """Run the pre-launch check of ``cells``; print one line per problem. True when all is there."""
+    problems = check_cells([p.cell for p in cells], full)
+    for line in problems:
+        print(f"missing: {line}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s): nothing was launched (--no-check launches anyway)", file=sys.stderr)
+    return not problems
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -124,21 +177,30 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    args.sets = args.sets + alert_sets(args)
     cells = select_cells(args)
     output_dir = Path(args.output_dir).resolve()
     exp = cells[0].config.runtime.experiment  # the name its runs train under (a path-loaded file: its stem)
     planned = plan(cells)
+    add_official_estimates(planned, args.tracking_uri, args.speed_factor)
     if args.backend == "slurm" or args.status:
         planned = slurm.refresh(planned)
     if args.status:
-        print(format_status(planned))
+        print(format_status(planned, official_gaps(planned, args.tracking_uri)))
         return 0
     todo = select_todo(planned, args)
-    if args.dry_run:
+    if args.check:
+        if not report_missing(planned, args.full):
+            return 2
+        print(f"check passed: data, split lists and weights of {len(planned)} cell(s) are in place")
+        return 0
+    if args.dry_run:  # the plan (and its cost) first, then what the launch would miss
         print(plan_json(planned) if args.json else format_plan(planned))
         if args.backend == "slurm" and not args.json:
             print(slurm.describe(todo, slurm_profile(args), output_dir, exp))
-        return 0
+        return 0 if args.no_check or report_missing(todo, args.full) else 2
+    if not args.no_check and not report_missing(todo, args.full):
+        return 2
     for p in todo:  # a forced or failed cell restarts from scratch in a new run; its old folder is kept
         if p.run_dir.exists() and (args.force or p.state == "failed"):
             p.run_dir.rename(p.run_dir.with_name(f"{p.run_dir.name}.{'old' if args.force else 'failed'}-"
@@ -164,11 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         result = ray_backend.run_ray(todo, exp, args)
     else:
         result = run_local(todo, exp, args.max_parallel or 1)
-    stopped = f", {len(result.stopped)} stopped (resumable)" if result.stopped else ""
-    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed{stopped}, {len(result.skipped)} skipped")
+    stopped = f", {len(result.stopped)} stopped (KILLED, resumable)" if result.stopped else ""
+    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped{stopped}")
     if result.interrupted:
         return 130
-    return 1 if result.failed else EXIT_RESUMABLE if result.stopped else 0
+    return 1 if result.failed else (result.stop_code or EXIT_RESUMABLE) if result.stopped else 0
 
 
 def cli() -> int:
