@@ -1,15 +1,16 @@
 """Run a named experiment grid: plan its cells, skip finished ones, resume interrupted ones.
 
 examples:
-  python launch/run_grid.py --exp demo                       # run the demo grid locally
-  python launch/run_grid.py --exp demo --dry-run             # show the plan and each cell's state
-  python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
-  python launch/run_grid.py --exp demo --methods unimatch --splits 1_16 --seeds 3
-  python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
-  python launch/run_grid.py --exp demo --backend ray         # cells as Ray tasks on a local Ray runtime
-  python launch/run_grid.py --exp demo --backend ray --ray-address auto --gpus-per-cell 0.5
-  python launch/run_grid.py --exp demo --backend slurm --cluster local --dry-run   # show the sbatch files
-  python launch/run_grid.py --exp demo --backend slurm --cluster-set time_min=60   # submit job arrays
+  {prog} --exp demo                       # run the demo grid locally
+  {prog} --exp demo --dry-run             # show the plan and each cell's state
+  {prog} --exp demo --dry-run --json      # the plan as JSON for scripts
+  {prog} --exp demo --print-config --methods unimatch --splits 1_16 --seed-list 0   # a cell's full config
+  {prog} --exp demo --methods unimatch --splits 1_16 --seeds 3
+  {prog} --exp demo --set train.epochs=2 --max-parallel 2
+  {prog} --exp demo --backend ray         # cells as Ray tasks on a local Ray runtime
+  {prog} --exp demo --backend ray --ray-address auto --gpus-per-cell 0.5
+  {prog} --exp demo --backend slurm --cluster local --dry-run   # show the sbatch files
+  {prog} --exp demo --backend slurm --cluster-set time_min=60   # submit job arrays
 """
 
 from __future__ import annotations
@@ -22,20 +23,24 @@ import time
 from pathlib import Path
 
 
-from semiseg.experiments.registry import load_experiment
+from semiseg.experiments.registry import Cell, load_experiment
 from semiseg.launch import ray_backend, slurm
 from semiseg.launch.local import run_local
 from semiseg.launch.options import ray_options, select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
 from semiseg.launch.status import format_status
-from semiseg.cli import run_cli
-from semiseg.config import effective_lr, global_batch
+from semiseg.cli import prog, require, run_cli
+from semiseg.config import config_to_dict, effective_lr, global_batch
 from semiseg.errors import UserError
 from semiseg.tracking import get_or_create_experiment
 
 
+MODULE, STATUS = "semiseg.launch.run_grid", "semiseg.launch.status"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python launch/run_grid.py", description=__doc__,
+    name = prog("grid", MODULE)
+    p = argparse.ArgumentParser(prog=name, description=__doc__.format(prog=name),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 parents=[selection_options(), ray_options(max_retries=3)])
     p.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
@@ -43,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "via submitit), e.g. --backend slurm")
     p.add_argument("--dry-run", action="store_true", help="print the plan without running anything")
     p.add_argument("--status", action="store_true",
-                   help="show each cell's state, progress, best mIoU, SLURM job and log (as launch/status.py)")
+                   help=f"show each cell's state, progress, best mIoU, SLURM job and log (as {prog('status', STATUS)}; "
+                        f"read-only)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved run config of each selected cell as YAML and exit, e.g. --print-config "
+                        "--methods unimatch --splits 1_16 --seed-list 0")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
@@ -101,6 +110,14 @@ def plan_json(planned: list[PlannedCell]) -> str:
                       indent=1)
 
 
+def format_configs(cells: list[Cell]) -> str:
+    """Each cell's resolved run config as a YAML document headed by its hash and axes."""
+    import yaml
+
+    return "\n".join(f"--- # cell {c.short} " + ", ".join(f"{k}={v}" for k, v in c.axes.items()) + "\n"
+                     + yaml.safe_dump(config_to_dict(c.config), sort_keys=False) for c in cells)
+
+
 def select_todo(planned: list[PlannedCell], args) -> list[PlannedCell]:
     """The cells to (re)run: new and interrupted ones, failed ones with --retry-failed, all idle ones with --force."""
     if args.force:
@@ -124,11 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    if args.backend == "slurm":
+        require("submitit", "slurm", "--backend slurm")
+    elif args.backend == "ray":
+        require("ray", "ray", "--backend ray")
     cells = select_cells(args)
+    if args.print_config:
+        print(format_configs(cells))
+        return 0
     output_dir = Path(args.output_dir).resolve()
     planned = plan(cells, args.tracking_uri, args.exp, output_dir)
-    if args.backend == "slurm" or args.status:
-        planned = slurm.refresh(planned, args.tracking_uri, args.exp)
+    if args.backend == "slurm" or args.status:  # the launcher records dead jobs' failures; --status only reads
+        planned = slurm.refresh(planned, args.tracking_uri, args.exp, record=not args.status)
     if args.status:
         print(format_status(planned))
         return 0
@@ -153,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "slurm":
         slurm.check_available()
         n = slurm.submit(todo, slurm_profile(args), output_dir, args.exp)
-        print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: python launch/status.py "
+        print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: {prog('status', STATUS)} "
               f"--exp {args.exp} (with the same selection options)")
         return 0
     print(f"training {len(todo)} cell(s) ({resumed} resumed) on the {args.backend} backend"

@@ -1,8 +1,9 @@
-"""Split-list tooling: ``python -m semiseg.splits import|check|make`` (spec §1.1).
+"""Split-list tooling: ``semiseg splits import|check|make`` (spec §1.1).
 
 Lists are plain text, one ``<image> <mask>`` pair per line, relative to the dataset root, stored as
-``splits/<dataset>/<split>/{labeled,unlabeled}.txt`` and ``splits/<dataset>/val.txt``; the engine
-also looks in ``<root>/splits``. An absent unlabeled list means "train minus labeled" (COCO).
+``splits/<dataset>/<split>/{labeled,unlabeled}.txt`` and ``splits/<dataset>/val.txt`` in the workspace
+(:mod:`semiseg.workspace`); the engine also looks in ``<root>/splits``. An absent unlabeled list means
+"train minus labeled" (COCO).
 """
 
 from __future__ import annotations
@@ -18,29 +19,31 @@ from pathlib import Path
 
 import numpy as np
 
-from semiseg.cli import run_cli
-from semiseg.data.datasets import (DATASETS, PROJECT_SPLITS, DatasetSpec, open_dataset, read_split,
+from semiseg.cli import prog, run_cli
+from semiseg.data.datasets import (DATASETS, DatasetSpec, open_dataset, read_split,
                                    train_entries, unlabeled_entries)
 from semiseg.data.io import NO_MASK, MaskCodec, read_pair
 from semiseg.errors import DataError
+from semiseg.workspace import splits_dir
 
 EXAMPLES = """examples:
-  python -m semiseg.splits import ~/UniMatch/splits/pascal --dataset pascal
-  python -m semiseg.splits check --dataset pascal --root ~/data/VOC2012 --split 92
-  python -m semiseg.splits check --dataset cityscapes --root ~/data/cityscapes --full --workers 4
-  python -m semiseg.splits make --dataset pascal --root ~/data/VOC2012 --name hq_200 --labeled 200 --protocol hq
-  python -m semiseg.splits make --dataset coco --root ~/data/coco --name 1_1024 --fraction 1/1024 --seed 1
+  {prog} import ~/UniMatch/splits/pascal --dataset pascal
+  {prog} check --dataset pascal --root ~/data/VOC2012 --split 92
+  {prog} check --dataset cityscapes --root ~/data/cityscapes --full --workers 4
+  {prog} make --dataset pascal --root ~/data/VOC2012 --name hq_200 --labeled 200 --protocol hq
+  {prog} make --dataset coco --root ~/data/coco --name 1_1024 --fraction 1/1024 --seed 1
 """
 
 
 # --------------------------------------------------------------------------- import
 
 
-def import_lists(src: Path, dataset: str, dest: Path = PROJECT_SPLITS, force: bool = False) -> list[tuple[str, int]]:
+def import_lists(src: Path, dataset: str, dest: Path | None = None, force: bool = False) -> list[tuple[str, int]]:
     """Copy every ``*.txt`` list under ``src`` (an official repo's ``splits/<dataset>`` or CorrMatch's
     ``partitions/<dataset>``) to ``dest/<dataset>/`` keeping sub-folders; each list must parse first.
-    Returns (relative path, entry count) per list."""
+    Returns (relative path, entry count) per list. ``dest`` defaults to the workspace's ``splits/``."""
     DATASETS.get(dataset)
+    dest = splits_dir() if dest is None else dest
     if not src.is_dir():
         raise DataError(f"split source {src} is not a folder (expected e.g. <repo>/splits/{dataset})")
     files = sorted(p for p in src.rglob("*.txt"))
@@ -83,7 +86,7 @@ class CheckReport:
 def _lists_to_check(root: Path, spec: DatasetSpec, splits: list[str], lists_dir: Path | None
                     ) -> dict[str, list[tuple[str, str]]]:
     """Named entry lists: the given splits (unlabeled derived when absent) and val, or every list found."""
-    bases = [lists_dir] if lists_dir else [root / "splits", PROJECT_SPLITS / spec.name]
+    bases = [lists_dir] if lists_dir else [root / "splits", splits_dir() / spec.name]
     if not splits:
         found: dict[str, Path] = {}
         for base in bases:
@@ -283,11 +286,11 @@ def _cmd_make(args) -> int:
         if args.protocol not in spec.protocols:
             valid = ", ".join(spec.protocols) or "none for this dataset"
             raise DataError(f"unknown protocol {args.protocol!r} for '{spec.name}'; valid: {valid}")
-        pool_list = next((b / spec.protocols[args.protocol] for b in (root / "splits", PROJECT_SPLITS / spec.name)
+        pool_list = next((b / spec.protocols[args.protocol] for b in (root / "splits", splits_dir() / spec.name)
                           if (b / spec.protocols[args.protocol]).is_file()), None)
         if pool_list is None:
             raise DataError(f"protocol '{args.protocol}' draws from {spec.protocols[args.protocol]}, which is not "
-                            f"under {root / 'splits'} or {PROJECT_SPLITS / spec.name}")
+                            f"under {root / 'splits'} or {splits_dir() / spec.name}")
         pool = read_split(pool_list)
     else:
         pool = train
@@ -302,21 +305,24 @@ def _cmd_make(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m semiseg.splits", description=__doc__, epilog=EXAMPLES,
+    name = prog("splits", "semiseg.splits")
+    examples = EXAMPLES.format(prog=name)
+    parser = argparse.ArgumentParser(prog=name, description=__doc__, epilog=examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     datasets = DATASETS.names()
 
     imp = sub.add_parser("import", help="copy a user's official split lists into splits/<dataset>/",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("src", help="folder holding <split>/labeled.txt, <split>/unlabeled.txt, val.txt, ...")
     imp.add_argument("--dataset", required=True, choices=datasets)
-    imp.add_argument("--dest", default=str(PROJECT_SPLITS), help="splits folder (default: the project's splits/)")
+    imp.add_argument("--dest", default=str(splits_dir()),
+                     help=f"splits folder (default: splits/ in the workspace, {splits_dir()})")
     imp.add_argument("--force", action="store_true", help="replace lists that exist with other content")
     imp.set_defaults(func=_cmd_import)
 
     chk = sub.add_parser("check", help="verify every listed file exists under a dataset root (--full: decode all)",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("--dataset", required=True, choices=datasets)
     chk.add_argument("--root", default="", help="dataset root (default: the dataset's default location)")
     chk.add_argument("--split", action="append", default=[], help="split name to check, repeatable (default: "
@@ -331,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_cmd_check)
 
     mk = sub.add_parser("make", help="draw a new labeled/unlabeled split with a seed",
-                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     mk.add_argument("--dataset", required=True, choices=datasets)
     mk.add_argument("--root", default="", help="dataset root (for its splits/ and folder listing)")
     mk.add_argument("--name", required=True, help="new split name (folder under splits/<dataset>/)")
@@ -342,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "train images, blended = all 10582 train_aug images)")
     mk.add_argument("--pool", help="draw the labeled images from this list instead")
     mk.add_argument("--train", help="the full train list (default: the dataset's train list or folder listing)")
-    mk.add_argument("--dest", default=str(PROJECT_SPLITS), help="splits folder (default: the project's splits/)")
+    mk.add_argument("--dest", default=str(splits_dir()),
+                     help=f"splits folder (default: splits/ in the workspace, {splits_dir()})")
     mk.add_argument("--force", action="store_true", help="replace existing lists")
     mk.set_defaults(func=_cmd_make)
     return parser

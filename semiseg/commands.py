@@ -1,0 +1,86 @@
+"""The ``semiseg`` command: one entry point whose subcommands are the project's command-line tools.
+
+Each subcommand is a module with ``build_parser()`` (an argparse parser) and ``main(argv) -> int``, imported
+only when it runs, so ``semiseg --help`` stays fast. Adding a command is one line in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from semiseg import __version__, cli, workspace
+from semiseg.errors import UserError
+
+#: subcommand → (module with build_parser() and main(argv), one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("semiseg.launch.init_workspace", "create a workspace: experiments/, clusters/, splits/"),
+    "train": ("semiseg.train", "train one run from a config file (--help-config lists every key)"),
+    "grid": ("semiseg.launch.run_grid", "plan and run an experiment's cells (local, Ray or SLURM)"),
+    "status": ("semiseg.launch.status", "show the state of an experiment's cells (read-only)"),
+    "sync": ("semiseg.launch.sync", "record SLURM jobs that ended without their run reporting it into MLflow"),
+    "tune": ("semiseg.launch.tune", "search hyperparameters with Ray Tune; the best values become an experiment"),
+    "tables": ("semiseg.reports.make_tables", "result tables and plots from the MLflow store"),
+    "splits": ("semiseg.splits", "import, check or make split lists"),
+    "pretext": ("semiseg.pretext", "pretrain the demo's tiny encoder"),
+    "ood": ("semiseg.ood", "write or check SemiOVS out-of-distribution pseudo-labels"),
+    # Mount points, one line each when their modules exist (a module with build_parser() and main(argv)):
+    #   "data": ("semiseg.<module>", "download and check datasets"),
+    #   "weights": ("semiseg.<module>", "download pretrained encoder weights"),
+    #   "reference": ("semiseg.<module>", "official logs' reference numbers"),
+}
+
+EPILOG = f"""commands:
+{chr(10).join(f"  {name:9} {summary}" for name, (_, summary) in COMMANDS.items())}
+
+`semiseg COMMAND --help` shows a command's options. The workspace (experiments/, clusters/, splits/, runs/,
+data/, mlflow.db) is --workspace, else ${workspace.HOME_VARIABLE}, else the current folder; the MLflow store is
+--tracking-uri, else ${workspace.TRACKING_VARIABLE}, else mlflow.db in the workspace. The console scripts
+semiseg-train, semiseg-grid, semiseg-status, semiseg-tune and semiseg-tables are aliases of
+`semiseg train|grid|status|tune|tables`.
+
+examples:
+  semiseg init                         # make the current folder a workspace
+  semiseg grid --exp demo --dry-run    # the demo grid's cells and their states
+  semiseg grid --exp demo              # train them
+  semiseg tables --exp demo            # the result table
+"""
+
+
+def build_parser(prefix: str = "semiseg") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prefix, description="semiseg: semi-supervised semantic segmentation "
+                                "experiments: one training engine, named grids, MLflow tracking, paper tables.",
+                                epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workspace", metavar="DIR", help=f"the workspace folder (default ${workspace.HOME_VARIABLE}, "
+                                                      f"else the current folder), e.g. --workspace ~/semiseg")
+    p.add_argument("--version", action="version", version=f"semiseg {__version__}")
+    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the command's options (see semiseg COMMAND --help)")
+    return p
+
+
+def invoked_as() -> str:
+    """``python -m semiseg`` when started so, else ``semiseg``."""
+    started = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return "python -m semiseg" if started is not None and started.name == "semiseg.__main__" else "semiseg"
+
+
+def main(argv: list[str] | None = None) -> int:
+    prefix = invoked_as()
+    args = build_parser(prefix).parse_args(argv)
+    if args.workspace:
+        if args.command != "init" and not Path(args.workspace).expanduser().is_dir():
+            raise UserError(f"--workspace {args.workspace}: no such folder; create one with "
+                            f"{prefix} init {args.workspace}")
+        workspace.use(args.workspace)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    cli.mount(prefix)
+    return cli.run_cli(module.main, args.args)
+
+
+def cli_main() -> int:
+    """The ``semiseg`` console script."""
+    return cli.run_cli(main)
