@@ -198,7 +198,7 @@ class MLflowLogging(Hook):
             self.tracker.log_artifact(self.run_dir / name)
         for name in weights:
             if (self.run_dir / name).is_file():
-                self.tracker.log_artifact(self.run_dir / name, "checkpoints")
+                self.tracker.log_artifact(self.run_dir / name)
         self.tracker.set_tags({"semiseg.checkpoint.best": ckpts["best"], "semiseg.checkpoint.last": ckpts["last"]})
         self.tracker.finish("FINISHED")
 

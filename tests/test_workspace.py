@@ -160,7 +160,7 @@ def test_mlflow_tracking_uri_source_tags_and_checkpoint_artifacts(tracked):
     assert run.tags["mlflow.source.git.commit"] == head and run.tags["semiseg.git_dirty"] in ("true", "false")
     assert run.tags["mlflow.source.type"] == "LOCAL" and run.tags["mlflow.source.name"] == "semiseg.train"
     assert run.tags["mlflow.user"]
-    assert "checkpoints/best.pth" in list_artifacts(f"sqlite:///{store}", run.run_id)
+    assert "best.pth" in list_artifacts(f"sqlite:///{store}", run.run_id)
     assert (Path(run.tags["semiseg.run_dir"]).parent.parent == ws / "runs")
 
 
