@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     output_dir = Path(args.output_dir).resolve()
     planned = plan(cells, args.tracking_uri, args.exp, output_dir)
-    if args.backend == "slurm" or args.status:  # the launcher records dead jobs' failures; --status only reads
-        planned = slurm.refresh(planned, args.tracking_uri, args.exp, record=not args.status)
+    if args.backend == "slurm" or args.status:  # a launch records dead jobs' failures; --status, --dry-run only read
+        planned = slurm.refresh(planned, args.tracking_uri, args.exp, record=not (args.status or args.dry_run))
     if args.status:
         print(format_status(planned))
         return 0

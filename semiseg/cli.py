@@ -75,7 +75,9 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
 
 
 def require(module: str, extra: str, feature: str) -> None:
-    """Raise a user error naming the extra to install when optional ``module`` (for ``feature``) is missing."""
-    if importlib.util.find_spec(module) is None:
-        raise UserError(f"{feature} needs the {module!r} package, which is not installed; install it with "
-                        f"pip install 'semiseg[{extra}]'")
+    """Import optional ``module`` (for ``feature``); when it cannot be imported, a user error names the extra."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise UserError(f"{feature} needs the {module!r} package ({exc}); install it with "
+                        f"pip install 'semiseg[{extra}]'") from None

@@ -178,3 +178,18 @@ def test_status_leaves_the_store_byte_identical(tracked):
         assert proc.returncode == 0 and "1 finished, 1 new" in proc.stdout, proc.stdout + proc.stderr
     assert digest(store) == before
     assert {p: digest(p) for p in sorted((store.parent).rglob("*")) if p.is_file()} == folder
+
+
+@pytest.mark.parametrize("blocked, args, extra", [
+    ("ray", ["tune", "--exp", "demo", "--param", "optim.lr=0.001:0.01"], "ray"),
+    ("ray", ["grid", "--exp", "demo", "--backend", "ray"], "ray"),
+    ("submitit", ["grid", "--exp", "demo", "--backend", "slurm", "--dry-run"], "slurm"),
+])
+def test_a_backend_without_its_extra_names_the_extra(tmp_path, blocked, args, extra):
+    """The package as installed without the extra: importing it fails (``sys.modules[name] = None``)."""
+    code = (f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['semiseg', *{args!r}]; "
+            f"from semiseg.commands import cli_main; sys.exit(cli_main())")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"pip install 'semiseg[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
