@@ -80,7 +80,7 @@ def check_args(args: argparse.Namespace) -> None:
     if blocker is not None:
         raise UserError(f"--out {out}: {blocker} is a file, not a folder")
     if args.published and not Path(args.published).is_file():
-        raise UserError(f"--published {args.published} does not exist (default: reports/published.yaml)")
+        raise UserError(f"--published {args.published} does not exist (default: the built-in published.yaml)")
     for uri in args.tracking_uri:
         scheme = urlsplit(uri).scheme.split("+")[0]
         if scheme not in STORE_SCHEMES:

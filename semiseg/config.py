@@ -171,7 +171,7 @@ class CorrMatchConfig:
 class SemiOVSConfig:
     """SemiOVS (spec §2.7): the out-of-distribution stream with precomputed pseudo-labels."""
 
-    ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see python -m semiseg.ood --help); "
+    ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see semiseg ood --help); "
                              "empty = the dataset's built-in companion (demo only: <data root>_ood)")
     ood_list: str = _opt("ood.txt", "list of '<image> <mask>' lines, paths relative to ood_root; the list path "
                                     "itself is absolute or relative to ood_root")
