@@ -402,8 +402,12 @@ def _sql_engine(uri: str):
     from urllib.parse import quote, urlsplit
 
     import sqlalchemy
-    from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
-    from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+
+    try:  # MLflow internals (workspaces are recent): an MLflow without them is read through the client
+        from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
+        from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+    except ImportError:
+        return None
 
     uri = resolve_uri(uri)
     scheme = urlsplit(uri).scheme.split("+")[0]
@@ -431,8 +435,11 @@ def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
     if engine is None:
         return None
     from mlflow.entities import LifecycleStage, ViewType
-    from mlflow.store.db.utils import _get_latest_schema_revision
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    try:  # MLflow's private table models and schema head: another MLflow version may lack them
+        from mlflow.store.db.utils import _get_latest_schema_revision
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    except ImportError:
+        return None
     from sqlalchemy import select, text
     from sqlalchemy.exc import SQLAlchemyError
 
