@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from semiseg.tracking import search_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "model.pretrained=", "--set", "data.crop_size=32", "--set", "train.batch_size=4",
         "--set", "train.epochs=1", "--set", "train.max_iters_per_epoch=2", "--set", "runtime.num_workers=0"]
@@ -23,8 +25,13 @@ TINY = ["--set", "model.pretrained=", "--set", "data.crop_size=32", "--set", "tr
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     """A fresh venv holding the wheel of this clone; its dependencies come from the test environment's
-    site-packages (a path file), so nothing is downloaded."""
+    site-packages (a path file), so nothing is downloaded. It lies inside another git repository, as a venv in
+    a user's project folder does."""
     tmp = tmp_path_factory.mktemp("install")
+    (tmp / "theirs.txt").write_text("another project\n")
+    for cmd in (["init", "-q"], ["add", "theirs.txt"], ["-c", "user.name=u", "-c", "user.email=u@example.org",
+                                                        "commit", "-q", "-m", "their project"]):
+        subprocess.run(["git", *cmd], cwd=tmp, check=True, capture_output=True)
     src = tmp / "src"  # build from a copy: setuptools writes build/ and *.egg-info beside the sources
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -86,4 +93,9 @@ def test_a_user_works_from_an_empty_folder(venv, tmp_path, demo_root):
     assert (work / "experiments" / "demo_tuned.yaml").is_file()
     assert "run it with semiseg grid --exp demo_tuned" in tuned.stdout
     assert (work / "mlflow.db").is_file() and (work / "runs" / "tune").is_dir()
+    runs = search_cells(f"sqlite:///{work / 'mlflow.db'}", "demo-tune")
+    assert len(runs) == 3  # the study's parent run and its 2 trials
+    for run in runs:  # made by an installation: no commit, and not the surrounding repository's HEAD
+        assert "mlflow.source.git.commit" not in run.tags and run.tags.get("semiseg.git_commit", "unknown") == "unknown"
+        assert run.tags["semiseg.version"] and run.tags["mlflow.source.type"] == "LOCAL"
     assert package_files(venv) == before
