@@ -1,7 +1,9 @@
 """The ``semiseg`` command: one entry point whose subcommands are the project's command-line tools.
 
 Each subcommand is a module with ``build_parser()`` (an argparse parser) and ``main(argv) -> int``, imported
-only when it runs, so ``semiseg --help`` stays fast. Adding a command is one line in :data:`COMMANDS`.
+only when it runs, so ``semiseg --help`` stays fast. Adding a command is one line in :data:`COMMANDS`; its
+parser takes ``prog=semiseg.cli.prog("<name>", "<module>")`` so that usage lines and hints read as the user
+invoked it (``semiseg <name>``, or ``python -m <module>``).
 """
 
 from __future__ import annotations
