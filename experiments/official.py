@@ -5,10 +5,11 @@ still win), and ``python -m semiseg.experiments.official PATH --gpus N`` prints 
 number of GPUs the official run used (their configs only say it in comments, e.g. ``# per GPU x 4 GPUs``): it
 sets ``optim.reference_batch`` = batch_size x gpus, so the LR is scaled when a cell uses another global batch.
 
-Key mapping (official → ours):
+Key mapping (official → ours); every key of the 15 official files (UniMatch 3, UniMatch V2 4, PrevMatch 4,
+CorrMatch 2, SemiOVS 2) is covered:
 
 =================================  ==========================================================================
-``dataset``                        ``data.dataset``
+``dataset``                        ``data.dataset`` (``pc60``, SemiOVS's Pascal Context, → ``pascal_context``)
 ``data_root``                      ``data.root``
 ``nclass``                         checked against the dataset's class count
 ``crop_size``                      ``data.crop_size``
@@ -25,18 +26,26 @@ Key mapping (official → ours):
 ``replace_stride_with_dilation``   ``model.output_stride``: [F, F, T] → 16, [F, T, T] → 8
 ``dilations``                      ``model.aspp_dilations``
 ``lock_backbone``                  ``model.lock_backbone``
-``thresh_init``                    ``corrmatch.thresh_init``
-``max_len`` / ``num_models``       ``prevmatch.max_len`` / ``prevmatch.num_models``
-``conf_thresh_prev``               ``prevmatch.conf_thresh``
-``base_only_epoch``                ``prevmatch.base_only_epoch``
-``random_select``                  ``prevmatch.random_select``
-``conf_mode``                      ``prevmatch.conf_mode``
-``lambda``                         ``semiovs.ood_lambda``
+``pretrain`` (CorrMatch)           true only: the ImageNet encoder, which every other official config loads
+                                   without saying so; our encoder weights come from ``model.pretrained``
+``multi_grid`` (CorrMatch)         false only (plain dilation, a no-op); true is not implemented
+``thresh_init`` (CorrMatch)        ``corrmatch.thresh_init``
+``prev.list_max_len`` (PrevMatch)  ``prevmatch.max_len``
+``prev.model_num``                 ``prevmatch.num_models``
+``prev.random_select``             ``prevmatch.random_select``
+``prev.conf_thresh``               ``prevmatch.conf_thresh``
+``prev.base_only_epoch``           ``prevmatch.base_only_epoch``
+(a ``prev`` block on Cityscapes)   ``prevmatch.conf_mode: pixelavg`` (the official code picks it by dataset)
+``lambda`` (SemiOVS)               ``semiovs.ood_lambda``
+``dataset_ood`` (SemiOVS)          coco or web_data: names the OOD source only; the images and pseudo-labels
+                                   are what ``semiovs.ood_root`` / ``semiovs.ood_list`` point at
+``data_root_ood`` (SemiOVS)        ``semiovs.ood_root``
 ``amp``                            ``train.amp``: true → fp16 (GradScaler), false → off
+``save_map``                       ignored: it only makes the official evaluate/inference scripts write maps
 =================================  ==========================================================================
 
-A key with no counterpart (e.g. ``multi_grid: True``, which we do not implement) is an error naming it, so a
-recipe is never silently changed.
+Any other key, or a value with no counterpart (e.g. ``multi_grid: True``), is an error naming it, so a recipe
+is never silently changed.
 """
 
 from __future__ import annotations
@@ -51,18 +60,50 @@ import yaml
 from semiseg.config import load_yaml, set_dotted
 from semiseg.errors import ConfigError
 
-_DIRECT = {"dataset": "data.dataset", "data_root": "data.root", "crop_size": "data.crop_size",
+_DIRECT = {"data_root": "data.root", "crop_size": "data.crop_size",
            "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "optim.lr", "lr_multi": "optim.lr_multi",
            "conf_thresh": "loss.conf_thresh", "backbone": "model.backbone", "dilations": "model.aspp_dilations",
            "lock_backbone": "model.lock_backbone", "thresh_init": "corrmatch.thresh_init",
-           "max_len": "prevmatch.max_len", "num_models": "prevmatch.num_models",
-           "conf_thresh_prev": "prevmatch.conf_thresh", "base_only_epoch": "prevmatch.base_only_epoch",
-           "random_select": "prevmatch.random_select", "conf_mode": "prevmatch.conf_mode",
-           "lambda": "semiovs.ood_lambda"}
+           "lambda": "semiovs.ood_lambda", "data_root_ood": "semiovs.ood_root"}
+#: PrevMatch's (and SemiOVS's) ``prev:`` block
+_PREV = {"list_max_len": "prevmatch.max_len", "model_num": "prevmatch.num_models",
+         "random_select": "prevmatch.random_select", "conf_thresh": "prevmatch.conf_thresh",
+         "base_only_epoch": "prevmatch.base_only_epoch"}
+#: official dataset name → ours, where they differ
+_DATASETS = {"pc60": "pascal_context"}
+#: keys accepted only with the value that changes nothing here → why
+_NO_OPS = {"pretrain": (True, "the ImageNet encoder, as every official recipe; set model.pretrained instead"),
+           "multi_grid": (False, "multi-grid dilation is not implemented")}
+_OOD_SOURCES = ("coco", "web_data")
 _CRITERIA = {"CELoss": "ce", "OHEM": "ohem"}
 _OPTIMIZERS = {"deeplabv3plus": {"name": "sgd", "momentum": 0.9, "weight_decay": 0.0001},
                "dpt": {"name": "adamw", "weight_decay": 0.01}}
 _STRIDES = {(False, False, True): 16, (False, True, True): 8}
+
+
+def _criterion(out: dict[str, Any], value: Any, source: str) -> None:
+    name = (value or {}).get("name")
+    if name not in _CRITERIA:
+        raise ConfigError(f"{source}: criterion.name {name!r} is not known; valid: {', '.join(_CRITERIA)}")
+    set_dotted(out, "loss.criterion", _CRITERIA[name])
+    kwargs = (value or {}).get("kwargs") or {}
+    if kwargs.get("ignore_index", 255) != 255:
+        raise ConfigError(f"{source}: criterion.kwargs.ignore_index must be 255, got {kwargs['ignore_index']}")
+    if "thresh" in kwargs:
+        set_dotted(out, "loss.ohem_thresh", kwargs["thresh"])
+    if "min_kept" in kwargs:
+        set_dotted(out, "loss.ohem_min_kept", kwargs["min_kept"])
+
+
+def _prev_block(out: dict[str, Any], value: Any, dataset: Any, source: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: 'prev' must be a mapping of {', '.join(_PREV)}, got {value!r}")
+    for key, item in value.items():
+        if key not in _PREV:
+            raise ConfigError(f"{source}: key 'prev.{key}' has no counterpart in semiseg; valid: {', '.join(_PREV)}")
+        set_dotted(out, _PREV[key], item)
+    if dataset == "cityscapes":  # prevmatch.py / semiovs_prevmatch.py choose the loss mode by dataset
+        set_dotted(out, "prevmatch.conf_mode", "pixelavg")
 
 
 def convert_official(data: dict[str, Any], gpus: int = 0, source: str = "official config") -> dict[str, Any]:
@@ -71,20 +112,21 @@ def convert_official(data: dict[str, Any], gpus: int = 0, source: str = "officia
     for key, value in data.items():
         if key in _DIRECT:
             set_dotted(out, _DIRECT[key], value)
-        elif key == "nclass":
-            continue  # checked below, once the dataset is known
+        elif key == "dataset":
+            set_dotted(out, "data.dataset", _DATASETS.get(value, value))
+        elif key in ("nclass", "save_map"):
+            continue  # nclass is checked below, once the dataset is known; save_map only affects evaluate.py
+        elif key in _NO_OPS:
+            wanted, why = _NO_OPS[key]
+            if value is not wanted:
+                raise ConfigError(f"{source}: {key}: {value!r} is not supported ({why}); valid: {key}: {wanted}")
+        elif key == "dataset_ood":
+            if value not in _OOD_SOURCES:
+                raise ConfigError(f"{source}: dataset_ood {value!r} is not known; valid: {', '.join(_OOD_SOURCES)}")
+        elif key == "prev":
+            _prev_block(out, value, data.get("dataset"), source)
         elif key == "criterion":
-            name = (value or {}).get("name")
-            if name not in _CRITERIA:
-                raise ConfigError(f"{source}: criterion.name {name!r} is not known; valid: {', '.join(_CRITERIA)}")
-            set_dotted(out, "loss.criterion", _CRITERIA[name])
-            kwargs = (value or {}).get("kwargs") or {}
-            if kwargs.get("ignore_index", 255) != 255:
-                raise ConfigError(f"{source}: criterion.kwargs.ignore_index must be 255, got {kwargs['ignore_index']}")
-            if "thresh" in kwargs:
-                set_dotted(out, "loss.ohem_thresh", kwargs["thresh"])
-            if "min_kept" in kwargs:
-                set_dotted(out, "loss.ohem_min_kept", kwargs["min_kept"])
+            _criterion(out, value, source)
         elif key == "model":
             if value not in _OPTIMIZERS:
                 raise ConfigError(f"{source}: model {value!r} is not known; valid: {', '.join(_OPTIMIZERS)}")
@@ -108,9 +150,10 @@ def convert_official(data: dict[str, Any], gpus: int = 0, source: str = "officia
     if "nclass" in data and "dataset" in data:
         from semiseg.data.datasets import DATASETS
 
-        spec = DATASETS.get(data["dataset"])
+        name = _DATASETS.get(data["dataset"], data["dataset"])
+        spec = DATASETS.get(name)
         if spec.num_classes != data["nclass"]:
-            raise ConfigError(f"{source}: nclass {data['nclass']} does not match dataset {data['dataset']!r}, "
+            raise ConfigError(f"{source}: nclass {data['nclass']} does not match dataset {name!r}, "
                               f"which has {spec.num_classes} classes")
     return out
 

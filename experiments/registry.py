@@ -23,7 +23,7 @@ A name is looked up in the workspace's ``experiments/`` folder first (:mod:`semi
 the built-in grids, so a workspace file can ``inherit`` a built-in paper grid (and a workspace file named like a
 built-in one may inherit it). ``load_experiment`` also accepts the path of an experiment file.
 
-Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of spec §1.5) are abstract
+Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of docs/methods.md §1.5) are abstract
 bases: they are only inherited from, never listed or run.
 """
 

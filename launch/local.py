@@ -29,11 +29,16 @@ class Slot:
     last_epoch: int = -1
 
 
+#: Exit status of a training process stopped gracefully (a stop signal, or its own alert): KILLED, resumable.
+EXIT_STOPPED = 130
+
+
 @dataclass
 class LocalResult:
     finished: list[PlannedCell] = field(default_factory=list)
     failed: list[PlannedCell] = field(default_factory=list)
     skipped: list[PlannedCell] = field(default_factory=list)
+    stopped: list[PlannedCell] = field(default_factory=list)  # stopped by the run itself (exit 130): resumable
     interrupted: bool = False
 
 
@@ -129,8 +134,12 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
         running.remove(slot)
         release(slot.planned.run_dir)
         free_gpus.extend(slot.gpus)
-        done = len(result.finished) + len(result.failed) + 1
-        if code == 0:
+        done = len(result.finished) + len(result.failed) + len(result.stopped) + 1
+        if code == EXIT_STOPPED and not result.interrupted:  # e.g. runtime.alert_behind: KILLED with a checkpoint
+            result.stopped.append(slot.planned)
+            log(f"[{done}/{total}] stopped {_label(slot.planned)} (resumable: run the same command again); last "
+                f"log lines:\n{_tail(slot.planned.run_dir / 'train.log')}")
+        elif code == 0:
             result.finished.append(slot.planned)
             best = slot.planned.progress().get("best_miou", float("nan"))
             log(f"[{done}/{total}] finished {_label(slot.planned)}: best mIoU {best:.2f}")

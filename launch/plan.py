@@ -19,6 +19,8 @@ class PlannedCell:
     run_dir: Path
     error: str = ""
     est_hours: float | None = None  # device-hours (GPUs x wall hours) of finished runs of the same recipe
+    #: where est_hours comes from: 'runs' (this store) or semiseg.launch.reference_view.FROM_OFFICIAL
+    est_source: str = ""
     status: str = ""  # the MLflow status of the newest run ("" = none)
     job: dict = field(default_factory=dict)  # the backend's job record (SLURM: id, state, log), if any
     holder: dict = field(default_factory=dict)  # who holds the cell's lock (pid, host, command), if anyone
@@ -50,5 +52,6 @@ def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path
         hours = durations.get(recipe_hash(cell.config)) if durations else None
         est = sum(hours) / len(hours) * cell.config.train.gpus if hours else None
         planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error, est_hours=est,
+                                   est_source="runs" if est is not None else "",
                                    status=run.status if run else "", holder=holder or {}))
     return planned

@@ -28,6 +28,7 @@ from semiseg.launch import ray_backend, slurm
 from semiseg.launch.local import run_local
 from semiseg.launch.options import ray_options, select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
+from semiseg.launch.reference_view import FROM_OFFICIAL, add_official_estimates, official_gaps
 from semiseg.launch.status import format_status
 from semiseg.cli import prog, require, run_cli
 from semiseg.config import config_to_dict, effective_lr, global_batch
@@ -62,8 +63,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
                         "as <hash>.old-<time>)")
+    g = p.add_argument_group("official reference runs (imported with: python -m semiseg.reference import)")
+    g.add_argument("--speed-factor", type=float, default=1.0,
+                   help="this device's speed relative to the GPUs of the official logs, for the cost of cells no "
+                        "finished run of this store prices (2.0 = twice as fast), e.g. --speed-factor 1.5")
+    g.add_argument("--alert-behind", type=float, default=None, metavar="POINTS",
+                   help="tag a run (semiseg.alert) and stop it, KILLED and resumable, when its val mIoU is POINTS or "
+                        "more below the official curve of its cell for --alert-patience evaluations in a row "
+                        "(runtime.alert_behind), e.g. --alert-behind 2.0")
+    g.add_argument("--alert-patience", type=int, default=None, metavar="N",
+                   help="evaluations in a row behind before the alert (runtime.alert_patience, default 3)")
+    g.add_argument("--alert-tag-only", action="store_true",
+                   help="with --alert-behind: only tag the run, do not stop it (runtime.alert_stop=false)")
     slurm.add_arguments(p)
     return p
+
+
+def alert_sets(args) -> list[str]:
+    """The ``--set`` overrides of the alert options (runtime keys: they reach the training process, not the hash)."""
+    if args.speed_factor <= 0:
+        raise UserError(f"--speed-factor must be positive, got {args.speed_factor}")
+    if args.alert_behind is None:
+        if args.alert_patience is not None or args.alert_tag_only:
+            raise UserError("--alert-patience / --alert-tag-only need --alert-behind POINTS")
+        return []
+    if args.alert_behind <= 0 or (args.alert_patience is not None and args.alert_patience < 1):
+        raise UserError(f"--alert-behind must be positive and --alert-patience at least 1, got "
+                        f"{args.alert_behind} / {args.alert_patience}")
+    sets = [f"runtime.alert_behind={args.alert_behind}", f"runtime.alert_stop={not args.alert_tag_only}"]
+    return sets + ([f"runtime.alert_patience={args.alert_patience}"] if args.alert_patience is not None else [])
 
 
 def format_plan(planned: list[PlannedCell]) -> str:
@@ -78,6 +106,7 @@ def format_plan(planned: list[PlannedCell]) -> str:
         scaled |= is_scaled
         lr = f"{lr_used:.3g}" + ("*" if is_scaled else " ")
         est = f"{p.est_hours:6.2f}" if p.est_hours is not None else f"{'-':>6}"
+        est += "o" if p.est_source == FROM_OFFICIAL else " "
         shape = f"{c.train.gpus} x {c.train.batch_size} x {c.train.accum_steps}"
         lines.append(f"{p.cell.short:10}  {c.method:17} {c.data.dataset:14} {c.data.split:8} {c.model.backbone:12} "
                      f"{c.seed:>4}  {shape:>15} {global_batch(c):>5}  {lr:>9}  {est}  {p.state}")
@@ -87,12 +116,17 @@ def format_plan(planned: list[PlannedCell]) -> str:
     lines.append(f"{len(planned)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     todo = [p for p in planned if p.state in ("new", "interrupted", "failed")]
     known = [p.est_hours for p in todo if p.est_hours is not None]
+    official = sum(p.est_source == FROM_OFFICIAL for p in todo if p.est_hours is not None)
     if todo and known:
+        source = ("GPUs x hours of finished runs of the same recipe" if not official else
+                  f"{official} of them marked o: from official logs, GPUs x epochs x (iterations/epoch x s/iteration + "
+                  f"evaluation) / speed factor")
         lines.append(f"estimated cost of {len(known)} of the {len(todo)} unfinished cell(s): {sum(known):.2f} "
-                     f"device-hours (GPUs x hours of finished runs of the same recipe)")
+                     f"device-hours ({source})")
     elif todo:
         lines.append(f"no cost estimate for the {len(todo)} unfinished cell(s): no finished run of their recipes "
-                     f"in this MLflow store yet")
+                     f"in this MLflow store yet, and no official reference runs for them (none available: import "
+                     f"the official logs with python -m semiseg.reference import)")
     if scaled:
         lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs x acc)")
     return "\n".join(lines)
@@ -106,7 +140,8 @@ def plan_json(planned: list[PlannedCell]) -> str:
                         "batch_size": p.cell.config.train.batch_size,
                         "accum_steps": p.cell.config.train.accum_steps, "global_batch": global_batch(p.cell.config),
                         "lr": p.cell.config.optim.lr,
-                        "effective_lr": effective_lr(p.cell.config), "est_hours": p.est_hours} for p in planned],
+                        "effective_lr": effective_lr(p.cell.config), "est_hours": p.est_hours,
+                        "est_source": p.est_source} for p in planned],
                       indent=1)
 
 
@@ -145,16 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         require("submitit", "slurm", "--backend slurm")
     elif args.backend == "ray":
         require("ray", "ray", "--backend ray")
+    args.sets = args.sets + alert_sets(args)
     cells = select_cells(args)
     if args.print_config:
         print(format_configs(cells))
         return 0
     output_dir = Path(args.output_dir).resolve()
     planned = plan(cells, args.tracking_uri, args.exp, output_dir)
+    add_official_estimates(planned, args.tracking_uri, args.speed_factor)
     if args.backend == "slurm" or args.status:  # a launch records dead jobs' failures; --status, --dry-run only read
         planned = slurm.refresh(planned, args.tracking_uri, args.exp, record=not (args.status or args.dry_run))
     if args.status:
-        print(format_status(planned))
+        print(format_status(planned, official_gaps(planned, args.tracking_uri)))
         return 0
     todo = select_todo(planned, args)
     if args.dry_run:
@@ -187,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         result = ray_backend.run_ray(todo, args.exp, args)
     else:
         result = run_local(todo, args.exp, args.max_parallel or 1)
-    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped")
-    if result.interrupted:
+    stopped = result.stopped
+    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped"
+          + (f", {len(stopped)} stopped (KILLED, resumable)" if stopped else ""))
+    if result.interrupted or stopped:
         return 130
     return 1 if result.failed else 0
 

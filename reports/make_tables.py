@@ -150,8 +150,9 @@ def _slug(*parts: str) -> str:
     return "_".join(p.replace("/", "_").replace("\\", "_").replace(" ", "_") for p in parts)
 
 
-def write_plots(tables, out: Path, exp: str) -> list[Path]:
-    """The mIoU-vs-labels figure, and per table its training curves and per-class IoU bars (when logged)."""
+def write_plots(tables, out: Path, exp: str, refs=None) -> list[Path]:
+    """The mIoU-vs-labels figure, and per table its training curves (with the official curve of the same recipe,
+    dashed, where ``refs`` has reference runs for it) and per-class IoU bars (when logged)."""
     from semiseg.reports import tables as tb
     from semiseg.reports.plots import plot_class_iou, plot_miou_vs_labels, plot_training_curves
     from semiseg import tracking
@@ -162,14 +163,35 @@ def write_plots(tables, out: Path, exp: str) -> list[Path]:
         runs = tb.curve_runs(table)
         curves = {(r.method, r.split_label): tracking.metric_history(r.store, r.run_id, "val/miou")
                   for r in runs.itertuples()}
+        official = official_curves(table, runs, refs) if refs else {}
         if any(curves.values()):
-            title = f"{exp}: {table.title}\nval mIoU per epoch (finished cell with the lowest seed)"
-            paths.append(plot_training_curves(curves, out / f"{stem}_curves.png", title))
+            title = f"{exp}: {table.title}\nval mIoU per epoch (finished cell with the lowest seed" + \
+                ("; dashed: official logs)" if official else ")")
+            paths.append(plot_training_curves(curves, out / f"{stem}_curves.png", title, official))
         split, ious = tb.class_iou(table)
         if not ious.empty:
             title = f"{exp}: {table.title}\nper-class IoU at {split} (final epoch, mean over seeds)"
             paths.append(plot_class_iou(ious, out / f"{stem}_class_iou.png", title))
     return paths
+
+
+def official_curves(table, runs, refs) -> dict:
+    """(method, split label) → the mean official val mIoU curve [(epoch, mIoU)] of the reference runs matching the
+    cell of each curve run (identity and recipe values)."""
+    import pandas as pd
+
+    from semiseg.reference_match import MATCHED_KEYS
+
+    out = {}
+    cells = table.cells.set_index("run_id")
+    for r in runs.itertuples():
+        cell = cells.loc[r.run_id]
+        identity = {"method": r.method, "dataset": table.dataset, "split": r.split, "backbone": table.backbone}
+        recipe = {k: pd.to_numeric(cell.get(k), errors="coerce") for k in MATCHED_KEYS}
+        curve = refs.mean_curve(refs.matching(identity, recipe))
+        if curve:
+            out[r.method, r.split_label] = sorted(curve.items())
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"{name!r} (--metric {args.metric}); summary metrics logged: {logged}")
     published = pub.load_published(args.published or pub.PUBLISHED)
     tables = tb.build_tables(frame, args.metric)
-    comparison = pub.compare(tables, published)
+    from semiseg.reference_match import References
+
+    refs = References(uris[0])
+    comparison = pub.compare(tables, published, pub.official_bests(tables, refs))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         tb.csv_frame(tables, args.exp).to_csv(target, index=False)
     compared = out / f"{stem}_published.csv"
     comparison.to_csv(compared, index=False)
-    files = [target, compared, *write_plots(tables, out, args.exp)]
+    files = [target, compared, *write_plots(tables, out, args.exp, refs)]
 
     sys.stdout.write(markdown)
     print("wrote " + ", ".join(map(str, files)), file=sys.stderr)

@@ -77,9 +77,10 @@ def _style(methods) -> dict:
 
 
 def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]], path: str | Path,
-                         title: str) -> Path:
+                         title: str, official: dict[tuple[str, str], list[tuple[int, float]]] | None = None) -> Path:
     """Validation mIoU per epoch: one subplot per split, one line per method; ``curves`` maps
-    (method, split label) → [(epoch, mIoU)] in the order the subplots should follow."""
+    (method, split label) → [(epoch, mIoU)] in the order the subplots should follow. ``official`` (same keys, epochs
+    0-based like the runs' steps) overlays the official logs' curve of the same cell, dashed in the method's colour."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -96,6 +97,11 @@ def plot_training_curves(curves: dict[tuple[str, str], list[tuple[int, float]]],
             steps, values = zip(*sorted(points))
             color, marker = style[method]
             ax.plot(steps, values, label=method, color=color, marker=marker, markersize=3, linewidth=1.4)
+            reference = (official or {}).get((method, s))
+            if reference:
+                ref_steps, ref_values = zip(*reference)
+                ax.plot(ref_steps, ref_values, label=f"{method} (official)", color=color, linestyle="--",
+                        linewidth=1.1)
         ax.set_title(split)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")

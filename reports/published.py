@@ -1,7 +1,8 @@
 """Published vs reproduced: our mean ± std beside the published README figure of the same entry.
 
 The published figures are the project's own data file ``reports/published.yaml`` (a transcription of the official
-READMEs, each entry citing its source repository and commit).
+READMEs, and of the official training logs where no README gives the figure, each entry citing its source
+repository and commit, and the log file where one is the source).
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from semiseg.errors import DataError
 PUBLISHED = Path(__file__).with_name("published.yaml")
 FIELDS = ("method", "encoder", "dataset", "protocol", "split", "n_labeled", "miou", "metric", "source_repo",
           "source_commit")
+#: Optional keys: the training log a figure was read from; why no cell of the paper grids runs the entry.
+OPTIONAL = ("source_file", "no_grid_cell")
 #: Published encoder name → our ``model.backbone`` name where they differ.
 ENCODER_ALIASES = {"xception65": "xception"}
 #: Columns of the comparison table (display frame; index = row number).
 COLUMNS = ["dataset", "encoder", "method", "split", "ours", "published", "Δ (ours − published)", "published metric",
-           "source"]
+           "source", "official log best"]
+#: Cell identity columns of a table's cells → reference-run identity tag names.
+_IDENTITY = ("method", "dataset", "split", "backbone")
 
 
 def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
@@ -40,19 +45,46 @@ def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
             raise DataError(f"{path}: entry {i} lacks {', '.join(missing)} (each entry needs {', '.join(FIELDS)})")
         if not isinstance(entry["miou"], (int, float)) or not 0 <= entry["miou"] <= 100:
             raise DataError(f"{path}: entry {i} miou={entry['miou']!r}; expected a number in [0, 100]")
-    frame = pd.DataFrame(entries, columns=list(FIELDS))
+        unknown = set(entry) - set(FIELDS) - set(OPTIONAL)
+        if unknown:
+            raise DataError(f"{path}: entry {i} has unknown key(s) {', '.join(sorted(unknown))}; valid: "
+                            f"{', '.join(FIELDS + OPTIONAL)}")
+        wrong = [k for k in OPTIONAL if k in entry and not (isinstance(entry[k], str) and entry[k])]
+        if wrong:
+            raise DataError(f"{path}: entry {i} {wrong[0]}={entry[wrong[0]]!r}; expected a non-empty string")
+    frame = pd.DataFrame(entries, columns=list(FIELDS + OPTIONAL))
     frame["split"] = frame["split"].astype(str)
     frame["backbone"] = frame["encoder"].map(lambda e: ENCODER_ALIASES.get(e, e))
     return frame
 
 
-def compare(tables: list[Table], published: pd.DataFrame) -> pd.DataFrame:
+def official_bests(tables: list[Table], refs) -> pd.DataFrame:
+    """Per entry (dataset, backbone, method, split) of ``tables``: the mean best val mIoU of the official logs whose
+    reference runs match its cells (identity and recipe, :func:`semiseg.reference_match.matches`) and how many logs."""
+    from semiseg.reference_match import MATCHED_KEYS
+
+    rows = []
+    for table in tables if refs else []:
+        for _, cell in table.cells.drop_duplicates(list(_IDENTITY)).iterrows():
+            identity = {k: cell[k] for k in _IDENTITY}
+            recipe = {k: pd.to_numeric(cell.get(k), errors="coerce") for k in MATCHED_KEYS}
+            best = refs.best_of(refs.matching(identity, recipe))
+            if best:
+                rows.append({**identity, "official_best": best[0], "official_logs": best[1]})
+    return pd.DataFrame(rows, columns=[*_IDENTITY, "official_best", "official_logs"])
+
+
+def compare(tables: list[Table], published: pd.DataFrame, official: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per entry of ``tables`` that has a published figure (matched on dataset, backbone, method, split):
-    our cell text, the published mIoU, the difference of means and the cited source. Numeric columns
-    ``mean``/``miou``/``diff`` are kept beside the display ones."""
+    our cell text, the published mIoU, the difference of means, the cited source and the best of the official logs
+    imported as reference runs (``official``: :func:`official_bests`). Numeric columns ``mean``/``miou``/``diff`` are
+    kept beside the display ones."""
     if not tables:
         return pd.DataFrame(columns=[*COLUMNS, "mean", "miou", "diff"])
     ours = pd.concat([t.stats for t in tables], ignore_index=True)
+    if official is None:
+        official = pd.DataFrame(columns=[*_IDENTITY, "official_best", "official_logs"])
+    ours = ours.merge(official, on=list(_IDENTITY), how="left", sort=False)
     rows = ours.merge(published, on=["dataset", "backbone", "method", "split"], how="inner", sort=False)
     rows["diff"] = rows["mean"] - rows["miou"]
     return pd.DataFrame({
@@ -60,6 +92,8 @@ def compare(tables: list[Table], published: pd.DataFrame) -> pd.DataFrame:
         "split": rows["split_label"], "ours": rows["cell"], "published": rows["miou"].map("{:.1f}".format),
         "Δ (ours − published)": format_delta(rows["diff"]), "published metric": rows["metric"],
         "source": rows["source_repo"] + "@" + rows["source_commit"].str[:7],
+        "official log best": [f"{b:.1f} ({int(n)} log{'s' if n > 1 else ''})" if pd.notna(b) else MISSING
+                              for b, n in zip(rows["official_best"], rows["official_logs"])],
         "mean": rows["mean"], "miou": rows["miou"], "diff": rows["diff"],
     })
 
@@ -75,7 +109,9 @@ def render_markdown(comparison: pd.DataFrame) -> str:
     display = comparison[COLUMNS].set_index("dataset")
     out.append(markdown_table(display))
     out += ["", f"Δ = our mean − published figure (mIoU points); {MISSING} = no finished run. Published figures: "
-                "reports/published.yaml (official READMEs at the cited commits)."]
+                "reports/published.yaml (official READMEs at the cited commits). Official log best: the mean best "
+                "val mIoU of the official training logs of the same recipe imported as reference runs "
+                f"(python -m semiseg.reference import; {MISSING} = none imported)."]
     return "\n".join(out) + "\n"
 
 

@@ -28,10 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "splits": ("semiseg.splits", "import, check or make split lists"),
     "pretext": ("semiseg.pretext", "pretrain the demo's tiny encoder"),
     "ood": ("semiseg.ood", "write or check SemiOVS out-of-distribution pseudo-labels"),
+    "reference": ("semiseg.reference", "import the official training logs as reference runs (curves, costs)"),
     # Mount points, one line each when their modules exist (a module with build_parser() and main(argv)):
     #   "data": ("semiseg.<module>", "download and check datasets"),
     #   "weights": ("semiseg.<module>", "download pretrained encoder weights"),
-    #   "reference": ("semiseg.<module>", "official logs' reference numbers"),
 }
 
 EPILOG = f"""commands:

@@ -43,7 +43,7 @@ class DataConfig:
     sup_nsample: int = _opt(
         0, "supervised only: upsample the labeled list to this many samples per epoch (V2); 0 = one pass (V1)", ge=0
     )
-    scale_range: list[float] = _opt([0.5, 2.0], "random rescale range of the long side (spec: 0.5–2.0)",
+    scale_range: list[float] = _opt([0.5, 2.0], "random rescale range of the long side (official: 0.5–2.0)",
                                     check=lambda v: None if len(v) == 2 and 0 < v[0] <= v[1] else
                                     "it must be [low, high] with 0 < low <= high")
     mix_same_index: bool = _opt(
@@ -78,8 +78,8 @@ class OptimConfig:
     reference_batch: int = _opt(
         0, "global batch size (labeled images per step over all GPUs) at which optim.lr was tuned, e.g. 8 for "
            "UniMatch V1 on Pascal (2 per GPU x 4 GPUs); the LR actually used is scaled linearly to this run's "
-           "global batch, train.gpus x train.batch_size x train.accum_steps (spec §1.5); 0 = use optim.lr as "
-           "given", ge=0)
+           "global batch, train.gpus x train.batch_size x train.accum_steps (docs/methods.md §1.5); 0 = use "
+           "optim.lr as given", ge=0)
     keep_global_batch: bool = _opt(
         True, "when the planner re-fits a recipe to another GPU count (run_grid --gpus N): keep the recipe's "
               "global batch with gradient accumulation, so the LR stays the paper's; false = keep the per-GPU "
@@ -100,8 +100,8 @@ class TrainConfig:
     batch_size: int = _opt(2, "per-device batch size (labeled = unlabeled)", ge=1)
     gpus: int = _opt(1, "GPUs (data-parallel processes) the run uses; global batch = gpus x batch_size x "
                         "accum_steps", ge=1)
-    sync_bn: bool = _opt(True, "with gpus > 1: SyncBatchNorm across processes (spec §1.7: V1, V2, CorrMatch, "
-                               "PrevMatch when W > 1)")
+    sync_bn: bool = _opt(True, "with gpus > 1: SyncBatchNorm across processes (docs/methods.md §1.7: V1, V2, "
+                               "CorrMatch, PrevMatch when W > 1)")
     accum_steps: int = _opt(
         1, "gradient accumulation: micro-batches of train.batch_size per optimizer step (losses scaled 1/K, as K "
            "more GPUs would average them); global batch = gpus x batch_size x accum_steps. EMA, snapshots and the "
@@ -114,7 +114,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Validation protocol (spec §1.6); the resolved protocol is logged as ``derived.eval_protocol``."""
+    """Validation protocol (docs/methods.md §1.6); the resolved protocol is logged as ``derived.eval_protocol``."""
 
     mode: str = _opt("auto", "evaluation protocol: whole image, central crop, or sliding windows; 'auto' = the "
                      "dataset's default (sliding_window for cityscapes, original elsewhere)",
@@ -139,11 +139,11 @@ class EvalConfig:
 
 @dataclass
 class PrevMatchConfig:
-    """PrevMatch's previous guidance (spec §2.5); also read by ``semiovs_prevmatch``."""
+    """PrevMatch's previous guidance (docs/methods.md §2.5); also read by ``semiovs_prevmatch``."""
 
     snapshot_on: str = _opt(
         "best_val", "when the student is stored as a snapshot: best_val = after an epoch whose val mIoU is a new "
-        "best (the spec; validation data then steers training), interval = every snapshot_interval epochs "
+        "best (the paper's rule; validation data then steers training), interval = every snapshot_interval epochs "
         "(validation-free)", choices=["best_val", "interval"])
     snapshot_interval: int = _opt(1, "snapshot_on=interval: store a snapshot after every N-th epoch", ge=1)
     max_len: int = _opt(0, "snapshot capacity, oldest dropped first; 0 = per dataset (ade20k/coco 5, else 8)", ge=0)
@@ -160,7 +160,7 @@ class PrevMatchConfig:
 
 @dataclass
 class CorrMatchConfig:
-    """CorrMatch (spec §2.6): adaptive threshold and region propagation."""
+    """CorrMatch (docs/methods.md §2.6): adaptive threshold and region propagation."""
 
     thresh_init: float = _opt(0.85, "initial value of the adaptive global threshold τ_g", ge=0.0, le=1.0)
     thresh_momentum: float = _opt(0.999, "momentum of the τ_g update", ge=0.0, le=1.0)
@@ -169,7 +169,7 @@ class CorrMatchConfig:
 
 @dataclass
 class SemiOVSConfig:
-    """SemiOVS (spec §2.7): the out-of-distribution stream with precomputed pseudo-labels."""
+    """SemiOVS (docs/methods.md §2.7): the out-of-distribution stream with precomputed pseudo-labels."""
 
     ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see semiseg ood --help); "
                              "empty = the dataset's built-in companion (demo only: <data root>_ood)")
@@ -180,7 +180,7 @@ class SemiOVSConfig:
 
 @dataclass
 class EMAConfig:
-    """The EMA teacher of the V2 methods (spec §2.4)."""
+    """The EMA teacher of the V2 methods (docs/methods.md §2.4)."""
 
     decay: float = _opt(0.996, "maximum EMA ratio: α = min(1 − 1/(it+1), decay)", ge=0.0, le=1.0)
 
@@ -193,7 +193,7 @@ class UniMatchV2Config:
 @dataclass
 class SpeedConfig:
     """Speed options (issue 16). All off by default, so the paper recipes run as the official code runs them;
-    each is a named switch per grid or cell, with its measured effect in the README. Like every section but
+    each is a named switch per grid or cell, with its measured effect in docs/speed.md. Like every section but
     ``runtime``, they are part of the cell's identity (they change the numerics, at least at rounding level)."""
 
     tf32: bool = _opt(False, "CUDA: TF32 tensor cores for fp32 matmuls (cuDNN convolutions use TF32 either way, "
@@ -234,6 +234,12 @@ class RuntimeConfig:
     log_checkpoints: str = _opt(
         "off", "log checkpoints as MLflow artifacts of the run when it finishes (a remote tracking server then holds "
         "the model): off, best = best.pth, all = best.pth and last.pth", choices=["off", "best", "all"])
+    alert_behind: float = _opt(
+        0.0, "val mIoU points behind the official curve of the cell (runs imported with 'semiseg reference import') "
+        "that count as falling behind; 0 = no comparison", ge=0)
+    alert_patience: int = _opt(3, "evaluations in a row behind by runtime.alert_behind before the alert", ge=1)
+    alert_stop: bool = _opt(True, "on the alert, stop the run after tagging it (KILLED, resumable by a relaunch); "
+                                  "false = only tag it (semiseg.alert)")
 
 
 #: URI schemes of the MLflow stores a run can be tracked in (a database, a tracking server, a file store).
@@ -475,7 +481,7 @@ def global_batch(cfg: RunConfig) -> int:
 
 def effective_lr(cfg: RunConfig) -> float:
     """The backbone LR actually used: ``optim.lr`` scaled linearly from ``optim.reference_batch`` to the run's
-    global batch (spec §1.5: e.g. lr 1e-3 tuned for 8 images per step becomes 5e-4 at 4); unscaled when
+    global batch (docs/methods.md §1.5: e.g. lr 1e-3 tuned for 8 images per step becomes 5e-4 at 4); unscaled when
     ``reference_batch`` is 0."""
     ref = cfg.optim.reference_batch
     return cfg.optim.lr if ref == 0 else cfg.optim.lr * global_batch(cfg) / ref

@@ -1,4 +1,4 @@
-"""Validation protocols of spec §1.6 and the confusion-matrix accumulation over the val set.
+"""Validation protocols of docs/methods.md §1.6 and the confusion-matrix accumulation over the val set.
 
 The protocols themselves (:class:`EvalProtocol`, which one a run uses when) are in :mod:`semiseg.protocol`.
 """

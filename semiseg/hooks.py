@@ -62,7 +62,7 @@ class Hook:
 
 
 class PolyLR(Hook):
-    """Poly decay after every optimizer step, per parameter group (spec §1.5)."""
+    """Poly decay after every optimizer step, per parameter group (docs/methods.md §1.5)."""
 
     priority = 10
 
@@ -346,3 +346,40 @@ class EpochCallback(Hook):
 
     def after_epoch(self, trainer, result: EpochResult) -> None:
         self.fn(trainer.state.epoch, result.metrics, self.last)
+
+
+#: Tag set on a run that falls behind the official curve of its cell (:class:`OfficialCurveAlert`).
+ALERT_TAG = "semiseg.alert"
+
+
+class OfficialCurveAlert(Hook):
+    """Compare each evaluation with the official curve of the cell (``runtime.alert_behind`` points,
+    ``runtime.alert_patience`` evaluations in a row): tag the run :data:`ALERT_TAG` and, with
+    ``runtime.alert_stop``, stop it as a signal would (KILLED, resumable). The streak is counted from the run's
+    whole history, so a resumed run keeps it."""
+
+    priority = 65  # after the epoch's metrics (40) and checkpoint (50) are written
+
+    def __init__(self, tracker, official: dict[int, float]) -> None:
+        self.tracker, self.official = tracker, official
+
+    def after_epoch(self, trainer, result: EpochResult) -> None:
+        rt = trainer.cfg.runtime
+        streak, worst = 0, None
+        for step in sorted(trainer.history):
+            value = trainer.history[step].get("val/miou")
+            if value is None or step not in self.official:
+                continue
+            behind = self.official[step] - value
+            streak = streak + 1 if behind >= rt.alert_behind else 0
+            worst = (step, value, self.official[step])
+        step = trainer.state.epoch - 1
+        if streak < rt.alert_patience or worst is None or worst[0] != step:
+            return
+        _, value, official = worst
+        message = (f"{official - value:.2f} points behind the official curve at epoch {step + 1} ({value:.2f} vs "
+                   f"{official:.2f}), {streak} evaluations in a row at least {rt.alert_behind:g} behind")
+        self.tracker.set_tags({ALERT_TAG: message, ALERT_TAG + ".epoch": step + 1})
+        print(f"alert: {message}" + ("; stopping (resumable)" if rt.alert_stop else ""), flush=True)
+        if rt.alert_stop:
+            trainer.request_stop(0)

@@ -1,4 +1,4 @@
-"""Loss functions of spec §1.4 and the CutMix target composition, as pure functions of tensors."""
+"""Loss functions of docs/methods.md §1.4 and the CutMix target composition, as pure functions of tensors."""
 
 from __future__ import annotations
 

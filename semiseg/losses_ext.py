@@ -1,4 +1,4 @@
-"""Loss terms and target logic of PrevMatch, CorrMatch and SemiOVS (spec §1.4, §2.5–2.7), as pure functions.
+"""Loss terms and target logic of PrevMatch, CorrMatch and SemiOVS (docs/methods.md §1.4, §2.5–2.7), as pure functions.
 
 The shared pieces (``masked_loss``, ``unsup_loss``, ``mix``) live in :mod:`semiseg.losses`.
 """
@@ -48,7 +48,7 @@ def prev_lambda(epoch: int, epochs: int) -> float:
 
 def pixelavg_loss(logits: torch.Tensor, pseudo: torch.Tensor, conf: torch.Tensor, ign: torch.Tensor,
                   fixed: bool = False) -> torch.Tensor:
-    """PrevMatch's ``pixelavg`` previous-guidance loss (Cityscapes), spec §1.4.
+    """PrevMatch's ``pixelavg`` previous-guidance loss (Cityscapes), docs/methods.md §1.4.
 
     ``avg_conf_b`` is the mean confidence over the non-padded pixels of image b. As implemented
     (``fixed=False``, bug included): (Σ_all pixels CE) · (Σ_b avg_conf_b) / Σ[ign ≠ 255], with no
@@ -86,7 +86,7 @@ def adaptive_thresh(tau: float, logits: torch.Tensor, ign: torch.Tensor, momentu
 
 def propagate_regions(regions: torch.Tensor, box: torch.Tensor, ign: torch.Tensor, labels: torch.Tensor,
                       mask: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """CorrMatch region propagation (spec §2.6 step 7), sequential semantics kept.
+    """CorrMatch region propagation (docs/methods.md §2.6 step 7), sequential semantics kept.
 
     ``regions`` (B×R×H×W bool) are restricted to pixels outside ``box`` that are not ignored (R').
     For each image and region in index order: ``seg = R' ∧ mask``; skip if |seg| = 0 or |seg|/|R'| < τ;

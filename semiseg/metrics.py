@@ -1,4 +1,4 @@
-"""Confusion-matrix mIoU exactly as spec §1.6: ignore 255, absent classes count as IoU 0."""
+"""Confusion-matrix mIoU exactly as docs/methods.md §1.6: ignore 255, absent classes count as IoU 0."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optimizer factory (two LR groups, spec §1.5) and the poly schedule."""
+"""Optimizer factory (two LR groups, docs/methods.md §1.5) and the poly schedule."""
 
 from __future__ import annotations
 

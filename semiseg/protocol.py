@@ -1,4 +1,4 @@
-"""Evaluation protocols (spec §1.6): which protocol a run uses and when; no torch, no data.
+"""Evaluation protocols (docs/methods.md §1.6): which protocol a run uses and when; no torch, no data.
 
 * ``original``: the whole image at native resolution (optionally resized to a multiple of 14, UniMatch V2).
 * ``center_crop``: only the central crop×crop region of image and mask (CorrMatch on Cityscapes).
@@ -33,7 +33,7 @@ class EvalProtocol:
 
 
 def resolve_protocol(eval_cfg, dataset_default: str, train_crop: int) -> EvalProtocol:
-    """The protocol of an ``EvalConfig``: 'auto' → the dataset default, 0 sizes → the spec's defaults."""
+    """The protocol of an ``EvalConfig``: 'auto' → the dataset default, 0 sizes → the official defaults."""
     mode = dataset_default if eval_cfg.mode == "auto" else eval_cfg.mode
     crop = eval_cfg.crop_size or train_crop
     stride = eval_cfg.stride or int(crop * 2 / 3)

@@ -48,11 +48,12 @@ from semiseg.errors import ConfigError, UserError
 from semiseg.evaluate import evaluate
 from semiseg.protocol import describe_schedule
 from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, Hook, MethodEpochEnd, MLflowLogging,
-                           PolyLR, Progress)
+                           OfficialCurveAlert, PolyLR, Progress)
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
 from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights, weights_file
 from semiseg.optim import build_optimizer
+from semiseg.reference_match import References
 from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
                               read_json, run_dir_for, waiting_lock, write_json)
 from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,
@@ -322,11 +323,24 @@ def build_trainer(cfg: RunConfig, extra_tags: dict[str, str] | None = None, call
         trainer.hooks += [MLflowLogging(tracker, run_dir, logged, has_final),
                           Progress(run_dir, f"{cfg.method}/{cfg.data.split}/s{cfg.seed} {short_hash(cfg)}")]
         trainer.hooks += [EpochCallback(fn, run_dir) for fn in callbacks or []]
+        trainer.hooks += official_alert(cfg, tracker)
         print(f"{cfg.method} on {cfg.data.dataset}/{cfg.data.split}: {type(distributed.unwrap(model)).__name__} "
               f"{cfg.model.backbone} {n_params / 1e6:.2f}M parameters (encoder {n_backbone / 1e6:.2f}M, head "
               f"{(n_params - n_backbone) / 1e6:.2f}M), {trainer.steps_per_epoch} it/epoch, device {device}, "
               f"{world.size} process(es), lr {effective_lr(cfg):g}, run {trainer.run_id}", flush=True)
     return trainer
+
+
+def official_alert(cfg: RunConfig, tracker) -> list[Hook]:
+    """The :class:`OfficialCurveAlert` of a run with ``runtime.alert_behind`` (none without an official curve)."""
+    if not cfg.runtime.alert_behind:
+        return []
+    official = References(cfg.runtime.tracking_uri).curve(cfg)
+    if not official:
+        print(f"runtime.alert_behind: no official curve of {cfg.method} / {cfg.data.dataset} / {cfg.data.split} / "
+              f"{cfg.model.backbone} among the imported reference runs; no comparison", flush=True)
+        return []
+    return [OfficialCurveAlert(tracker, official)]
 
 
 def derived_params(cfg: RunConfig, data, device, world, model, n_params: int, n_backbone: int,

@@ -1,4 +1,4 @@
-"""Split-list tooling: ``semiseg splits import|check|make`` (spec §1.1).
+"""Split-list tooling: ``semiseg splits import|check|make`` (docs/methods.md §1.1).
 
 Lists are plain text, one ``<image> <mask>`` pair per line, relative to the dataset root, stored as
 ``splits/<dataset>/<split>/{labeled,unlabeled}.txt`` and ``splits/<dataset>/val.txt`` in the workspace

@@ -356,13 +356,24 @@ def list_experiments(uri: str) -> list[str]:
     return [exp.name for exp in _client(uri).search_experiments()]
 
 
+def run_tags(uri: str, run_id: str) -> dict[str, str]:
+    """The tags of run ``run_id`` ({} when the store or the run does not exist)."""
+    if store_absent(uri):
+        return {}
+    try:
+        return dict(_client(uri).get_run(run_id).data.tags)
+    except Exception:  # noqa: BLE001 - MlflowException for an unknown id
+        return {}
+
+
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     """(step, value) pairs of one metric of one run."""
     return [(m.step, m.value) for m in _client(uri).get_metric_history(run_id, key)]
 
 
-#: Run params copied into :func:`runs_frame` (resources, for the cost of a grid).
-FRAME_PARAMS = ("train.gpus", "derived.device")
+#: Run params copied into :func:`runs_frame` (resources, for the cost of a grid; the recipe values a reference run
+#: of the official logs is matched on, :data:`semiseg.reference_match.MATCHED_KEYS`).
+FRAME_PARAMS = ("train.gpus", "derived.device", "data.crop_size", "train.epochs", "loss.conf_thresh", "optim.lr")
 #: Leading columns of :func:`runs_frame`; the ``metrics.<name>`` columns follow, sorted by name.
 FRAME_COLUMNS = ("run_id", "status", "state", "start_time", "end_time", *CELL_TAGS, *FRAME_PARAMS)
 
@@ -525,3 +536,41 @@ def log_runs_batch(uri: str, experiment: str, runs: Iterable[dict[str, Any]]) ->
 def list_artifacts(uri: str, run_id: str) -> list[str]:
     """Paths of the top-level artifacts of a run."""
     return [info.path for info in _client(uri).list_artifacts(run_id)]
+
+
+#: The MLflow experiment holding the runs imported from official training logs (``semiseg reference import``).
+REFERENCE_EXPERIMENT = "semiseg-reference"
+#: Tag marking a reference run (value ``official``), and the prefix of its other reference tags.
+REFERENCE_TAG = TAG_PREFIX + "reference"
+
+
+def log_reference_run(uri: str, name: str, tags: dict[str, Any], params: dict[str, Any],
+                      curves: dict[str, list[tuple[int, float]]], final: dict[str, tuple[int, float]],
+                      start_ms: int, end_ms: int) -> str | None:
+    """Record one official log as a FINISHED run of :data:`REFERENCE_EXPERIMENT` (curves: metric → (epoch, value),
+    logged at step = epoch; ``final``: metric → (step, value)). A log already imported (same ``digest`` tag) is left
+    alone: returns None."""
+    from mlflow.entities import Metric, Param
+
+    client = _client(uri)
+    exp_id = get_or_create_experiment(uri, REFERENCE_EXPERIMENT, "Runs read from the official repositories' "
+                                      "training logs: per-epoch val mIoU, the recipe and its cost.")
+    digest = tags[REFERENCE_TAG + ".digest"]
+    if client.search_runs([exp_id], filter_string=f"tags.`{REFERENCE_TAG}.digest` = '{digest}'", max_results=1):
+        return None
+    run = client.create_run(exp_id, start_time=start_ms, run_name=name,
+                            tags={k: str(v)[:5000] for k, v in tags.items()})
+    metrics = [Metric(key, float(v), start_ms, int(step)) for key, points in curves.items() for step, v in points]
+    metrics += [Metric(key, float(v), end_ms, int(step)) for key, (step, v) in final.items()]
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for start in range(0, len(metrics), 1000):  # MLflow's log_batch limits: 1000 metrics, 100 params
+        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
+    for start in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[start:start + 100])
+    client.set_terminated(run.info.run_id, status="FINISHED", end_time=end_ms)
+    return run.info.run_id
+
+
+def reference_runs(uri: str) -> list[CellRun]:
+    """Every reference run (with tags, params and final metrics), newest first; [] without references."""
+    return [run for run in search_cells(uri, REFERENCE_EXPERIMENT) if run.tags.get(REFERENCE_TAG) == "official"]

@@ -1,4 +1,4 @@
-"""Tiny fixture datasets written in each real on-disk layout (spec §1.1), for the dataset tests.
+"""Tiny fixture datasets written in each real on-disk layout (docs/methods.md §1.1), for the dataset tests.
 
 Each layout writes a handful of small random images and class-index masks (with some 255 pixels) and
 the split lists the official repos ship (COCO: labeled and val only; Pascal Context: no unlabeled list).

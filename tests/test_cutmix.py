@@ -1,4 +1,4 @@
-"""CutMix box sampler statistics (spec §1.2) and the strong colour pipeline's basic contract."""
+"""CutMix box sampler statistics (docs/methods.md §1.2) and the strong colour pipeline's basic contract."""
 
 import numpy as np
 import pytest

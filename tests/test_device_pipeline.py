@@ -35,7 +35,9 @@ def batch_of(dataset, items):
 @pytest.mark.parametrize("mode", ["train_l", "train_u", "train_u_ood", "val"])
 @pytest.mark.parametrize("colour_on_device", [False, True])
 def test_same_tensors_as_the_worker_side_pipeline(folder, mode, colour_on_device):
-    """At scale 1 (where the rescale fix changes nothing) every tensor equals the previous pipeline's, bit for bit."""
+    """At scale 1 (where the rescale fix changes nothing) every tensor equals the previous pipeline's, bit for bit,
+    except the strong views, whose colour is now PIL's (issue 26): those equal the worker's PIL path on both
+    paths (made by PIL in the worker, or by Pillow's arithmetic in torch in ``to_device``)."""
     spec, root, entries = folder
     kw = {"crop_size": 64, "scale_range": (1.0, 1.0), "mean": spec.mean, "std": spec.std}
     new = SegDataset(root, entries, mode, spec.codec(), colour_on_device=colour_on_device, **kw)
@@ -46,8 +48,11 @@ def test_same_tensors_as_the_worker_side_pipeline(folder, mode, colour_on_device
     assert ("c1" in raw) == (colour_on_device and mode in ("train_u", "train_u_ood"))
     got, want = to_device(raw, CPU, new.norm), batch_of(old, items)
     assert set(got) == set(want)
+    worker = SegDataset(root, entries, mode, spec.codec(), **kw)
+    pil = to_device(batch_of(worker, items), CPU, worker.norm)
     for key in want:
-        assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]), key
+        ref = pil[key] if key in ("s1", "s2") else want[key]
+        assert got[key].dtype == ref.dtype and torch.equal(got[key], ref), key
 
 
 def test_normalisation_is_bit_identical_to_the_numpy_one():
@@ -68,30 +73,6 @@ def test_loader_batches_are_uint8_and_smaller(folder):
     assert (moved["w"].dtype, moved["ign"].dtype, moved["box1"].dtype) == (torch.float32, torch.int64, torch.bool)
     size = sum(v.numel() * v.element_size() for v in batch.values())
     assert size * 3.5 < sum(v.numel() * v.element_size() for v in moved.values())  # float32 images, int64 ign
-
-
-@pytest.mark.parametrize("sigma", [0.1, 0.37, 0.9, 1.5, 2.0])
-def test_the_torch_blur_is_within_one_level_of_opencv(sigma):
-    """Off the CPU the blur is torchvision's with OpenCV's kernel size (run here on a CPU tensor)."""
-    rng = np.random.default_rng(2)
-    t = torch.from_numpy(rng.integers(0, 256, (3, 40, 52), dtype=np.uint8))
-    diff = (T.gaussian_blur(t, sigma, opencv=False).int() - T.gaussian_blur(t, sigma).int()).abs()
-    assert diff.max() <= 1 and T.blur_kernel_size(sigma) % 2 == 1
-
-
-def test_the_torch_colour_path_is_within_rounding_of_the_opencv_one():
-    """What CUDA runs make (hue and blur in torch), run here on CPU tensors: rounding-level differences only
-    (one level from the hue or blur, grown by later jitter factors of up to 1.5; on pure noise, the worst
-    case, OpenCV's fixed-point blur rounds a quarter of the pixels the other way at small sigma)."""
-    rng = np.random.default_rng(6)
-    img = torch.from_numpy(rng.integers(0, 256, (3, 48, 40), dtype=np.uint8))
-    diffs = []
-    for _ in range(40):
-        params = T.draw_colour(rng)
-        diff = (T.apply_colour(img, params, opencv=False).int() - T.apply_colour(img, params).int()).abs()
-        diffs.append(diff.float().mean())
-        assert diff.max() <= 3
-    assert max(diffs) < 0.6
 
 
 def test_colour_draws_are_those_of_applying_them():

@@ -80,7 +80,7 @@ def sepconv(prefix, cin, cout):
 
 
 def xception_file_shapes():
-    """The official xception.pth layout of the UniMatch V1 / PrevMatch code (spec §1.3.1)."""
+    """The official xception.pth layout of the UniMatch V1 / PrevMatch code (docs/methods.md §1.3.1)."""
     shapes = {"conv1.weight": (32, 3, 3, 3), **bn("bn1", 32), "conv2.weight": (64, 32, 3, 3), **bn("bn2", 64)}
     widths = [(64, 128), (128, 256), (256, 728)] + [(728, 728)] * 16 + [(728, 1024)]
     for i, (cin, cout) in enumerate(widths, start=1):
@@ -221,8 +221,8 @@ def params(backbone, classes=21):
     ("resnet101", 21, 59.5, 42.6), ("resnet50", 21, 40.5, 23.6), ("xception", 81, 54.7, 37.9),
     ("dinov2_small", 21, 24.8, 22.1), ("dinov2_base", 21, 97.5, 86.6), ("dinov2_large", 21, 335.6, 304.4)])
 def test_parameter_counts(backbone, classes, total, encoder):
-    """Spec §1.3: DeepLabV3+ R101 59.5M, R50 40.5M, Xception 54.7M (81 classes); DINOv2 encoders 22.1/86.6/304.4M
-    with DPT heads of about 2.7/10.9/31.2M."""
+    """docs/methods.md §1.3: DeepLabV3+ R101 59.5M, R50 40.5M, Xception 54.7M (81 classes); DINOv2 encoders
+    22.1/86.6/304.4M with DPT heads of about 2.7/10.9/31.2M."""
     assert params(backbone, classes) == pytest.approx((total, encoder), abs=0.05)
 
 
@@ -248,5 +248,5 @@ def test_lock_backbone_freezes_the_encoder_only():
     assert not any(p.requires_grad for p in model.backbone.parameters())
     unused = "fusion.3.rcu1."  # frozen in every DPT: the official head never runs it (DDP needs no unused params)
     assert all(p.requires_grad != n.startswith(unused) for n, p in model.head.named_parameters())
-    groups = build_optimizer(model, cfg.optim).param_groups  # frozen encoder: group 0 is empty (spec §1.5)
+    groups = build_optimizer(model, cfg.optim).param_groups  # frozen encoder: group 0 is empty (docs/methods.md §1.5)
     assert [len(g["params"]) for g in groups] == [0, sum(p.requires_grad for p in model.head.parameters())]

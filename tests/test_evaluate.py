@@ -1,4 +1,4 @@
-"""Evaluation protocols of spec §1.6 against the spec's examples and a float64 reference."""
+"""Evaluation protocols of docs/methods.md §1.6 against its worked examples and a float64 reference."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class RandomLogits(nn.Module):
 
 
 def reference_sliding(model: nn.Module, img: torch.Tensor, crop: int, stride: int, shift: bool) -> torch.Tensor:
-    """The spec's loops, literally, in float64: V1 truncates border windows, V2 clamps them to full size."""
+    """The official loops, literally, in float64: V1 truncates border windows, V2 clamps them to full size."""
     model = model.double()
     img = img.double()
     _, _, h, w = img.shape

@@ -1,4 +1,4 @@
-"""mIoU against a float64 reference that follows the spec's histogram recipe literally."""
+"""mIoU against a float64 reference that follows the official histogram recipe (docs/methods.md §1.6) literally."""
 
 import numpy as np
 import pytest

@@ -21,9 +21,9 @@ from semiseg.reports.make_tables import main  # noqa: E402
 from semiseg import tracking  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.errors import DataError  # noqa: E402
-from conftest import require_shared  # noqa: E402
+from conftest import SHARED, require_shared  # noqa: E402
 
-SPEC = ROOT.parent / "shared" / "spec" / "paper_results.yaml"
+SPEC = SHARED / "spec" / "paper_results.yaml"
 EXP = "paper"
 T0 = 1_700_000_000_000
 HALF_HOUR = 1_800_000
@@ -100,19 +100,44 @@ def _section(markdown: str, heading: str) -> tuple[list[str], list[list[str]], l
 
 
 def test_published_file_matches_spec():
-    """Every entry of reports/published.yaml is a README figure of paper_results.yaml, cited at its commit."""
+    """Every entry of reports/published.yaml is a figure of the collected official results, cited at its commit:
+    a README figure, or a training-log figure (those, and only those, name their log in source_file)."""
     require_shared(SPEC)
     spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     commits = spec["meta"]["source_commits"]
     keys = ("method", "encoder", "dataset", "protocol", "split", "n_labeled", "miou", "metric", "source_repo")
-    index = {tuple(str(e.get(k)) for k in keys) for e in spec["entries"] if e["source_kind"] == "readme"}
+    kinds: dict[tuple, set[str]] = {}
+    for e in spec["entries"]:
+        kinds.setdefault(tuple(str(e.get(k)) for k in keys), set()).add(e["source_kind"])
     ours = pub.load_published()
     assert len(ours) >= 50
     for entry in ours.to_dict("records"):
-        assert tuple(str(entry[k]) for k in keys) in index, entry
+        kind = "training_log" if isinstance(entry["source_file"], str) else "readme"
+        assert kind in kinds.get(tuple(str(entry[k]) for k in keys), set()), entry
         assert entry["source_commit"] == commits[entry["source_repo"]], entry
     assert not ours.duplicated(["method", "encoder", "dataset", "split"]).any()
     assert ours.loc[ours["encoder"].eq("xception65"), "backbone"].eq("xception").all()
+    assert not ((ours["dataset"] == "coco") & ours["encoder"].str.startswith("resnet")).any()  # V1 COCO = Xception
+
+
+def test_published_encoders_match_the_grids():
+    """Each published (dataset, method, encoder, split) is a cell of a paper grid, or says in no_grid_cell why
+    none runs it: an encoder label that disagrees with the grids fails here."""
+    from semiseg.experiments.registry import expand, list_experiments, load_experiment
+
+    cells = {(c.config.data.dataset, c.config.method, c.config.model.backbone, c.config.data.split)
+             for name in list_experiments() for c in expand(load_experiment(name))}
+    ours = pub.load_published()
+    for entry in ours.to_dict("records"):
+        key = (entry["dataset"], entry["method"], entry["backbone"], entry["split"])
+        if isinstance(entry["no_grid_cell"], str):
+            assert key not in cells, f"{key} is a grid cell: drop its no_grid_cell ({entry['no_grid_cell']})"
+        else:
+            assert key in cells, f"{key}: no grid cell runs it; fix the encoder label or give no_grid_cell"
+    blended = ours[(ours["dataset"] == "pascal") & (ours["protocol"] == "blended")]
+    assert set(zip(blended["method"], blended["backbone"])) == {("unimatch", "resnet101"), ("prevmatch", "resnet50")}
+    ade_sup = ours[(ours["dataset"] == "ade20k") & (ours["method"] == "supervised")]
+    assert set(ade_sup["backbone"]) == {"dinov2_base"} and set(ade_sup["split"]) == {"1_64", "1_32", "1_16", "1_8"}
 
 
 def test_published_file_errors(tmp_path):
@@ -123,6 +148,12 @@ def test_published_file_errors(tmp_path):
     entry = {k: "x" for k in pub.FIELDS} | {"miou": 170}
     bad.write_text(yaml.safe_dump({"entries": [entry]}), encoding="utf-8")
     with pytest.raises(DataError, match=r"miou=170"):
+        pub.load_published(bad)
+    bad.write_text(yaml.safe_dump({"entries": [entry | {"miou": 70, "grid": "none"}]}), encoding="utf-8")
+    with pytest.raises(DataError, match=r"entry 0 has unknown key\(s\) grid; valid: .*no_grid_cell"):
+        pub.load_published(bad)
+    bad.write_text(yaml.safe_dump({"entries": [entry | {"miou": 70, "no_grid_cell": True}]}), encoding="utf-8")
+    with pytest.raises(DataError, match=r"entry 0 no_grid_cell=True; expected a non-empty string"):
         pub.load_published(bad)
 
 
@@ -150,7 +181,7 @@ def test_published_vs_reproduced(merged):
     out, stdout, _ = merged
     header, rows, notes = _section(stdout, "Published vs reproduced")
     assert header == ["dataset", "encoder", "method", "split", "ours", "published", "Δ (ours − published)",
-                      "published metric", "source"]
+                      "published metric", "source", "official log best"]
     got = {(r[0], r[1], r[2], r[3]): r[4:7] for r in rows}
     assert got == {
         ("coco", "xception", "unimatch", "1/512 (232)"): ["44.0 (n=1)", "31.9", "+12.1"],  # xception ↔ xception65

@@ -1,4 +1,4 @@
-"""The random rescale matches the official PIL pipeline (spec §1.2): masks exactly like PIL NEAREST, images
+"""The random rescale matches the official PIL pipeline (docs/methods.md §1.2): masks exactly like PIL NEAREST, images
 within one grey level of PIL BILINEAR, on random images and scales, shrinking and enlarging."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_resize_matches_pil(scale):
 
 
 def test_random_rescale_is_the_official_transform():
-    """The spec's long-side draw and rounding, then PIL's resampling, on image-like and noise inputs."""
+    """The official long-side draw and rounding, then PIL's resampling, on image-like and noise inputs."""
     rng = np.random.default_rng(0)
     shrunk = grown = 0
     for seed in range(60):

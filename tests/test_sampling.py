@@ -1,4 +1,4 @@
-"""Epoch sampling as the official loaders do it (spec §1.2): each stream's whole list is shuffled every
+"""Epoch sampling as the official loaders do it (docs/methods.md §1.2): each stream's whole list is shuffled every
 epoch, a longer list is not cut before shuffling, and iterations per epoch follow DistributedSampler."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Split lists: the official lists (read from ../shared/splits, never copied) and the splits CLI."""
+"""Split lists: the official lists (read from the reference data beside the clone, never copied) and the splits CLI."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_shared
+from conftest import SHARED as REFERENCE, require_shared
 from layouts import N_TRAIN, build, write_list, write_mask
 
 from semiseg.cli import run_cli
@@ -14,7 +14,7 @@ from semiseg.data.catalog import OFFICIAL_COUNTS
 from semiseg.data.datasets import DATASETS, open_dataset, read_split
 from semiseg.splits import check_lists, main
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "splits"
+SHARED = REFERENCE / "splits"
 
 
 def official_lists() -> dict[str, dict[str, Path]]:
@@ -32,7 +32,7 @@ def test_every_official_list_parses_with_the_spec_counts():
     for dataset, files in lists.items():
         for rel, path in files.items():
             entries = read_split(path)
-            assert rel in OFFICIAL_COUNTS[dataset], f"{path}: not in the spec's table"
+            assert rel in OFFICIAL_COUNTS[dataset], f"{path}: not in the official counts (semiseg/data/catalog.py)"
             assert len(entries) == OFFICIAL_COUNTS[dataset][rel], path
             masks = {mask for _, mask in entries}
             if dataset == "cityscapes" and rel == "all/unlabeled.txt":
@@ -61,7 +61,7 @@ def test_official_splits_partition_the_train_set():
     for split in ("92", "183", "366", "732"):  # high-quality protocol: labeled ⊂ the 1464 fine set
         assert {img for img, _ in read_split(lists["pascal"][f"{split}/labeled.txt"])} <= hq
     blended = {img for img, _ in read_split(lists["pascal"]["1_16/labeled.txt"])}
-    assert len(blended & hq) == 93  # spec: only 93 of the 662 are in the 1464 set
+    assert len(blended & hq) == 93  # docs/methods.md §1.1: only 93 of the 662 are in the 1464 set
     for split in ("1_512", "1_32"):
         assert all(i.startswith("train2017/") for i, _ in read_split(lists["coco"][f"{split}/labeled.txt"]))
 

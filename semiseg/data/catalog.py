@@ -1,4 +1,4 @@
-"""Facts about the real datasets (spec §1.1): class names in index order, palettes, official split sizes.
+"""Facts about the real datasets (docs/methods.md §1.1): class names in index order, palettes, official split sizes.
 
 Pure data; :mod:`semiseg.data.datasets` turns it into registered dataset specs.
 """
@@ -71,7 +71,7 @@ def voc_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(colours)
 
 
-#: Official split sizes (spec §1.1 "Split names and entry counts"): list path → entry count.
+#: Official split sizes (docs/methods.md §1.1 "Split names and entry counts"): list path → entry count.
 #: ``<split>/labeled.txt`` and ``<split>/unlabeled.txt`` per split, plus full-set and val lists.
 OFFICIAL_COUNTS: dict[str, dict[str, int]] = {
     "pascal": {

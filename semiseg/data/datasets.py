@@ -1,4 +1,4 @@
-"""Dataset registry, split-list reading and the segmentation dataset of spec §1.1–1.2.
+"""Dataset registry, split-list reading and the segmentation dataset of docs/methods.md §1.1–1.2.
 
 Each dataset is one :class:`DatasetSpec` row (class names, palette, normalisation, on-disk layout,
 where its full train list comes from, official split sizes, default evaluation protocol); the
@@ -72,7 +72,7 @@ class DatasetSpec:
     train_listing: Listing | None = None
     #: labeled-pool lists of named protocols, for ``semiseg.splits make --protocol``
     protocols: dict[str, str] = field(default_factory=dict)
-    #: evaluation protocol chosen by ``eval.mode=auto`` (spec §1.6)
+    #: evaluation protocol chosen by ``eval.mode=auto`` (docs/methods.md §1.6)
     eval_mode: str = "original"
     #: reads dataset-specific metadata from the root (the ``folder`` dataset's class file)
     from_root: Callable[["DatasetSpec", Path], "DatasetSpec"] | None = None
@@ -286,7 +286,7 @@ class SegDataset(torch.utils.data.Dataset):
     parameters (``c1``, ``c2``, see :func:`transforms.draw_colour`) instead of ``s1``, ``s2``.
 
     Unlabeled samples never open their mask: the ignore mask marks crop padding only, and GT pixels of
-    unlabeled images are not used (spec §1.2), so an all-zero dummy gives the same result (UniMatch V2).
+    unlabeled images are not used (docs/methods.md §1.2), so an all-zero dummy gives the same result (UniMatch V2).
     ``train_u_ood`` (SemiOVS) reads precomputed pseudo-label masks: labeled geometry (mask pad 255), then
     ``ign`` = 255 on padding (where those mask pixels become 0), plus two strong views.
     """

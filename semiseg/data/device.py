@@ -3,7 +3,8 @@ becomes what methods and evaluation consume: normalised float32 images, int64 ma
 
 On CUDA the copies (from the loader's pinned memory, non-blocking) and the work run in a side stream that
 the compute stream then waits for; on CPU the same function runs inline. Strong views whose colour
-parameters were drawn in the worker (``c1``/``c2``) are made here from the weak view.
+parameters were drawn in the worker (``c1``/``c2``) are made here from the weak view, batched, with the same
+pixels as the worker's PIL path (:func:`~semiseg.data.transforms.apply_colour`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _prepare(batch: dict, device: torch.device, norm: Norm, channels_last: bool)
     for key, view in COLOUR.items():
         if key in out:
             params = out.pop(key)
-            out[view] = torch.stack([apply_colour(w, p) for w, p in zip(out["w"], params)])
+            out[view] = apply_colour(out["w"], params)
     for k, v in out.items():
         if not torch.is_tensor(v) or v.dtype != torch.uint8:
             continue

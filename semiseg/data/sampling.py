@@ -1,4 +1,4 @@
-"""Seeded epoch samplers and the training/validation loaders of spec §1.2 ("Epoch length and loaders").
+"""Seeded epoch samplers and the training/validation loaders of docs/methods.md §1.2 ("Epoch length and loaders").
 
 A sampler yields ``(index, sample_seed)`` pairs. Both depend only on (run seed, stream, epoch), so an
 epoch replays identically after a resume, whatever the number of workers.
@@ -161,7 +161,7 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
 
     Every epoch shuffles each stream's whole list and ends with the shortest loader, as the official ``zip``
     does. The ``ood`` stream (SemiOVS) is repeated to the unlabeled epoch length when it is shorter, so a
-    short OOD list is cycled instead of shortening the epoch (the official ``zip`` quirk of spec §2.7); a
+    short OOD list is cycled instead of shortening the epoch (the official ``zip`` quirk of docs/methods.md §2.7); a
     longer one is used whole.
     """
     spec, root = open_dataset(cfg.data.dataset, cfg.data.root)
@@ -181,7 +181,7 @@ def build_data(cfg: RunConfig, streams: tuple[str, ...], rank: int = 0, world: i
     if not labeled:
         raise DataError(f"split '{cfg.data.split}' of '{spec.name}' has an empty labeled list")
 
-    # the index list of each stream, as the official dataset objects hold them (spec §1.2, epoch length)
+    # the index list of each stream, as the official dataset objects hold them (docs/methods.md §1.2, epoch length)
     if semi:
         # V1-family datasets (Style-A CutMix, a mix stream) cut the labeled list to N_u even when it is longer;
         # UniMatch V2 repeats it only when it is shorter

@@ -1,9 +1,10 @@
-"""Train-time augmentations of spec §1.2, on OpenCV/numpy arrays, driven by an explicit RNG.
+"""Train-time augmentations of docs/methods.md §1.2, on OpenCV/numpy arrays, driven by an explicit RNG.
 
 Every random draw takes a ``numpy.random.Generator`` so a sample's augmentation depends only on the
 seed handed to it (see :mod:`semiseg.data.sampling`), never on worker scheduling. The strong colour view
-is split into drawing its parameters (:func:`draw_colour`, in the worker) and applying them
-(:func:`apply_colour`, in the worker or on the training device: see :mod:`semiseg.data.device`).
+is split into drawing its parameters (:func:`draw_colour`, in the worker) and applying them: with PIL in the
+worker (:func:`colour_pil`, the official code's own functions) or, batched, on the training device
+(:func:`apply_colour`, Pillow's arithmetic in torch: see :mod:`semiseg.data.device`); both give the same pixels.
 Resizing reproduces the official PIL pipeline (masks exactly, images within one grey level).
 """
 
@@ -13,10 +14,12 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
+import torchvision.transforms.functional as TF_PIL
+from PIL import Image, ImageFilter
 
 from semiseg.constants import IGNORE as IGNORE  # re-exported: T.IGNORE
 from semiseg.constants import IMAGENET_MEAN, IMAGENET_STD
+from semiseg.data import colour
 
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 STD = np.array(IMAGENET_STD, dtype=np.float32)
@@ -79,20 +82,11 @@ def random_hflip(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) ->
     return img, mask
 
 
-def adjust_hue(t: torch.Tensor, factor: float) -> torch.Tensor:
-    """torchvision's ``adjust_hue`` on a uint8 CHW tensor (HSV hue rotated by ``factor`` turns), computed with
-    OpenCV's float HSV conversion: ~5x faster, and within ±1 grey level of torchvision (rounding only)."""
-    rgb = np.ascontiguousarray(t.permute(1, 2, 0).numpy()).astype(np.float32) * (1 / 255)
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-    hsv[..., 0] = np.mod(hsv[..., 0] + factor * 360.0, 360.0)
-    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255 + 0.5
-    return torch.from_numpy(np.clip(out, 0, 255).astype(np.uint8)).permute(2, 0, 1)
-
-
-#: Layout of a strong view's colour parameters (:func:`draw_colour`): jitter on?, its four factors, the
-#: order of the four jitter operations, grayscale on?, blur on?, blur sigma.
+#: Layout of a strong view's colour parameters (:func:`draw_colour`): jitter on?, its four factors (brightness,
+#: contrast, saturation, hue), the order of the four jitter operations, grayscale on?, blur on?, blur sigma.
 COLOUR_PARAMS = 12
-_JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+_PIL_JITTER = (TF_PIL.adjust_brightness, TF_PIL.adjust_contrast, TF_PIL.adjust_saturation, TF_PIL.adjust_hue)
+_TORCH_JITTER = (colour.brightness, colour.contrast, colour.saturation, colour.hue)
 
 
 def draw_colour(rng: np.random.Generator) -> np.ndarray:
@@ -110,51 +104,56 @@ def draw_colour(rng: np.random.Generator) -> np.ndarray:
     return p
 
 
-def blur_kernel_size(sigma: float) -> int:
-    """OpenCV's Gaussian kernel size for a uint8 image: round(6·sigma + 1), made odd."""
-    return round(sigma * 6 + 1) | 1
-
-
-def gaussian_blur(t: torch.Tensor, sigma: float, opencv: bool = True) -> torch.Tensor:
-    """Gaussian blur of a uint8 CHW tensor: OpenCV's (CPU tensors), or torchvision's with OpenCV's kernel size
-    and reflect-101 border (within one grey level of OpenCV's fixed-point arithmetic)."""
-    if not opencv:
-        k = blur_kernel_size(sigma)
-        return TF.gaussian_blur(t, [k, k], [sigma, sigma])
-    out = cv2.GaussianBlur(np.ascontiguousarray(t.permute(1, 2, 0).numpy()), (0, 0), sigmaX=sigma, sigmaY=sigma)
-    return torch.from_numpy(out).permute(2, 0, 1)
-
-
-def apply_colour(t: torch.Tensor, params: np.ndarray | torch.Tensor, opencv: bool | None = None) -> torch.Tensor:
-    """The strong colour view of a uint8 CHW tensor with :func:`draw_colour`'s ``params`` (torchvision semantics
-    for the jitter). Hue and blur go through OpenCV if ``opencv`` (default: for CPU tensors), else through torch
-    on the tensor's device (see :func:`adjust_hue`, :func:`gaussian_blur`); with OpenCV the result does not
-    depend on the tensor's memory layout."""
-    opencv = t.device.type == "cpu" if opencv is None else opencv
-    p = params.tolist()
+def colour_pil(img: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """The strong colour view of a uint8 HxWx3 image with :func:`draw_colour`'s ``params``, made as the official
+    code makes it: torchvision's PIL functions and PIL's ``GaussianBlur(radius=sigma)`` on a PIL image."""
+    p = [float(v) for v in params]
+    out = Image.fromarray(np.ascontiguousarray(img))
     if p[0]:
         for op in p[5:9]:
-            name, factor = _JITTER_OPS[int(op)], p[1 + int(op)]
-            if name == "hue":
-                t = adjust_hue(t, factor) if opencv else TF.adjust_hue(t, factor)
-            else:
-                t = getattr(TF, f"adjust_{name}")(t, factor)
+            out = _PIL_JITTER[int(op)](out, p[1 + int(op)])
     if p[9]:
-        t = TF.rgb_to_grayscale(t, num_output_channels=3)
+        out = TF_PIL.rgb_to_grayscale(out, num_output_channels=3)
     if p[10]:
-        t = gaussian_blur(t, p[11], opencv)
-    return t
+        out = out.filter(ImageFilter.GaussianBlur(radius=p[11]))
+    return np.asarray(out)
+
+
+def apply_colour(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """The strong colour views of a uint8 N x 3 x H x W batch (any device) with per-image :func:`draw_colour`
+    ``params`` (N x :data:`COLOUR_PARAMS`): Pillow's arithmetic in torch (:mod:`semiseg.data.colour`), so equal to
+    :func:`colour_pil` pixel for pixel. Each operation runs once per step on the images that take it."""
+    p = torch.as_tensor(params).detach().to("cpu", torch.float64).reshape(-1, COLOUR_PARAMS)
+    x = x.clone()
+
+    def rows(sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = sel.nonzero().flatten()
+        return index, index.to(x.device)
+
+    for step in range(4):
+        for op, fn in enumerate(_TORCH_JITTER):
+            cpu, dev = rows((p[:, 0] > 0) & (p[:, 5 + step] == op))
+            if len(cpu):
+                x[dev] = fn(x[dev], p[cpu, 1 + op].to(x.device))
+    cpu, dev = rows(p[:, 9] > 0)
+    if len(cpu):
+        x[dev] = colour.grayscale(x[dev])
+    cpu, dev = rows(p[:, 10] > 0)
+    if len(cpu):
+        x[dev] = colour.gaussian_blur(x[dev], p[cpu, 11].tolist())
+    return x
 
 
 def strong_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The strong colour view of a uint8 HxWx3 image (spec §1.2): :func:`draw_colour`, then :func:`apply_colour`."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    return np.ascontiguousarray(apply_colour(t, draw_colour(rng)).permute(1, 2, 0).numpy())
+    """The strong colour view of a uint8 HxWx3 image (docs/methods.md §1.2): :func:`draw_colour`, then
+    :func:`colour_pil`."""
+    return colour_pil(img, draw_colour(rng))
 
 
 def cutmix_box(size: int, rng: np.random.Generator, p: float = 0.5,
                area: tuple[float, float] = (0.02, 0.4), ratio: tuple[float, float] = (0.3, 1 / 0.3)) -> np.ndarray:
-    """The spec's CutMix box mask (size×size uint8): all zero w.p. 1-p, else one box of U(2%,40%) area."""
+    """The official CutMix box mask (docs/methods.md §1.2), size×size uint8: all zero w.p. 1-p, else one box of
+    U(2%,40%) area."""
     mask = np.zeros((size, size), dtype=np.uint8)
     if rng.random() > p:
         return mask

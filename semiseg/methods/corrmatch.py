@@ -1,4 +1,4 @@
-"""CorrMatch (spec §2.6): one strong view, correlation-based label propagation and an adaptive threshold."""
+"""CorrMatch (docs/methods.md §2.6): one strong view, correlation-based label propagation and an adaptive threshold."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The EMA teacher shared by the V2 methods (spec §2.4): a frozen, always-eval copy of the student."""
+"""The EMA teacher shared by the V2 methods (docs/methods.md §2.4): a frozen, always-eval copy of the student."""
 
 from __future__ import annotations
 

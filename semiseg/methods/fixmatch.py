@@ -1,4 +1,4 @@
-"""FixMatch, V1 style (spec §2.2): online train-mode teacher, one strong view, Style-A CutMix."""
+"""FixMatch, V1 style (docs/methods.md §2.2): online train-mode teacher, one strong view, Style-A CutMix."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PrevMatch (spec §2.5): UniMatch V1 plus guidance from a random ensemble of earlier student snapshots."""
+"""PrevMatch (docs/methods.md §2.5): UniMatch V1 plus guidance from a random ensemble of earlier student snapshots."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SemiOVS (spec §2.7): an OOD stream with precomputed open-vocabulary pseudo-labels, on UniMatch and PrevMatch."""
+"""SemiOVS (docs/methods.md §2.7): an OOD stream with precomputed open-vocabulary pseudo-labels, on UniMatch and
+PrevMatch."""
 
 from __future__ import annotations
 

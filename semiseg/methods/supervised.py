@@ -1,4 +1,4 @@
-"""Supervised baseline (spec §2.1): labeled loss only."""
+"""Supervised baseline (docs/methods.md §2.1): labeled loss only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UniMatch V1 (spec §2.3): two strong views with Style-A CutMix plus a feature-perturbation stream.
+"""UniMatch V1 (docs/methods.md §2.3): two strong views with Style-A CutMix plus a feature-perturbation stream.
 
 :meth:`UniMatch.forward_v1` is the shared step of the V1 family: PrevMatch and SemiOVS add their
 terms to its :class:`V1Pass` (SemiOVS also hands it the OOD batch, which changes the batching).

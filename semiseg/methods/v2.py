@@ -1,4 +1,5 @@
-"""The V2 methods (spec §2.2 V2 style, §2.4): EMA teacher on the weak view, Style-B CutMix (reversed batch)."""
+"""The V2 methods (docs/methods.md §2.2 V2 style, §2.4): EMA teacher on the weak view, Style-B CutMix (reversed
+batch)."""
 
 from __future__ import annotations
 

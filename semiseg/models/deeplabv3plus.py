@@ -1,4 +1,4 @@
-"""DeepLabV3+ head of the official code (spec §1.3.1), with the UniMatch feature-perturbation forward."""
+"""DeepLabV3+ head of the official code (docs/methods.md §1.3.1), with the UniMatch feature-perturbation forward."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ class ASPP(nn.Module):
 
 
 class Correlation(nn.Module):
-    """CorrMatch's correlation head (spec §1.3.2): an affinity A over the positions of projected c4 features."""
+    """CorrMatch's correlation head (docs/methods.md §1.3.2): an affinity A over the positions of projected c4
+    features."""
 
     def __init__(self, cin: int, width: int, num_classes: int) -> None:
         super().__init__()

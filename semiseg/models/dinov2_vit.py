@@ -1,4 +1,4 @@
-"""DINOv2 ViT-S/B/L /14 encoders (spec §1.3.3) on timm's VisionTransformer (registered by
+"""DINOv2 ViT-S/B/L /14 encoders (docs/methods.md §1.3.3) on timm's VisionTransformer (registered by
 :mod:`semiseg.models.dinov2`, which imports this module, and timm, only when one is built).
 
 The state-dict layout equals the official ``dinov2_vit{s,b,l}14_pretrain.pth`` files except ``mask_token``
@@ -61,7 +61,7 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], offset
 class DinoV2(VisionTransformer):
     """A DINOv2 ViT whose forward returns the 4 intermediate token maps (N×T×D) the DPT head reads.
 
-    The intermediate outputs pass through the final LayerNorm; the cls token is dropped (spec §1.3.3).
+    The intermediate outputs pass through the final LayerNorm; the cls token is dropped (docs/methods.md §1.3.3).
     """
 
     head = "dpt"  # read by build_model

@@ -1,4 +1,4 @@
-"""DPT segmentation head over a DINOv2 encoder (spec §1.3.3), with UniMatch V2's Complementary Dropout."""
+"""DPT segmentation head over a DINOv2 encoder (docs/methods.md §1.3.3), with UniMatch V2's Complementary Dropout."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ResNet-50/101 on torchvision: the deep stem of the official DeepLabV3+ code (spec §1.3.1), and the plain one.
+"""ResNet-50/101 on torchvision: the deep stem of the official DeepLabV3+ code (docs/methods.md §1.3.1), and the
+plain one.
 
 ``resnet50``/``resnet101`` load the official ``pretrained/resnet{50,101}.pth``; ``tv_resnet50``/``tv_resnet101``
 (torchvision's own stem) load torchvision's ImageNet files, e.g. ``resnet50-0676ba61.pth``.
@@ -26,7 +27,7 @@ def _dilation(output_stride: int) -> list[bool]:
 class TorchvisionResNet(ResNet):
     """torchvision's standard ResNet (7×7 stem, torchvision weight files), returning (c1, c4).
 
-    Not the papers' encoder (spec §5.11): offered for comparisons only.
+    Not the papers' encoder (docs/methods.md §1.3.1): offered for comparisons only.
     """
 
     low_channels = 256

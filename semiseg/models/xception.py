@@ -1,4 +1,4 @@
-"""Xception-65 of the official DeepLabV3+ code (spec §1.3.1), with its parameter names.
+"""Xception-65 of the official DeepLabV3+ code (docs/methods.md §1.3.1), with its parameter names.
 
 Keys match ``pretrained/xception.pth`` of UniMatch V1 / PrevMatch: ``conv1``, ``bn1``, ``conv2``, ``bn2``,
 ``block1``…``block20`` (``skip``, ``skipbn``, ``sepconv{1,2,3}``) and ``conv3``…``conv5``; each separable

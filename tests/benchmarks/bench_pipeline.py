@@ -6,7 +6,12 @@ measured in interleaved rounds in this one process (median of the rounds):
 
 * ``old``: the pipeline before issue 16 (``legacy_pipeline.py``: float32/int64 out of the worker);
 * ``new``: uint8 out of the worker, strong views made in the worker (what a CPU run's workers do);
-* ``new+gpu``: uint8 out, strong views' colour left to the device (what a CUDA run's workers do).
+* ``new+gpu``: uint8 out, strong views' colour left to the device (what a CUDA run's workers do);
+* ``pre26``: ``new`` with the strong views' colour as before issue 26 (OpenCV hue and blur, torchvision's
+  tensor jitter) instead of PIL's, so ``new / pre26`` is what PIL-exact colour costs a CPU run's worker.
+
+It then times the device side of the strong views alone, on this CPU and on CUDA when there is one: a batch of
+8 crops made as before issue 26 (one image at a time) against today's batched, PIL-exact ``apply_colour``.
 
 For the new paths it also prints what ``to_device`` then costs per image on this CPU (normalisation,
 and for ``new+gpu`` the strong views): work that a CUDA run does on the GPU and a CPU run in the
@@ -31,10 +36,18 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from legacy_pipeline import LegacySegDataset
+from legacy_pipeline import LegacySegDataset, device_colour, strong_colour
 
+from semiseg.data import transforms as T
 from semiseg.data.datasets import SegDataset
 from semiseg.data.device import to_device
+
+
+class Pre26SegDataset(SegDataset):
+    """Today's pipeline with the worker's strong colour of before issue 26."""
+
+    def _strong(self, img, rng, key):
+        return key, T.to_chw(strong_colour(img, rng))
 
 
 def natural_image(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,6 +92,28 @@ def device_ms(dataset: SegDataset, batch: int = 8, repeats: int = 5) -> float:
     return statistics.median(times) / batch * 1e3
 
 
+def colour_ms(device: torch.device, crop: int, batch: int = 8, repeats: int = 7) -> tuple[float, float]:
+    """Median ms per batch of the device-side strong colour: before issue 26 (per image), today (batched)."""
+    rng = np.random.default_rng(1)
+    w = torch.from_numpy(np.stack([natural_image(crop, crop, rng) for _ in range(batch)]))
+    w = w.permute(0, 3, 1, 2).contiguous().to(device)
+    params = torch.from_numpy(np.stack([T.draw_colour(rng) for _ in range(batch)]))
+    out = []
+    for fn in (device_colour, T.apply_colour):
+        fn(w, params)  # warm-up
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn(w, params)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        out.append(statistics.median(times) * 1e3)
+    return out[0], out[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="time per path per round")
@@ -93,14 +128,16 @@ def main() -> None:
                  ("cityscapes 2048x1024 png", lambda: make_sample(root, "city", 1024, 2048, "png", 19), 19, 801)]
         cases = [c for c in cases if args.only is None or c[0].startswith(args.only)]
         print(f"{'image':26s} {'mode':8s} {'crop':>5s} {'old/s':>7s} {'new/s':>7s} {'ratio':>6s} "
-              f"{'new+gpu/s':>9s} {'ratio':>6s}  {'to_device ms/img (new, new+gpu)':s}")
+              f"{'new+gpu/s':>9s} {'ratio':>6s} {'pre26/s':>7s} {'new/pre26':>9s}  "
+              f"{'to_device ms/img (new, new+gpu)':s}")
         for label, make, classes, crop in cases:
             entry = make()
             for mode in ("train_l", "train_u", "val"):
                 kw = {"crop_size": crop}
                 paths = {"old": LegacySegDataset(root, [entry], mode, classes, **kw),
                          "new": SegDataset(root, [entry], mode, classes, **kw),
-                         "new+gpu": SegDataset(root, [entry], mode, classes, colour_on_device=True, **kw)}
+                         "new+gpu": SegDataset(root, [entry], mode, classes, colour_on_device=True, **kw),
+                         "pre26": Pre26SegDataset(root, [entry], mode, classes, **kw)}
                 rates: dict[str, list[float]] = {name: [] for name in paths}
                 for ds in paths.values():
                     ds[index(mode, 0)]  # warm-up
@@ -111,7 +148,16 @@ def main() -> None:
                 moved = f"{device_ms(paths['new']):.2f}, {device_ms(paths['new+gpu']):.2f}"
                 print(f"{label:26s} {mode:8s} {crop if mode != 'val' else '-':>5} {med['old']:7.1f} "
                       f"{med['new']:7.1f} {med['new'] / med['old']:5.2f}x {med['new+gpu']:9.1f} "
-                      f"{med['new+gpu'] / med['old']:5.2f}x  {moved}", flush=True)
+                      f"{med['new+gpu'] / med['old']:5.2f}x {med['pre26']:7.1f} {med['new'] / med['pre26']:8.2f}x  "
+                      f"{moved}", flush=True)
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+        print(f"\n{'strong colour, batch of 8':26s} {'device':8s} {'crop':>5s} {'pre26 ms':>9s} {'new ms':>8s} "
+              f"{'new/pre26':>9s}")
+        for device in devices:
+            for _, _, _, crop in cases:
+                before, after = colour_ms(device, crop)
+                print(f"{'':26s} {device.type:8s} {crop:5d} {before:9.2f} {after:8.2f} {after / before:8.2f}x",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def frame_of(specs: list[dict]) -> pd.DataFrame:
                "start_time": spec["start_time"],
                "end_time": 0 if spec["status"] == "RUNNING" else spec["end_time"]}
         row.update({k: str(spec["tags"].get(tracking.TAG_PREFIX + k)) for k in tracking.CELL_TAGS})
-        row.update({k: str(spec["params"][k]) for k in tracking.FRAME_PARAMS})
+        row.update({k: str(spec["params"][k]) if k in spec["params"] else None for k in tracking.FRAME_PARAMS})
         row.update({f"metrics.{k}": v for k, v in spec["metrics"].items()})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,7 +1,7 @@
-"""Steps/s of one method on the demo data with each speed option (README "Speed options") against the default.
+"""Steps/s of one method on the demo data with each speed option (docs/speed.md) against the default.
 
 Builds the real (untracked) run assembly per variant, so every option is applied as in a training, and times
-``--steps`` trainer steps on loader batches after ``--warmup`` untimed ones. Example (the README's figures):
+``--steps`` trainer steps on loader batches after ``--warmup`` untimed ones. Example (the figures of docs/speed.md):
 
     python tests/benchmarks/bench_speed_options.py --method unimatch --crop 64 --batch 4 --steps 20
 """

@@ -1,5 +1,7 @@
 """The train/val sample pipeline as it was before issue 16 (commit 52f018b), kept only so that
-``bench_pipeline.py`` can time it side by side with today's, and tests can check today's against it.
+``bench_pipeline.py`` can time it side by side with today's, and tests can check today's against it. Its strong
+colour view (OpenCV hue and blur, torchvision's tensor jitter) is also the worker's colour before issue 26, and
+:func:`device_colour` the device's colour before issue 26 (one image at a time, blur and hue in torch).
 
 Workers returned normalised float32 images and int64 masks; the rescale used OpenCV's ``INTER_LINEAR``
 and ``INTER_NEAREST``. Decoding, cropping, flipping and CutMix boxes are today's (unchanged since).
@@ -56,6 +58,24 @@ def strong_colour(img, rng):
         sigma = rng.uniform(0.1, 2.0)
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma, sigmaY=sigma)
     return out
+
+
+def device_colour(w: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """The device path's strong views before issue 26: per image, torchvision's tensor ops, Gaussian blur with
+    OpenCV's kernel size (commit 60b632f)."""
+    views = []
+    for t, p in zip(w, params.tolist()):
+        if p[0]:
+            for op in p[5:9]:
+                name = ("brightness", "contrast", "saturation", "hue")[int(op)]
+                t = getattr(TF, f"adjust_{name}")(t, p[1 + int(op)])
+        if p[9]:
+            t = TF.rgb_to_grayscale(t, num_output_channels=3)
+        if p[10]:
+            k = round(p[11] * 6 + 1) | 1
+            t = TF.gaussian_blur(t, [k, k], [p[11], p[11]])
+        views.append(t)
+    return torch.stack(views)
 
 
 def to_long(mask):
