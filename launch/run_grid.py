@@ -3,6 +3,7 @@
 examples:
   {prog} --exp demo                       # run the demo grid locally
   {prog} --exp demo --dry-run             # show the plan and each cell's state
+  {prog} --exp pascal_all --check         # are the data, split lists and weights there?
   {prog} --exp demo --dry-run --json      # the plan as JSON for scripts
   {prog} --exp demo --print-config --methods unimatch --splits 1_16 --seed-list 0   # a cell's full config
   {prog} --exp demo --methods unimatch --splits 1_16 --seeds 3
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from semiseg.experiments.registry import Cell, load_experiment
 from semiseg.launch import ray_backend, slurm
+from semiseg.launch.check import check_cells
 from semiseg.launch.local import run_local
 from semiseg.launch.options import ray_options, select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
@@ -59,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
                         "allow; slurm: the job arrays' %%N, default the profile's array_parallelism), e.g. "
                         "--max-parallel 2")
+    p.add_argument("--check", action="store_true",
+                   help="only check that every selected cell's dataset root, split lists (sampled files) and "
+                        "encoder weights are there and verified; exit 2 listing what is missing (the same check "
+                        "runs before every launch and --dry-run)")
+    p.add_argument("--full", action="store_true", help="the check looks at every listed file, not a sample")
+    p.add_argument("--no-check", action="store_true", help="launch without checking data and weights first")
     p.add_argument("--retry-failed", action="store_true", help="also re-run cells whose last run FAILED")
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
@@ -168,6 +176,16 @@ def slurm_profile(args) -> dict:
     return slurm.load_profile(args.cluster, load_experiment(args.exp).slurm, sets)
 
 
+def report_missing(cells, full: bool) -> bool:
+    """Run the pre-launch check of ``cells``; print one line per problem. True when all is there."""
+    problems = check_cells([p.cell for p in cells], full)
+    for line in problems:
+        print(f"missing: {line}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s): nothing was launched (--no-check launches anyway)", file=sys.stderr)
+    return not problems
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -194,11 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         print(format_status(planned, official_gaps(planned, args.tracking_uri)))
         return 0
     todo = select_todo(planned, args)
-    if args.dry_run:
+    if args.check:
+        if not report_missing(planned, args.full):
+            return 2
+        print(f"check passed: data, split lists and weights of {len(planned)} cell(s) are in place")
+        return 0
+    if args.dry_run:  # the plan (and its cost) first, then what the launch would miss
         print(plan_json(planned) if args.json else format_plan(planned))
         if args.backend == "slurm" and not args.json:
             print(slurm.describe(todo, slurm_profile(args), output_dir, args.exp))
-        return 0
+        return 0 if args.no_check or report_missing(todo, args.full) else 2
+    if not args.no_check and not report_missing(todo, args.full):
+        return 2
     for p in todo:  # a forced or failed cell restarts from scratch in a new run; its old folder is kept
         if p.run_dir.exists() and (args.force or p.state == "failed"):
             p.run_dir.rename(p.run_dir.with_name(f"{p.run_dir.name}.{'old' if args.force else 'failed'}-"

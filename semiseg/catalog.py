@@ -17,6 +17,7 @@ from semiseg.errors import ConfigError
 from semiseg.methods import METHODS
 from semiseg.models import BACKBONES
 from semiseg.models.registry import NAMED_WEIGHTS, crop_problem
+from semiseg.sources import PUBLISHED_WEIGHTS
 from semiseg.registry import Registry
 
 #: config key → the registry its value must be registered in
@@ -52,6 +53,10 @@ def _head_problem(cfg: RunConfig) -> str | None:
 
 def _weights_problem(cfg: RunConfig) -> str | None:
     name = cfg.model.pretrained
+    if name in PUBLISHED_WEIGHTS and PUBLISHED_WEIGHTS[name].backbone != cfg.model.backbone:
+        return (f"key 'model.pretrained': the published weights {name!r} are for backbone "
+                f"'{PUBLISHED_WEIGHTS[name].backbone}', not '{cfg.model.backbone}'; set model.pretrained to "
+                f"'{cfg.model.backbone}' if it names published weights, a weights file, or '' (random init)")
     if name not in NAMED_WEIGHTS or NAMED_WEIGHTS.facts(name)["backbone"] == cfg.model.backbone:
         return None
     return (f"key 'model.pretrained': the named weights {name!r} are for backbone "

@@ -3,7 +3,8 @@
 Each subcommand is a module with ``build_parser()`` (an argparse parser) and ``main(argv) -> int``, imported
 only when it runs, so ``semiseg --help`` stays fast. Adding a command is one line in :data:`COMMANDS`; its
 parser takes ``prog=semiseg.cli.prog("<name>", "<module>")`` so that usage lines and hints read as the user
-invoked it (``semiseg <name>``, or ``python -m <module>``).
+invoked it (``semiseg <name>``, or ``python -m <module>``). A command of a group (``semiseg data prepare``) is
+listed under its group and action: ``"data prepare"``.
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("semiseg.launch.sync", "record SLURM jobs that ended without their run reporting it into MLflow"),
     "tune": ("semiseg.launch.tune", "search hyperparameters with Ray Tune; the best values become an experiment"),
     "tables": ("semiseg.reports.make_tables", "result tables and plots from the MLflow store"),
-    "splits": ("semiseg.splits", "import, check or make split lists"),
+    "splits": ("semiseg.splits", "fetch, import, check or make split lists"),
     "pretext": ("semiseg.pretext", "pretrain the demo's tiny encoder"),
     "ood": ("semiseg.ood", "write or check SemiOVS out-of-distribution pseudo-labels"),
+    "data prepare": ("semiseg.data.prepare", "download, verify and convert a dataset (pascal, cityscapes, coco, ...)"),
+    "weights": ("semiseg.weights", "list or fetch published encoder weights (model.pretrained names)"),
     "reference": ("semiseg.reference", "import the official training logs as reference runs (curves, costs)"),
-    # Mount points, one line each when their modules exist (a module with build_parser() and main(argv)):
-    #   "data": ("semiseg.<module>", "download and check datasets"),
-    #   "weights": ("semiseg.<module>", "download pretrained encoder weights"),
 }
 
+#: the first word of each command (a group's name for ``semiseg data prepare``)
+WORDS = list(dict.fromkeys(name.split()[0] for name in COMMANDS))
+
 EPILOG = f"""commands:
-{chr(10).join(f"  {name:9} {summary}" for name, (_, summary) in COMMANDS.items())}
+{chr(10).join(f"  {name:12} {summary}" for name, (_, summary) in COMMANDS.items())}
 
 `semiseg COMMAND --help` shows a command's options. The workspace (experiments/, clusters/, splits/, runs/,
 data/, mlflow.db) is --workspace, else ${workspace.HOME_VARIABLE}, else the current folder; the MLflow store is
@@ -59,7 +62,7 @@ def build_parser(prefix: str = "semiseg") -> argparse.ArgumentParser:
     p.add_argument("--workspace", metavar="DIR", help=f"the workspace folder (default ${workspace.HOME_VARIABLE}, "
                                                       f"else the current folder), e.g. --workspace ~/semiseg")
     p.add_argument("--version", action="version", version=f"semiseg {__version__}")
-    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    p.add_argument("command", choices=WORDS, metavar="COMMAND", help="one of: " + ", ".join(WORDS))
     p.add_argument("args", nargs=argparse.REMAINDER, help="the command's options (see semiseg COMMAND --help)")
     return p
 
@@ -78,9 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--workspace {args.workspace}: no such folder; create one with "
                             f"{prefix} init {args.workspace}")
         workspace.use(args.workspace)
-    module = importlib.import_module(COMMANDS[args.command][0])
+    name, rest = args.command, args.args
+    if name not in COMMANDS:  # a group: its action is the next word
+        actions = [n.split()[1] for n in COMMANDS if n.split()[0] == name]
+        if not rest or rest[0] not in actions:
+            raise UserError(f"{prefix} {name}: give an action, one of: {', '.join(actions)} "
+                            f"(e.g. {prefix} {name} {actions[0]} --help)")
+        name, rest = f"{name} {rest[0]}", rest[1:]
+    module = importlib.import_module(COMMANDS[name][0])
     cli.mount(prefix)
-    return cli.run_cli(module.main, args.args)
+    return cli.run_cli(module.main, rest)
 
 
 def cli_main() -> int:

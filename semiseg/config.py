@@ -59,9 +59,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = _opt("resnet101", "encoder name (a registered backbone)")
-    pretrained: str = _opt("", "path of an encoder weights file, or a named one generated on first use "
-                                     "(demo_pretext: the tiny encoder pretrained on the demo's pretext shapes); "
-                                     "empty = random init")
+    pretrained: str = _opt("", "path of an encoder weights file, published weights by name (resnet50, "
+                                     "resnet101, xception, tv_resnet50, tv_resnet101, dinov2_small, dinov2_base, "
+                                     "dinov2_large: fetched and verified on first use, see docs/data.md), or "
+                                     "named weights generated on first use (demo_pretext: the tiny encoder "
+                                     "pretrained on the demo's pretext shapes); empty = random init")
     output_stride: int = _opt(16, "encoder output stride", choices=[8, 16])
     aspp_dilations: list[int] = _opt([6, 12, 18], "ASPP atrous rates at output stride 16")
     lock_backbone: bool = _opt(False, "freeze the encoder and train the head only (V2 'frozen' runs)")

@@ -44,6 +44,7 @@ from semiseg.checkpoint import CheckpointError, Weights, load_training, load_wei
 from semiseg.config import (RunConfig, config_from_dict, config_hash, config_to_dict, effective_lr, flatten,
                             global_batch, short_hash)
 from semiseg.data.sampling import build_data
+from semiseg.download import cache_root
 from semiseg.errors import ConfigError, UserError
 from semiseg.evaluate import evaluate
 from semiseg.protocol import describe_schedule
@@ -51,9 +52,11 @@ from semiseg.hooks import (Checkpointing, EpochCallback, EpochFn, Evaluate, Hook
                            OfficialCurveAlert, PolyLR, Progress)
 from semiseg.methods import METHODS
 from semiseg.models import build_model, count_parameters
+from semiseg.models.published import ensure_published
 from semiseg.models.registry import NAMED_WEIGHTS, NamedWeights, weights_file
 from semiseg.optim import build_optimizer
 from semiseg.reference_match import References
+from semiseg.sources import PUBLISHED_WEIGHTS
 from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
                               read_json, run_dir_for, waiting_lock, write_json)
 from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,
@@ -63,8 +66,6 @@ from semiseg.trainer import Trainer, TrainState, optimizer_steps
 #: Signals that stop training gracefully: SIGTERM (scancel, preemption) and the USR signals SLURM sends
 #: before a time limit (``--signal``). Ctrl-C (SIGINT) still interrupts at once.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-#: Where named weights (and the data they are made from) are cached: ``$SEMISEG_CACHE``, else this.
-DEFAULT_CACHE = Path("~/.cache/semiseg")
 
 
 class AlreadyFinished(Exception):
@@ -115,7 +116,7 @@ def run_tags(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> dict[s
 # --- named weights ------------------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SEMISEG_CACHE") or DEFAULT_CACHE).expanduser().resolve()
+    return cache_root()
 
 
 def file_digest(path: Path) -> str:
@@ -187,10 +188,13 @@ def _checked_cache(path: Path) -> Path:
 
 
 def resolve_weights(cfg: RunConfig) -> Path | None:
-    """The absolute weights file ``model.pretrained`` names (a named one is made on first use), or None."""
+    """The absolute weights file ``model.pretrained`` names (named weights are made, published ones fetched and
+    verified, on first use), or None."""
     name = cfg.model.pretrained
     if not name:
         return None
+    if name in PUBLISHED_WEIGHTS:
+        return ensure_published(name)  # verified; its SHA-256 is logged as derived.pretrained_sha256
     return ensure_named_weights(name) if name in NAMED_WEIGHTS else weights_file(name)
 
 

@@ -1,4 +1,4 @@
-"""Split-list tooling: ``semiseg splits import|check|make`` (docs/methods.md §1.1).
+"""Split-list tooling: ``semiseg splits fetch|import|check|make`` (docs/methods.md §1.1).
 
 Lists are plain text, one ``<image> <mask>`` pair per line, relative to the dataset root, stored as
 ``splits/<dataset>/<split>/{labeled,unlabeled}.txt`` and ``splits/<dataset>/val.txt`` in the workspace
@@ -23,10 +23,13 @@ from semiseg.cli import prog, run_cli
 from semiseg.data.datasets import (DATASETS, DatasetSpec, open_dataset, read_split,
                                    train_entries, unlabeled_entries)
 from semiseg.data.io import NO_MASK, MaskCodec, read_pair
+from semiseg.download import Settings, cache_root, fetch_all
 from semiseg.errors import DataError
+from semiseg.sources import SPLIT_DATASETS, split_sources
 from semiseg.workspace import splits_dir
 
 EXAMPLES = """examples:
+  {prog} fetch pascal --root ~/data/VOC2012
   {prog} import ~/UniMatch/splits/pascal --dataset pascal
   {prog} check --dataset pascal --root ~/data/VOC2012 --split 92
   {prog} check --dataset cityscapes --root ~/data/cityscapes --full --workers 4
@@ -38,10 +41,12 @@ EXAMPLES = """examples:
 # --------------------------------------------------------------------------- import
 
 
-def import_lists(src: Path, dataset: str, dest: Path | None = None, force: bool = False) -> list[tuple[str, int]]:
+def import_lists(src: Path, dataset: str, dest: Path | None = None, force: bool = False,
+                 into: Path | None = None) -> list[tuple[str, int]]:
     """Copy every ``*.txt`` list under ``src`` (an official repo's ``splits/<dataset>`` or CorrMatch's
-    ``partitions/<dataset>``) to ``dest/<dataset>/`` keeping sub-folders; each list must parse first.
-    Returns (relative path, entry count) per list. ``dest`` defaults to the workspace's ``splits/``."""
+    ``partitions/<dataset>``) to ``dest/<dataset>/`` (or to the folder ``into``) keeping sub-folders; each list
+    must parse first. Returns (relative path, entry count) per list. ``dest`` defaults to the workspace's
+    ``splits/``."""
     DATASETS.get(dataset)
     dest = splits_dir() if dest is None else dest
     if not src.is_dir():
@@ -49,7 +54,7 @@ def import_lists(src: Path, dataset: str, dest: Path | None = None, force: bool 
     files = sorted(p for p in src.rglob("*.txt"))
     if not files:
         raise DataError(f"no *.txt split lists under {src}")
-    out, parsed = dest / dataset, {}
+    out, parsed = into or dest / dataset, {}
     for path in files:
         rel = path.relative_to(src).as_posix()
         entries = read_split(path)
@@ -63,6 +68,18 @@ def import_lists(src: Path, dataset: str, dest: Path | None = None, force: bool 
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, out / rel)
     return [(rel, n) for rel, (_, n) in parsed.items()]
+
+
+def fetch_lists(dataset: str, settings: Settings) -> Path:
+    """Download the official lists of ``dataset`` (pinned commits, each SHA-256-checked: :mod:`semiseg.sources`)
+    into ``<cache>/splits/<dataset>`` and return that folder, ready for :func:`import_lists`."""
+    if dataset not in SPLIT_DATASETS:
+        raise DataError(f"no official split lists are registered for '{dataset}'; registered: "
+                        f"{', '.join(SPLIT_DATASETS)}")
+    folder = cache_root() / "splits" / dataset
+    for rel, source in split_sources(dataset):
+        fetch_all([source], folder / Path(rel).parent, settings)
+    return folder
 
 
 # --------------------------------------------------------------------------- check
@@ -242,6 +259,23 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _cmd_fetch(args) -> int:
+    if args.root and args.dest:
+        raise DataError("give --root (lists go to ROOT/splits) or --dest (lists go to DEST/<dataset>), not both")
+    src = fetch_lists(args.dataset, Settings.resolve(args.mirror, args.checksums))
+    into = Path(args.root).expanduser().resolve() / "splits" if args.root else None
+    dest = Path(args.dest) if args.dest else splits_dir()
+    _check_dest(into or dest)
+    official = DATASETS.get(args.dataset).official_counts
+    for rel, n in import_lists(src, args.dataset, dest, args.force, into):
+        note = "" if official.get(rel) is None else ("  (official size)" if official[rel] == n
+                                                     else f"  (official: {official[rel]})")
+        print(f"{(into or dest / args.dataset) / rel}: {n} entries{note}")
+    root = f" --root {args.root}" if args.root else ""
+    print(f"check them against the data: {prog('splits', 'semiseg.splits')} check --dataset {args.dataset}{root}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     _at_least("--workers", args.workers, 1)
     _at_least("--show", args.show, 0)
@@ -320,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"splits folder (default: splits/ in the workspace, {splits_dir()})")
     imp.add_argument("--force", action="store_true", help="replace lists that exist with other content")
     imp.set_defaults(func=_cmd_import)
+
+    fetch = sub.add_parser("fetch", help="download the official lists (pinned commits, SHA-256-checked) and import "
+                           "them", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fetch.add_argument("dataset", choices=list(SPLIT_DATASETS))
+    fetch.add_argument("--root", default="", help="put the lists in ROOT/splits/ (the dataset root's own lists)")
+    fetch.add_argument("--dest", default="", help="splits folder for DEST/<dataset>/ (default: the workspace's "
+                       f"splits/, {splits_dir()})")
+    fetch.add_argument("--mirror", default=None, help="base URL replacing the official ones ($SEMISEG_MIRROR)")
+    fetch.add_argument("--checksums", default=None, help="checksum registry file ($SEMISEG_CHECKSUMS)")
+    fetch.add_argument("--force", action="store_true", help="replace lists that exist with other content")
+    fetch.set_defaults(func=_cmd_fetch)
 
     chk = sub.add_parser("check", help="verify every listed file exists under a dataset root (--full: decode all)",
                          epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)

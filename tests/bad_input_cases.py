@@ -753,3 +753,29 @@ for _id in ("exp-grid-scalar", "status-seeds-zero", "tune-num-samples-zero",
 
 KINDS = sorted({c.kind for c in CASES})
 assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
+
+
+# --------------------------------------------------------------------------- data and weights downloads
+
+OFFLINE = "http://127.0.0.1:9"  # nothing listens there: the no-network report
+add(
+    Case("prepare-unknown-dataset", "downloads", "prepare", ["pasal", "--root", "{d}/p"], ("invalid choice: 'pasal'",)),
+    Case("prepare-no-network", "downloads", "prepare", ["pascal", "--root", "{d}/p", "--mirror", OFFLINE],
+         ("cannot reach the download source(s)", "VOCtrainval_11-May-2012.tar", f"{OFFLINE}/sbd/benchmark.tgz",
+          "download each URL on a machine with network access")),
+    Case("prepare-mirror-not-url", "downloads", "prepare", ["pascal", "--root", "{d}/p", "--mirror", "mirror.local"],
+         ("--mirror 'mirror.local'", "expected a base URL")),
+    Case("prepare-bad-registry", "downloads", "prepare", ["ade20k", "--root", "{d}/p", "--checksums", "{d}/sums",
+                                                     "--mirror", OFFLINE],
+         ("sums:1", "expected '<md5 or sha256 hex>  <key>'", "'deadbeef x.zip'"), write("sums", "deadbeef x.zip\n")),
+    Case("weights-fetch-unknown-name", "downloads", "weights", ["fetch", "resnet102"],
+         ("invalid choice: 'resnet102'",)),
+    Case("weights-fetch-from-missing", "downloads", "weights", ["fetch", "resnet101", "--from", "{d}/nope.pth"],
+         ("--from", "nope.pth", "no such file")),
+    Case("weights-fetch-no-network", "downloads", "weights", ["fetch", "dinov2_small", "--mirror", OFFLINE],
+         ("cannot reach", "dinov2_vits14_pretrain.pth", f"{OFFLINE}/weights/dinov2_vits14_pretrain.pth")),
+    Case("splits-fetch-root-and-dest", "splits", "splits", ["fetch", "pascal", "--root", "{d}/r", "--dest", "{d}/s"],
+         ("give --root", "or --dest", "not both")),
+    Case("splits-fetch-no-network", "splits", "splits", ["fetch", "coco", "--root", "{d}/r", "--mirror", OFFLINE],
+         ("cannot reach", "labeled.txt", f"{OFFLINE}/github/LiheYoung/UniMatch/")),
+)

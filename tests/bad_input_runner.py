@@ -27,7 +27,8 @@ from bad_input_data import snapshot
 
 ENTRIES = {"train": "semiseg.train", "splits": "semiseg.splits", "ood": "semiseg.ood", "pretext": "semiseg.pretext",
            "run_grid": "semiseg.launch.run_grid", "status": "semiseg.launch.status", "tune": "semiseg.launch.tune",
-           "make_tables": "semiseg.reports.make_tables"}
+           "make_tables": "semiseg.reports.make_tables", "prepare": "semiseg.data.prepare",
+           "weights": "semiseg.weights"}
 CASE_TIMEOUT_S = 90
 
 

@@ -121,6 +121,11 @@ def test_corpus_size():
     assert len(CASES) >= 170
 
 
+def test_case_ids_are_unique():  # outcomes are keyed by id: a repeated id would hide a case
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
 @pytest.mark.parametrize("case", _params("config"))
 def test_train_config_and_options(case, outcomes):
     check(case, outcomes)
@@ -163,4 +168,9 @@ def test_ood_tool(case, outcomes):
 
 @pytest.mark.parametrize("case", _params("pretext"))
 def test_pretext_tool(case, outcomes):
+    check(case, outcomes)
+
+
+@pytest.mark.parametrize("case", _params("downloads"))
+def test_download_tools(case, outcomes):
     check(case, outcomes)

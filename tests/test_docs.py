@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Pages other branches add (issues 23, 24, 26, 27): a link to one is accepted while it is missing. Strict: once
 #: the page exists the test fails until its entry is removed here, so the links get checked like any other.
 PENDING = {
-    "docs/data.md": "issue 24: getting datasets and weights",
     "docs/demo.md": "issue 23: the demo",
 }
 

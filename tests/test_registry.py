@@ -30,6 +30,7 @@ def exp_dir(tmp_path, monkeypatch):
 
 def plan_json(*args: str, tmp: Path) -> list[dict]:
     out = subprocess.run([sys.executable, str(ROOT / "launch" / "run_grid.py"), *args, "--dry-run", "--json",
+                          "--no-check",
                           "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--output-dir", str(tmp / "runs")],
                          capture_output=True, text=True, cwd=tmp, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -79,6 +80,7 @@ def test_plan_shows_the_scaled_lr(tmp_path):
     assert cell["lr"] == 0.001 and cell["effective_lr"] == pytest.approx(0.00025)
     text = subprocess.run([sys.executable, str(ROOT / "launch" / "run_grid.py"), "--exp", "pascal_all",
                            "--methods", "unimatch", "--splits", "92", "--set", "train.gpus=1", "--dry-run",
+                           "--no-check",
                            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
                           capture_output=True, text=True, cwd=tmp_path, check=True).stdout
     assert "0.00025*" in text and "LR scaled linearly" in text
@@ -143,7 +145,7 @@ def test_gpus_refit_keeps_the_paper_global_batch_or_scales_the_lr(tmp_path, caps
     from semiseg.launch import run_grid
 
     def plan(*extra):
-        args = ["--exp", "pascal_all", "--methods", "unimatch", "--splits", "92", "--dry-run", "--json",
+        args = ["--exp", "pascal_all", "--methods", "unimatch", "--splits", "92", "--dry-run", "--json", "--no-check",
                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", str(tmp_path / "runs"), *extra]
         assert run_grid.main(args) == 0
         (cell,) = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ from torch import nn
 
 from semiseg.errors import ConfigError
 from semiseg.registry import Registry
+from semiseg.sources import PUBLISHED_WEIGHTS
 
 #: name → factory(output_stride: int) returning an encoder. A DeepLabV3+ encoder's forward gives (c1, c4) and
 #: it exposes ``low_channels`` and ``high_channels`` (and optionally ``head_widths``); an encoder with
@@ -115,13 +116,14 @@ def crop_problem(backbone: str, crop_size: int) -> str | None:
 def weights_file(pretrained: str) -> Path:
     """The weights file ``model.pretrained`` names as a path (named weights are the run assembly's to make:
     :func:`semiseg.runtime.resolve_weights`)."""
-    if pretrained in NAMED_WEIGHTS:
-        raise ConfigError(f"model.pretrained: {pretrained!r} names weights the run assembly makes "
+    if pretrained in NAMED_WEIGHTS or pretrained in PUBLISHED_WEIGHTS:
+        raise ConfigError(f"model.pretrained: {pretrained!r} names weights the run assembly makes or fetches "
                           f"(semiseg.runtime.resolve_weights); pass the file it returns")
     path = Path(pretrained).expanduser().resolve()
     if not path.is_file():
-        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file or one "
-                          f"of the named weights: {', '.join(NAMED_WEIGHTS.names())})")
+        raise ConfigError(f"model.pretrained: weights file {path} does not exist (give a weights file, one of the "
+                          f"published weights: {', '.join(PUBLISHED_WEIGHTS)}, or one of the named weights: "
+                          f"{', '.join(NAMED_WEIGHTS.names())})")
     return path
 
 
