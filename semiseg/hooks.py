@@ -196,8 +196,13 @@ class MLflowLogging(Hook):
         ckpts = {"last": str((self.run_dir / "last.pth").resolve()), "best": str((self.run_dir / "best.pth").resolve())}
         write_json(self.run_dir / "checkpoints.json", ckpts)
         save_config(trainer.cfg, self.run_dir / "config.yaml")
+        weights = {"off": (), "best": ("best.pth",), "all": ("best.pth", "last.pth")}[
+            trainer.cfg.runtime.log_checkpoints]
         for name in ("per_class_iou.json", "checkpoints.json", "config.yaml"):
             self.tracker.log_artifact(self.run_dir / name)
+        for name in weights:
+            if (self.run_dir / name).is_file():
+                self.tracker.log_artifact(self.run_dir / name)
         self.tracker.set_tags({"semiseg.checkpoint.best": ckpts["best"], "semiseg.checkpoint.last": ckpts["last"]})
         self.tracker.finish("FINISHED")
 

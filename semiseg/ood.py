@@ -1,4 +1,4 @@
-"""Write or check SemiOVS out-of-distribution pseudo-labels: ``python -m semiseg.ood {predict,check} ...``.
+"""Write or check SemiOVS out-of-distribution pseudo-labels: ``semiseg ood {{predict,check}} ...``.
 
 SemiOVS trains on a second unlabeled source: OOD images with fixed pseudo-label masks, made once,
 offline (the paper uses the open-vocabulary model SED, which we cannot ship). The format, read by
@@ -13,8 +13,8 @@ offline (the paper uses the open-vocabulary model SED, which we cannot ship). Th
 inside); ``check`` validates masks made elsewhere (e.g. by SED) against a dataset's class count.
 
 examples:
-  python -m semiseg.ood predict --checkpoint runs/ab12cd34ef/best.pth --root data/coco_ood --images images
-  python -m semiseg.ood check --root data/coco_ood --list ood.txt --dataset pascal
+  {prog} predict --checkpoint runs/ab12cd34ef/best.pth --root data/coco_ood --images images
+  {prog} check --root data/coco_ood --list ood.txt --dataset pascal
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from semiseg.checkpoint import load_weights
-from semiseg.cli import run_cli
+from semiseg.cli import prog, run_cli
 from semiseg.config import config_from_dict
 from semiseg.data import transforms as T
 from semiseg.data.datasets import DATASETS, read_split
@@ -136,8 +136,9 @@ def check(root: Path, list_name: str, num_classes: int) -> np.ndarray:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semiseg.ood", description=__doc__,
+def build_parser() -> argparse.ArgumentParser:
+    name = prog("ood", "semiseg.ood")
+    parser = argparse.ArgumentParser(prog=name, description=__doc__.format(prog=name),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="write pseudo-label masks and the list with one of our checkpoints")
@@ -152,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--root", required=True, type=Path, help="the OOD root folder")
     c.add_argument("--list", default="ood.txt", help="the list file, relative to --root")
     c.add_argument("--dataset", required=True, help=f"target dataset, one of: {', '.join(DATASETS.names())}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not args.root.is_dir():
         raise DataError(f"--root: folder {args.root} does not exist")
     if args.command == "predict":

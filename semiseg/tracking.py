@@ -8,9 +8,12 @@ A tuning study is a parent run; its trials are training runs nested under it wit
 from __future__ import annotations
 
 import errno
+import functools
+import getpass
 import logging
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,14 +117,50 @@ def cell_tags(cfg) -> dict[str, Any]:
             RECIPE_TAG: recipe_hash(cfg)}
 
 
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                         timeout=10)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+@functools.lru_cache(maxsize=1)
+def checkout() -> tuple[str, bool] | None:
+    """(commit, dirty) of the git checkout this package runs from; None when it runs from an installation (a
+    wheel in site-packages, even one inside another repository's folder) or git is missing. Dirty = tracked
+    files differ from the commit."""
+    try:
+        top = _git("rev-parse", "--show-toplevel")
+        if not top or (Path(top) / "semiseg" / Path(__file__).name).resolve() != Path(__file__).resolve():
+            return None
+        commit = _git("rev-parse", "HEAD")
+        return (commit, bool(_git("status", "--porcelain", "--untracked-files=no"))) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit() -> str:
     """The project's current git commit, or 'unknown' outside a checkout."""
+    found = checkout()
+    return found[0] if found else "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def source_tags() -> dict[str, str]:
+    """MLflow's standard tags of a new run: entry point, source type, user, the code's git commit (a checkout
+    only) with a dirty flag (``semiseg.git_dirty``), and the package version."""
+    from semiseg import __version__
+
+    started = getattr(sys.modules.get("__main__"), "__spec__", None)
+    tags = {"mlflow.source.name": started.name if started is not None else Path(sys.argv[0] or "python").name,
+            "mlflow.source.type": "LOCAL", "semiseg.version": __version__}
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        tags["mlflow.user"] = getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database (some containers)
+        pass
+    found = checkout()
+    if found:
+        tags.update({"mlflow.source.git.commit": found[0], "semiseg.git_dirty": str(found[1]).lower()})
+    return tags
 
 
 #: errno values of a failed write that a relaunch may get past (space freed, permissions fixed)
@@ -179,8 +218,10 @@ class RunTracker:
         return runs[0] if runs else None
 
     def create(self, run_name: str, tags: dict[str, Any], status: str = "RUNNING") -> str:
-        """Create a run with all its tags in one call (a run is never seen without its cell identity)."""
+        """Create a run with all its tags in one call (a run is never seen without its cell identity), MLflow's
+        standard source tags included (:func:`source_tags`)."""
         exp_id = get_or_create_experiment(self.uri, self.experiment)
+        tags = {**source_tags(), **tags}
         run = self.client.create_run(exp_id, run_name=run_name, tags={k: str(v)[:5000] for k, v in tags.items()})
         self.run_id = run.info.run_id
         fault_point("run_created")
@@ -385,8 +426,12 @@ def _sql_engine(uri: str):
     from urllib.parse import quote, urlsplit
 
     import sqlalchemy
-    from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
-    from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+
+    try:  # MLflow internals (workspaces are recent): an MLflow without them is read through the client
+        from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
+        from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+    except ImportError:
+        return None
 
     uri = resolve_uri(uri)
     scheme = urlsplit(uri).scheme.split("+")[0]
@@ -414,8 +459,11 @@ def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
     if engine is None:
         return None
     from mlflow.entities import LifecycleStage, ViewType
-    from mlflow.store.db.utils import _get_latest_schema_revision
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    try:  # MLflow's private table models and schema head: another MLflow version may lack them
+        from mlflow.store.db.utils import _get_latest_schema_revision
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    except ImportError:
+        return None
     from sqlalchemy import select, text
     from sqlalchemy.exc import SQLAlchemyError
 
