@@ -19,8 +19,9 @@ An experiment file ``experiments/<name>.yaml`` holds::
       loss.conf_thresh: {grid: [0.9, 0.95]}
     slurm: {time_min: 600}           # optional: SLURM resources over the cluster profile (launch/slurm.py)
 
-``load_experiment`` also accepts the path of such a file outside ``experiments/`` (e.g. one written by
-``launch/tune.py``); ``inherit`` names are always looked up in ``experiments/``.
+A name is looked up in the workspace's ``experiments/`` folder first (:mod:`semiseg.workspace`), then among
+the built-in grids, so a workspace file can ``inherit`` a built-in paper grid (and a workspace file named like a
+built-in one may inherit it). ``load_experiment`` also accepts the path of an experiment file.
 
 Files whose name starts with ``_`` (e.g. ``_paper.yaml``, the official recipes of docs/methods.md §1.5) are abstract
 bases: they are only inherited from, never listed or run.
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from semiseg.experiments.search import SearchDim, parse_block
-from semiseg import catalog
+from semiseg import catalog, workspace
 from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_hash, load_yaml, set_dotted
 from semiseg.errors import ConfigError
 
@@ -44,6 +45,10 @@ AXES = {"method": "method", "dataset": "data.dataset", "split": "data.split", "b
         "seed": "seed"}
 TOP_KEYS = {"description", "inherit", "official", "defaults", "grid", "overrides", "exclude", "search",
             "slurm"}
+
+
+class UnknownExperiment(ConfigError):
+    """No experiment file of that name (an MLflow experiment may still have runs under it)."""
 
 
 @dataclass
@@ -73,8 +78,15 @@ class Cell:
 
 
 def list_experiments() -> list[str]:
-    """Names of the runnable experiments (abstract bases, named ``_*``, are left out)."""
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+    """Names of the runnable experiments, the workspace's and the built-in ones (abstract bases, ``_*``, left out)."""
+    return [n for n in workspace.yaml_names([workspace.experiments_dir(), EXPERIMENTS_DIR]) if not n.startswith("_")]
+
+
+def find_experiment_file(name: str, inherited_by: Path | None = None) -> Path | None:
+    """The file of experiment ``name``: the workspace's ``experiments/<name>.yaml``, else the built-in one;
+    ``inherited_by`` (the inheriting file) is passed over, so a workspace ``demo.yaml`` can inherit the
+    built-in ``demo``."""
+    return workspace.find_yaml(name, [workspace.experiments_dir(), EXPERIMENTS_DIR], skip=inherited_by)
 
 
 def _copy(data: Any) -> Any:
@@ -96,20 +108,25 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
-    """Load ``experiments/<name>.yaml`` or a ``.yaml`` path (following ``inherit``); errors name the file and key."""
-    path = EXPERIMENTS_DIR / f"{name}.yaml"
+def load_experiment(name: str, _seen: tuple[str, ...] = (), _child: Path | None = None) -> Experiment:
+    """Load experiment ``name`` (:func:`find_experiment_file`) or a ``.yaml`` path, following ``inherit``;
+    errors name the file and key."""
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
-        path = Path(name).resolve()
+        path: Path | None = Path(name).resolve()
         name = path.stem
-    if not path.is_file():
-        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(list_experiments())}")
-    if name in _seen:
-        raise ConfigError(f"{path}: inheritance cycle {' -> '.join(_seen + (name,))}")
+    else:
+        path = find_experiment_file(name, _child)
+    if path is None:
+        raise UnknownExperiment(f"unknown experiment {name!r} (looked in {workspace.experiments_dir()} and the "
+                                f"built-in grids); available: {', '.join(list_experiments())}")
+    if str(path.resolve()) in _seen:
+        raise ConfigError(f"{path}: inheritance cycle {' -> '.join(Path(p).stem for p in _seen + (str(path),))}")
     data = load_yaml(path)
+    if not data:
+        raise ConfigError(f"{path}: the experiment file is empty; it needs at least a 'grid' (or 'inherit')")
     _check_layout(path, data)
     if "inherit" in data:
-        parent = load_experiment(data["inherit"], _seen + (name,))
+        parent = load_experiment(data["inherit"], _seen + (str(path.resolve()),), path)
         base_defaults, grid, slurm = parent.defaults, dict(parent.grid), parent.slurm
         overrides, exclude, search = list(parent.overrides), list(parent.exclude), dict(parent.search)
     else:
@@ -139,7 +156,8 @@ def load_experiment(name: str, _seen: tuple[str, ...] = ()) -> Experiment:
 
 
 #: top-level key → (accepted type, the rule) of the experiment file's own layout
-_LAYOUT = {"description": (str, "must be a string"), "inherit": (str, "must name an experiment in experiments/"),
+_LAYOUT = {"description": (str, "must be a string"),
+           "inherit": (str, "must name an experiment (the workspace's or a built-in one)"),
            "defaults": (dict, "must be a partial run config (a mapping)"),
            "grid": (dict, "must map axes to lists of values"),
            "overrides": (list, "must be a list of {when, set} rules"),

@@ -12,19 +12,21 @@ import random
 from pathlib import Path
 
 from semiseg.experiments.registry import Cell
-from semiseg.data.datasets import DATASETS, PROJECT_SPLITS, load_split, split_file, unlabeled_entries
+from semiseg.cli import prog
+from semiseg.data.datasets import DATASETS, load_split, split_file, unlabeled_entries
 from semiseg.data.io import NO_MASK, read_pair
 from semiseg.errors import DataError
 from semiseg.models.published import check_published, fetch_command
 from semiseg.models.registry import NAMED_WEIGHTS
 from semiseg.sources import PUBLISHED_WEIGHTS
+from semiseg.workspace import splits_dir
 
 SAMPLE = 32  # files checked per list without --full
 DECODED = 2  # pairs decoded per list
 
 
 def _prepare_command(dataset: str, root: Path) -> str:
-    return f"python -m semiseg.data.prepare {dataset} --root {root}"
+    return f"{prog('data prepare', 'semiseg.data.prepare')} {dataset} --root {root}"
 
 
 def _missing_files(root: Path, entries: list[tuple[str, str]], full: bool) -> list[str]:
@@ -44,8 +46,8 @@ def check_data(dataset: str, root_setting: str, split: str, encoding: str, full:
     for kind in ("labeled", "val"):
         if split_file(root, dataset, split, kind) is None:
             rel = "val.txt" if kind == "val" else f"{split}/labeled.txt"
-            return [f"{dataset} split '{split}': no {rel} under {root / 'splits'} or {PROJECT_SPLITS / dataset} -> "
-                    f"python -m semiseg.splits fetch {dataset} --root {root}"]
+            return [f"{dataset} split '{split}': no {rel} under {root / 'splits'} or {splits_dir() / dataset} -> "
+                    f"{prog('splits', 'semiseg.splits')} fetch {dataset} --root {root}"]
         lists[kind] = load_split(root, dataset, split, kind)
     try:
         lists["unlabeled"] = unlabeled_entries(root, spec, split, lists["labeled"])

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from semiseg.cells import CellRecord
+from semiseg.cli import EXIT_RESUMABLE
 from semiseg.launch.gang import Gang
 from semiseg.launch.plan import PlannedCell
 from semiseg.config import save_config
 from semiseg.errors import UserError
-from semiseg.runfiles import LOCK_NAME, RUN_FILE, CellLock, describe_holder, lock_holder, read_json
-from semiseg.tracking import run_status
+from semiseg.runfiles import LOCK_NAME, CellLock, describe_holder, lock_holder
 
 
 @dataclass
@@ -38,7 +39,9 @@ class LocalResult:
     finished: list[PlannedCell] = field(default_factory=list)
     failed: list[PlannedCell] = field(default_factory=list)
     skipped: list[PlannedCell] = field(default_factory=list)
-    stopped: list[PlannedCell] = field(default_factory=list)  # stopped by the run itself (exit 130): resumable
+    #: ended resumable: exit 75 (a refused write, a lost rank) or 130 (the run stopped itself, e.g. an alert)
+    stopped: list[PlannedCell] = field(default_factory=list)
+    stop_code: int = 0  # the exit status the launcher passes on for the stopped cells (the highest)
     interrupted: bool = False
 
 
@@ -48,11 +51,11 @@ _CLAIMS: dict[Path, CellLock] = {}
 def claim(p: PlannedCell) -> bool:
     """Take the cell's lock for this launcher (held until :func:`release`) when nobody holds it and the cell
     is still to do: a launch that planned it before another one finished it leaves it alone."""
-    lock = CellLock(p.run_dir)
+    record = CellRecord(p.cell.config)
+    lock = record.lock()
     if not lock.acquire():
         return False
-    run_id = read_json(p.run_dir / RUN_FILE).get("run_id")
-    if run_id and run_status(p.cell.config.runtime.tracking_uri, run_id) == "FINISHED":
+    if record.finished_run():
         lock.release()  # finished by another launch since the plan
         p.state = "finished"
         return False
@@ -135,10 +138,12 @@ def run_local(cells: list[PlannedCell], exp_name: str, max_parallel: int, log=pr
         release(slot.planned.run_dir)
         free_gpus.extend(slot.gpus)
         done = len(result.finished) + len(result.failed) + len(result.stopped) + 1
-        if code == EXIT_STOPPED and not result.interrupted:  # e.g. runtime.alert_behind: KILLED with a checkpoint
+        if code == EXIT_RESUMABLE or (code == EXIT_STOPPED and not result.interrupted):
             result.stopped.append(slot.planned)
-            log(f"[{done}/{total}] stopped {_label(slot.planned)} (resumable: run the same command again); last "
-                f"log lines:\n{_tail(slot.planned.run_dir / 'train.log')}")
+            result.stop_code = max(result.stop_code, code)
+            log(f"[{done}/{total}] STOPPED {_label(slot.planned)} (exit {code}): interrupted and resumable, run the "
+                f"same command again{' once fixed' if code == EXIT_RESUMABLE else ''}; last log lines:\n"
+                f"{_tail(slot.planned.run_dir / 'train.log')}")
         elif code == 0:
             result.finished.append(slot.planned)
             best = slot.planned.progress().get("best_miou", float("nan"))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from semiseg.experiments.registry import Cell, expand, list_experiments, load_experiment
 from semiseg.config import tracking_uri_problem
-from semiseg.constants import DEFAULT_TRACKING_URI
 from semiseg.errors import UserError
 from semiseg.methods import METHODS
+from semiseg.workspace import TRACKING_VARIABLE, default_tracking_uri, path
 
 
 def selection_options() -> argparse.ArgumentParser:
@@ -38,10 +38,12 @@ def selection_options() -> argparse.ArgumentParser:
                    help="re-fit every cell's recipe to N GPUs, keeping the paper's global batch with gradient "
                         "accumulation (the LR stays the paper's; --set optim.keep_global_batch=false scales the LR "
                         "instead), e.g. --gpus 1")
-    g.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
-                   help=f"MLflow tracking URI, e.g. --tracking-uri {DEFAULT_TRACKING_URI} or http://127.0.0.1:5000")
-    g.add_argument("--output-dir", default="runs", help="folder for run folders (checkpoints, logs; tune: "
-                                                        "<output-dir>/tune/<study>), e.g. --output-dir runs")
+    g.add_argument("--tracking-uri", default=default_tracking_uri(),
+                   help=f"MLflow tracking URI (default ${TRACKING_VARIABLE}, else mlflow.db in the workspace: "
+                        f"{default_tracking_uri()}), e.g. --tracking-uri http://127.0.0.1:5000")
+    g.add_argument("--output-dir", default=str(path("runs")),
+                   help=f"folder for run folders (checkpoints, logs; tune: <output-dir>/tune/<study>; default "
+                        f"{path('runs')} in the workspace), e.g. --output-dir /scratch/runs")
     return p
 
 
@@ -80,8 +82,17 @@ def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+#: runtime keys a launcher sets from its own options (a ``--set`` of them would be overridden)
+LAUNCHER_KEYS = {"runtime.tracking_uri": "--tracking-uri", "runtime.output_dir": "--output-dir",
+                 "runtime.experiment": "--exp"}
+
+
 def select_cells(args: argparse.Namespace) -> list[Cell]:
     """The cells that the selection options of :func:`selection_options` pick (each passed the catalog check)."""
+    for item in args.sets:
+        key = item.partition("=")[0].strip()
+        if key in LAUNCHER_KEYS:
+            raise UserError(f"--set {item}: {key} is the launcher's to set; use {LAUNCHER_KEYS[key]} instead")
     exp = load_experiment(args.exp)
     only = {}
     if _csv(args.methods):

@@ -1,14 +1,13 @@
-"""Planning: each cell's state from one MLflow query plus the run folder's lock and progress files."""
+"""Planning: each cell's state from its cell record (:mod:`semiseg.cells`) plus the run folder's progress file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from semiseg.cells import survey
 from semiseg.experiments.registry import Cell
-from semiseg.config import recipe_hash
-from semiseg.runfiles import PROGRESS_FILE, lock_holder, read_json, run_dir_for
-from semiseg.tracking import RECIPE_TAG, search_cells
+from semiseg.runfiles import PROGRESS_FILE, read_json
 
 
 @dataclass
@@ -29,29 +28,12 @@ class PlannedCell:
         return read_json(self.run_dir / PROGRESS_FILE)
 
 
-def plan(cells: list[Cell], tracking_uri: str, experiment: str, output_dir: Path) -> list[PlannedCell]:
-    """The state of every cell: its newest MLflow run decides, a live lock means running.
-
-    A cell's cost estimate is the mean wall time of finished runs of the same recipe (same config but the
-    seed, tag ``semiseg.recipe``) times its GPU count; cells of an unseen recipe have none.
-    """
-    newest, durations = {}, {}
-    for run in search_cells(tracking_uri, experiment):  # newest first
-        newest.setdefault(run.cell_hash, run)
-        if run.state == "finished" and run.hours:
-            durations.setdefault(run.tags.get(RECIPE_TAG, ""), []).append(run.hours)
-    planned = []
-    for cell in cells:
-        run = newest.get(cell.hash)
-        run_dir = run_dir_for(output_dir, cell.config.runtime.experiment, cell.short)
-        state = run.state if run else "new"
-        holder = lock_holder(run_dir) if state != "finished" else None
-        if holder:
-            state = "running"
-        error = run.tags.get("semiseg.error", "") if run else ""
-        hours = durations.get(recipe_hash(cell.config)) if durations else None
-        est = sum(hours) / len(hours) * cell.config.train.gpus if hours else None
-        planned.append(PlannedCell(cell, state, run.run_id if run else None, run_dir, error, est_hours=est,
-                                   est_source="runs" if est is not None else "",
-                                   status=run.status if run else "", holder=holder or {}))
-    return planned
+def plan(cells: list[Cell]) -> list[PlannedCell]:
+    """The state of every cell, from its :class:`semiseg.cells.CellRecord` (its newest MLflow run decides, a
+    live lock means running). Each cell's config names its store, experiment and run folder (set once, by
+    the expansion): a path-loaded or inherited experiment is looked up under the name its runs train in."""
+    records = survey([cell.config for cell in cells])
+    return [PlannedCell(cell, r.state, r.run.run_id if r.run else None, r.run_dir,
+                        r.run.tags.get("semiseg.error", "") if r.run else "", est_hours=r.est_hours,
+                        est_source="runs" if r.est_hours is not None else "",
+                        status=r.run.status if r.run else "", holder=r.holder) for cell, r in zip(cells, records)]

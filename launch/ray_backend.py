@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import semiseg
 from semiseg.launch.gang import Gang
 from semiseg.launch.local import LocalResult, _label, _tail, claim, log_epoch, release, skip_reason
 from semiseg.launch.plan import PlannedCell
@@ -31,7 +32,7 @@ from semiseg.errors import UserError
 from semiseg.runfiles import read_json
 from semiseg.tracking import resolve_uri
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(semiseg.__file__).resolve().parents[1]  # the folder holding the semiseg package: the workers' PYTHONPATH
 #: Ray reads this at import: "0" makes a local runtime use 127.0.0.1 as its node address (loopback only).
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 ATTEMPTS = "ray_attempts"

@@ -1,16 +1,17 @@
 """Run a named experiment grid: plan its cells, skip finished ones, resume interrupted ones.
 
 examples:
-  python launch/run_grid.py --exp demo                       # run the demo grid locally
-  python launch/run_grid.py --exp demo --dry-run             # show the plan and each cell's state
-  python launch/run_grid.py --exp pascal_all --check         # are the data, split lists and weights there?
-  python launch/run_grid.py --exp demo --dry-run --json      # the plan as JSON for scripts
-  python launch/run_grid.py --exp demo --methods unimatch --splits 1_16 --seeds 3
-  python launch/run_grid.py --exp demo --set train.epochs=2 --max-parallel 2
-  python launch/run_grid.py --exp demo --backend ray         # cells as Ray tasks on a local Ray runtime
-  python launch/run_grid.py --exp demo --backend ray --ray-address auto --gpus-per-cell 0.5
-  python launch/run_grid.py --exp demo --backend slurm --cluster local --dry-run   # show the sbatch files
-  python launch/run_grid.py --exp demo --backend slurm --cluster-set time_min=60   # submit job arrays
+  {prog} --exp demo                       # run the demo grid locally
+  {prog} --exp demo --dry-run             # show the plan and each cell's state
+  {prog} --exp pascal_all --check         # are the data, split lists and weights there?
+  {prog} --exp demo --dry-run --json      # the plan as JSON for scripts
+  {prog} --exp demo --print-config --methods unimatch --splits 1_16 --seed-list 0   # a cell's full config
+  {prog} --exp demo --methods unimatch --splits 1_16 --seeds 3
+  {prog} --exp demo --set train.epochs=2 --max-parallel 2
+  {prog} --exp demo --backend ray         # cells as Ray tasks on a local Ray runtime
+  {prog} --exp demo --backend ray --ray-address auto --gpus-per-cell 0.5
+  {prog} --exp demo --backend slurm --cluster local --dry-run   # show the sbatch files
+  {prog} --exp demo --backend slurm --cluster-set time_min=60   # submit job arrays
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 
-from semiseg.experiments.registry import load_experiment
+from semiseg.experiments.registry import Cell, load_experiment
 from semiseg.launch import ray_backend, slurm
 from semiseg.launch.check import check_cells
 from semiseg.launch.local import run_local
@@ -31,14 +32,18 @@ from semiseg.launch.options import ray_options, select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
 from semiseg.launch.reference_view import FROM_OFFICIAL, add_official_estimates, official_gaps
 from semiseg.launch.status import format_status
-from semiseg.cli import run_cli
-from semiseg.config import effective_lr, global_batch
+from semiseg.cli import EXIT_RESUMABLE, prog, require, run_cli
+from semiseg.config import config_to_dict, effective_lr, global_batch
 from semiseg.errors import UserError
 from semiseg.tracking import get_or_create_experiment
 
 
+MODULE, STATUS = "semiseg.launch.run_grid", "semiseg.launch.status"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python launch/run_grid.py", description=__doc__,
+    name = prog("grid", MODULE)
+    p = argparse.ArgumentParser(prog=name, description=__doc__.format(prog=name),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 parents=[selection_options(), ray_options(max_retries=3)])
     p.add_argument("--backend", default="local", choices=["local", "ray", "slurm"],
@@ -46,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "via submitit), e.g. --backend slurm")
     p.add_argument("--dry-run", action="store_true", help="print the plan without running anything")
     p.add_argument("--status", action="store_true",
-                   help="show each cell's state, progress, best mIoU, SLURM job and log (as launch/status.py)")
+                   help=f"show each cell's state, progress, best mIoU, SLURM job and log (as {prog('status', STATUS)}; "
+                        f"read-only)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved run config of each selected cell as YAML and exit, e.g. --print-config "
+                        "--methods unimatch --splits 1_16 --seed-list 0")
     p.add_argument("--json", action="store_true", help="with --dry-run: print the plan as a JSON list of cells")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="cells running at once (local default 1; ray default: as many as the cluster's resources "
@@ -144,6 +153,14 @@ def plan_json(planned: list[PlannedCell]) -> str:
                       indent=1)
 
 
+def format_configs(cells: list[Cell]) -> str:
+    """Each cell's resolved run config as a YAML document headed by its hash and axes."""
+    import yaml
+
+    return "\n".join(f"--- # cell {c.short} " + ", ".join(f"{k}={v}" for k, v in c.axes.items()) + "\n"
+                     + yaml.safe_dump(config_to_dict(c.config), sort_keys=False) for c in cells)
+
+
 def select_todo(planned: list[PlannedCell], args) -> list[PlannedCell]:
     """The cells to (re)run: new and interrupted ones, failed ones with --retry-failed, all idle ones with --force."""
     if args.force:
@@ -177,13 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    if args.backend == "slurm":
+        require("submitit", "slurm", "--backend slurm")
+    elif args.backend == "ray":
+        require("ray", "ray", "--backend ray")
     args.sets = args.sets + alert_sets(args)
     cells = select_cells(args)
+    if args.print_config:
+        print(format_configs(cells))
+        return 0
     output_dir = Path(args.output_dir).resolve()
-    planned = plan(cells, args.tracking_uri, args.exp, output_dir)
+    exp = cells[0].config.runtime.experiment  # the name its runs train under (a path-loaded file: its stem)
+    planned = plan(cells)
     add_official_estimates(planned, args.tracking_uri, args.speed_factor)
-    if args.backend == "slurm" or args.status:
-        planned = slurm.refresh(planned, args.tracking_uri, args.exp)
+    if args.backend == "slurm" or args.status:  # a launch records dead jobs' failures; --status, --dry-run only read
+        planned = slurm.refresh(planned, record=not (args.status or args.dry_run))
     if args.status:
         print(format_status(planned, official_gaps(planned, args.tracking_uri)))
         return 0
@@ -196,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:  # the plan (and its cost) first, then what the launch would miss
         print(plan_json(planned) if args.json else format_plan(planned))
         if args.backend == "slurm" and not args.json:
-            print(slurm.describe(todo, slurm_profile(args), output_dir, args.exp))
+            print(slurm.describe(todo, slurm_profile(args), output_dir, exp))
         return 0 if args.no_check or report_missing(todo, args.full) else 2
     if not args.no_check and not report_missing(todo, args.full):
         return 2
@@ -214,23 +239,22 @@ def main(argv: list[str] | None = None) -> int:
                              load_experiment(args.exp).description)
     if args.backend == "slurm":
         slurm.check_available()
-        n = slurm.submit(todo, slurm_profile(args), output_dir, args.exp)
-        print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: python launch/status.py "
+        n = slurm.submit(todo, slurm_profile(args), output_dir, exp)
+        print(f"submitted {n} cell(s) ({resumed} to resume); follow them with: {prog('status', STATUS)} "
               f"--exp {args.exp} (with the same selection options)")
         return 0
     print(f"training {len(todo)} cell(s) ({resumed} resumed) on the {args.backend} backend"
           + (f" with up to {args.max_parallel} in parallel" if args.max_parallel else ""))
     signal.signal(signal.SIGTERM, _stop)  # a killed launcher stops its cells (resumable) instead of orphaning them
     if args.backend == "ray":
-        result = ray_backend.run_ray(todo, args.exp, args)
+        result = ray_backend.run_ray(todo, exp, args)
     else:
-        result = run_local(todo, args.exp, args.max_parallel or 1)
-    stopped = result.stopped
-    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped"
-          + (f", {len(stopped)} stopped (KILLED, resumable)" if stopped else ""))
-    if result.interrupted or stopped:
+        result = run_local(todo, exp, args.max_parallel or 1)
+    stopped = f", {len(result.stopped)} stopped (KILLED, resumable)" if result.stopped else ""
+    print(f"done: {len(result.finished)} finished, {len(result.failed)} failed, {len(result.skipped)} skipped{stopped}")
+    if result.interrupted:
         return 130
-    return 1 if result.failed else 0
+    return 1 if result.failed else (result.stop_code or EXIT_RESUMABLE) if result.stopped else 0
 
 
 def cli() -> int:

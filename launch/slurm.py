@@ -1,6 +1,7 @@
 """SLURM backend: a grid's pending cells go out as one submitit job array per resource shape.
 
-Resources come from a cluster profile (``launch/clusters/<name>.yaml``, see ``example_gpu.yaml``), then the
+Resources come from a cluster profile (``clusters/<name>.yaml`` in the workspace, else a built-in one in
+``semiseg/launch/clusters/``; ``semiseg init`` copies ``example_gpu.yaml`` into the workspace), then the
 experiment's ``slurm:`` section, then ``--cluster-set key=value``. Each array task runs :class:`CellJob`:
 it starts ``python -m semiseg.train`` once per task (DDP ranks from the SLURM environment), tags the
 MLflow run with the job id, array index, log path and requeue count, and on SLURM's signal (preemption,
@@ -13,7 +14,11 @@ for preemption signals ``SlurmctldParameters=preempt_send_user_signal`` and ``Pr
 
 Each submitted cell's folder holds ``slurm.json`` (job id, array index, log path): a cell whose job is
 still queued or running is never submitted again, and a job that ended badly while its MLflow run still
-says RUNNING (out of memory, node failure, killed) is marked FAILED with the reason from ``sacct``.
+says RUNNING (out of memory, node failure, killed) is marked FAILED with the reason from ``sacct`` (by the
+launcher, and by ``semiseg sync``; ``semiseg status`` only shows it).
+
+submitit is the optional ``[slurm]`` extra: without it this module imports, and choosing the backend says what
+to install.
 """
 
 from __future__ import annotations
@@ -30,18 +35,27 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import submitit
+try:
+    import submitit
+    _Checkpointable: type = submitit.helpers.Checkpointable
+except ImportError:  # the [slurm] extra is not installed; run_grid names it when --backend slurm is chosen
+    submitit = None
+    _Checkpointable = object
 
+import semiseg
 from semiseg.launch import sbatch
 from semiseg.launch.local import claim, release, skip_reason
 from semiseg.launch.plan import PlannedCell
+from semiseg.cells import ENDED, CellRecord
 from semiseg.config import apply_overrides, load_config, load_yaml, save_config
 from semiseg.errors import ConfigError, UserError
-from semiseg.runfiles import RUN_FILE, read_json, write_json
-from semiseg.tracking import cell_tags, record_failure, run_status
+from semiseg.runfiles import read_json, write_json
+from semiseg.tracking import cell_tags, record_failure
+from semiseg.workspace import clusters_dir, find_yaml, yaml_names
 
 CLUSTERS_DIR = Path(__file__).resolve().parent / "clusters"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: the folder holding the ``semiseg`` package (a clone's root, or site-packages), on the compute nodes' PYTHONPATH
+PROJECT_ROOT = Path(semiseg.__file__).resolve().parents[1]
 JOB_FILE = "slurm.json"
 #: profile key → (default, type, help)
 PROFILE_KEYS: dict[str, tuple[Any, type, str]] = {
@@ -70,7 +84,8 @@ EXIT_INTERRUPTED = 130  # semiseg.train after a graceful stop
 def add_arguments(parser) -> None:
     """The SLURM options of ``run_grid.py`` and ``status.py``."""
     parser.add_argument("--cluster", default=os.environ.get("SEMISEG_CLUSTER", "local"),
-                        help="with --backend slurm: cluster profile, a name in launch/clusters/ or a YAML path "
+                        help="with --backend slurm: cluster profile: a name in the workspace's clusters/ or a "
+                             "built-in one, or a YAML path "
                              "(default $SEMISEG_CLUSTER or 'local'), e.g. --cluster example_gpu")
     parser.add_argument("--cluster-set", dest="cluster_sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a cluster profile value, e.g. --cluster-set time_min=120 "
@@ -81,10 +96,12 @@ def add_arguments(parser) -> None:
 
 def load_profile(name: str, experiment: dict[str, Any] | None = None, sets: list[str] | None = None) -> dict:
     """The cluster profile ``name`` with the experiment's ``slurm:`` section and ``sets`` applied, validated."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) or "/" in name else CLUSTERS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in CLUSTERS_DIR.glob("*.yaml")))
-        raise ConfigError(f"unknown cluster profile {name!r} ({path} does not exist); available: {known}")
+    folders = [clusters_dir(), CLUSTERS_DIR]
+    path = Path(name) if name.endswith((".yaml", ".yml")) or "/" in name else find_yaml(name, folders)
+    if path is None or not path.is_file():
+        known = ", ".join(yaml_names(folders))
+        where = path or f"{name}.yaml in {' or '.join(map(str, folders))}"
+        raise ConfigError(f"unknown cluster profile {name!r} ({where} does not exist); available: {known}")
     data = {k: default for k, (default, _, _) in PROFILE_KEYS.items()}
     for source, values in ((str(path), load_yaml(path)), ("the experiment's slurm section", experiment or {})):
         for key, value in values.items():
@@ -203,9 +220,10 @@ def job_states(job_ids: list[str]) -> dict[str, dict[str, str]]:
     return states
 
 
-def refresh(planned: list[PlannedCell], tracking_uri: str, experiment: str) -> list[PlannedCell]:
+def refresh(planned: list[PlannedCell], record: bool = True) -> list[PlannedCell]:
     """Add each cell's SLURM job state; queued/running jobs make their cells 'queued'/'running', and a
-    job that ended badly without its run reporting it marks the run FAILED with the sacct reason."""
+    job that ended badly without its run reporting it makes the cell 'failed' with the sacct reason; with
+    ``record`` that failure is written into MLflow (the run marked FAILED), else only shown."""
     jobs = {id(p): read_job(p.run_dir) for p in planned}
     states = job_states([j["job_id"] for j in jobs.values() if j])
     for p in planned:
@@ -222,9 +240,12 @@ def refresh(planned: list[PlannedCell], tracking_uri: str, experiment: str) -> l
             p.error = (f"SLURM job {job['job_id']} ended {state} (exit code {p.job['exit_code']}"
                        + (f", reason {p.job['reason']}" if p.job["reason"] not in ("", "None") else "")
                        + ") without its run reporting it")
-            tags = {**cell_tags(p.cell.config), "semiseg.exp": experiment, **job_tags(job)}
-            p.run_id = record_failure(tracking_uri, experiment, p.error, tags, p.run_id)
-            p.state, p.status = "failed", "FAILED"
+            cell_record = CellRecord(p.cell.config)
+            tags = {**cell_tags(p.cell.config), "semiseg.exp": cell_record.experiment, **job_tags(job)}
+            if record:
+                p.run_id = record_failure(cell_record.tracking_uri, cell_record.experiment, p.error, tags, p.run_id)
+                p.status = "FAILED"
+            p.state = "failed"
     return planned
 
 
@@ -287,7 +308,7 @@ def rendezvous_env(env: submitit.JobEnvironment) -> dict[str, str]:
             "MASTER_ADDR": env.hostnames[0], "MASTER_PORT": str(20000 + int(env.raw_job_id) % 40000)}
 
 
-class CellJob(submitit.helpers.Checkpointable):
+class CellJob(_Checkpointable):
     """One cell in a SLURM task: runs ``python -m semiseg.train`` and handles requeue and failure reporting."""
 
     def __init__(self, config: str, exp: str, max_requeues: int) -> None:
@@ -338,12 +359,12 @@ class CellJob(submitit.helpers.Checkpointable):
     def _report_failure(self, error: str, tags: dict) -> None:
         """Record a failure the training process could not record (it died before or without its run)."""
         cfg = load_config(self.config)
-        run_id = read_json(Path(self.config).parent / RUN_FILE).get("run_id")  # the config lies in the run's folder
-        status = run_status(cfg.runtime.tracking_uri, run_id) if run_id else None
-        if status in ("FAILED", "FINISHED", "KILLED"):
+        record = CellRecord(cfg)
+        status = record.recorded_status()
+        if status in ENDED:
             return  # the run reported itself
-        record_failure(cfg.runtime.tracking_uri, cfg.runtime.experiment, error, {**cell_tags(cfg), **tags},
-                       run_id if status else None)
+        record_failure(record.tracking_uri, record.experiment, error, {**cell_tags(cfg), **tags},
+                       record.recorded_run_id() if status else None)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission | None:
         """SLURM's signal: let the trainer checkpoint and stop, then requeue (unless the cap is reached)."""

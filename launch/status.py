@@ -1,11 +1,13 @@
 """Show the state of an experiment's cells: MLflow state, progress, best mIoU, SLURM job state, logs, errors.
 
-Pass the same selection options as the launch (they decide the cells' hashes).
+Pass the same selection options as the launch (they decide the cells' hashes). Read-only: it writes nothing,
+not even into the MLflow store; a SLURM job that ended without its run reporting it shows as failed here and
+is recorded into MLflow by {sync} (or the next launch).
 
 examples:
-  python launch/status.py --exp demo
-  python launch/status.py --exp demo --set train.epochs=2 --json
-  python launch/run_grid.py --exp demo --status                 # the same table
+  {prog} --exp demo
+  {prog} --exp demo --set train.epochs=2 --json
+  {grid} --exp demo --status                 # the same table
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-
-from semiseg.cli import run_cli
 from semiseg.launch import slurm
 from semiseg.launch.options import select_cells, selection_options
 from semiseg.launch.plan import PlannedCell, plan
+from semiseg.cli import prog, run_cli
 from semiseg.launch.reference_view import official_gaps
 
 
@@ -67,14 +67,18 @@ def format_status(planned: list[PlannedCell], gaps: dict[str, dict] | None = Non
     return "\n".join(lines)
 
 
-def collect(args) -> list[PlannedCell]:
-    """Plan the selected cells and add their SLURM state (a no-op for cells never submitted to SLURM)."""
-    planned = plan(select_cells(args), args.tracking_uri, args.exp, Path(args.output_dir).resolve())
-    return slurm.refresh(planned, args.tracking_uri, args.exp)
+def collect(args, record: bool = False) -> list[PlannedCell]:
+    """Plan the selected cells and add their SLURM state (a no-op for cells never submitted to SLURM); with
+    ``record``, jobs that ended without their run reporting it are recorded as failed runs in MLflow."""
+    planned = plan(select_cells(args))
+    return slurm.refresh(planned, record=record)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python launch/status.py", description=__doc__,
+    name = prog("status", "semiseg.launch.status")
+    doc = __doc__.format(prog=name, grid=prog("grid", "semiseg.launch.run_grid"),
+                         sync=prog("sync", "semiseg.launch.sync"))
+    p = argparse.ArgumentParser(prog=name, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, parents=[selection_options()])
     p.add_argument("--json", action="store_true", help="print the status as a JSON list of cells, e.g. --json")
     return p

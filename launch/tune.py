@@ -12,12 +12,15 @@ the experiment's ``search:`` block. Spaces (--param KEY=SPEC):
   KEY=grid:A,B,...        every value         e.g. --param loss.conf_thresh=grid:0.9,0.95
 Grid values are crossed with the experiment's selected cells and repeated --num-samples times.
 
+The best values are written as an experiment inheriting the tuned one, by default
+experiments/<exp>_tuned.yaml in the workspace (so --exp <exp>_tuned finds it).
+
 examples:
-  python launch/tune.py --exp demo_thresholds --scheduler fifo          # the YAML's threshold grid
-  python launch/tune.py --exp demo --methods unimatch --splits 1_16 --param loss.conf_thresh=0.80:0.99 \\
+  {prog} --exp demo_thresholds --scheduler fifo          # the YAML's threshold grid
+  {prog} --exp demo --methods unimatch --splits 1_16 --param loss.conf_thresh=0.80:0.99 \\
       --num-samples 8 --scheduler asha --set train.epochs=6
-  python launch/tune.py --exp demo_thresholds --study thr1 --resume      # continue an interrupted study
-  python launch/run_grid.py --exp experiments/demo_thresholds_tuned.yaml # train with the best values
+  {prog} --exp demo_thresholds --study thr1 --resume      # continue an interrupted study
+  {grid} --exp demo_thresholds_tuned                      # train with the best values
 """
 
 from __future__ import annotations
@@ -35,21 +38,26 @@ from typing import Any
 import yaml
 
 
-from semiseg.experiments.registry import EXPERIMENTS_DIR, Cell, load_experiment
+from semiseg.experiments.registry import Cell, load_experiment
 from semiseg.experiments.search import SearchDim, parse_param, validate
 from semiseg.launch import ray_backend
 from semiseg.launch.options import ray_options, renamed, select_cells, selection_options
-from semiseg.cli import run_cli
-from semiseg.config import config_from_dict, config_to_dict, set_dotted
+from semiseg.cli import prog, require, run_cli
+from semiseg.config import apply_overrides, config_from_dict, config_to_dict, set_dotted
 from semiseg.errors import UserError
 from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri
+from semiseg.workspace import experiments_dir
 
 METRIC = "val/miou"  # reported after every evaluated epoch; ASHA compares trials on it
 BEST = "val/best_miou"  # what "best trial" means
 
 
+GRID = "semiseg.launch.run_grid"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python launch/tune.py", description=__doc__,
+    name = prog("tune", "semiseg.launch.tune")
+    p = argparse.ArgumentParser(prog=name, description=__doc__.format(prog=name, grid=prog("grid", GRID)),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 parents=[selection_options(), ray_options(max_retries=2)])
     p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=SPEC",
@@ -71,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials running at once (0 = as many as resources allow), e.g. --max-parallel 2 "
                         "(--max-concurrent: deprecated spelling)")
     p.add_argument("--mlflow-experiment", help="MLflow experiment of the study (default <exp>-tune), e.g. thresholds")
-    p.add_argument("--best-out", help="where to write the best values as an experiment YAML "
-                                      "(default experiments/<exp>_tuned.yaml), e.g. --best-out best.yaml")
+    p.add_argument("--best-out", help="where to write the best values as an experiment YAML (default "
+                                      "experiments/<exp>_tuned.yaml in the workspace), e.g. --best-out best.yaml")
     return p
 
 
@@ -141,6 +149,7 @@ def _label(cell: Cell) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require("ray", "ray", "tuning")
     exp = load_experiment(args.exp)
     dims = {d.key: d for d in map(parse_param, args.params)} if args.params else exp.search
     if not dims:
@@ -157,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     cells = select_cells(args)
     for cell in cells:
         validate(dims, config_to_dict(cell.config))
+    wide = [cell for cell in cells if cell.config.train.gpus > 1]
+    if wide:
+        raise UserError(f"cell {_label(wide[0])} trains on train.gpus={wide[0].config.train.gpus} processes; a Tune "
+                        f"trial runs one process: add --gpus 1 to re-fit the cells to one GPU (the recipe's global "
+                        f"batch is kept with gradient accumulation), or tune with --set train.gpus=1")
 
     study = args.study or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = Path(args.output_dir).resolve() / "tune"
@@ -281,9 +295,10 @@ def _summarise(results, args, study: str, exp_name: str, dims, cells, uri: str, 
     overall = max(scored, key=lambda r: r["best"])
     print(f"best: {_label(cells[overall['cell']])} {overall['params']} -> val mIoU {overall['best']:.2f} "
           f"(trial {overall['trial']})")
-    out = Path(args.best_out) if args.best_out else EXPERIMENTS_DIR / f"{Path(exp_name).stem}_tuned.yaml"
-    write_best(out, exp_name, study, mlflow_exp, parent.run_id, cells, best_by_cell, args.sets)
-    print(f"wrote {out}: run it with python launch/run_grid.py --exp {out}")
+    out = Path(args.best_out) if args.best_out else experiments_dir() / f"{Path(exp_name).stem}_tuned.yaml"
+    write_best(out, exp_name, study, mlflow_exp, parent.run_id, cells, best_by_cell, args.sets, args.gpus is not None)
+    found_by_name = not args.best_out or out.resolve() == (experiments_dir() / out.name).resolve()
+    print(f"wrote {out}: run it with {prog('grid', GRID)} --exp {out.stem if found_by_name else out}")
     parent.log({"best_miou": overall["best"], "trials": len(rows),
                 "trials_stopped_early": sum(r["status"].startswith("stopped") for r in rows)}, step=0)
     parent.set_tags({"semiseg.best_trial": overall["trial"], "semiseg.interrupted": "false",
@@ -304,12 +319,18 @@ def _close_stopped_trials(uri: str, mlflow_exp: str, parent_id: str, stopped: se
 
 
 def write_best(path: Path, exp_name: str, study: str, mlflow_exp: str, parent_id: str, cells: list[Cell],
-               best_by_cell: dict[int, dict], sets: list[str]) -> None:
-    """An experiment inheriting ``exp_name`` that trains each tuned cell with its best values."""
+               best_by_cell: dict[int, dict], sets: list[str], refit: bool = False) -> None:
+    """An experiment inheriting ``exp_name`` that trains each tuned cell with its best values: the study's
+    fixed ``--set`` overrides, then the best values, as the cell's last override rule, so each planned cell
+    is the recipe of its best trial (the same ``semiseg.recipe``)."""
     overrides, grid = [], {}
     for idx, row in sorted(best_by_cell.items()):
         when = {a: v for a, v in cells[idx].axes.items() if a != "seed"}
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = apply_overrides({}, sets)
+        if refit:  # --gpus re-fitted the trials' cells: the tuned recipe is the re-fitted one
+            train = cells[idx].config.train
+            values.setdefault("train", {}).update(gpus=train.gpus, batch_size=train.batch_size,
+                                                  accum_steps=train.accum_steps)
         for key, value in row["params"].items():
             set_dotted(values, key, value)
         overrides.append({"when": when, "set": values})
@@ -319,10 +340,10 @@ def write_best(path: Path, exp_name: str, study: str, mlflow_exp: str, parent_id
                 grid[axis].append(value)
     doc = {"description": f"{exp_name} with the best values of Ray Tune study {study} (val mIoU per cell)",
            "inherit": exp_name, "grid": grid, "overrides": overrides}
-    header = (f"# written by launch/tune.py: study {study}, MLflow experiment {mlflow_exp!r}, parent run {parent_id}\n"
+    header = (f"# written by semiseg tune: study {study}, MLflow experiment {mlflow_exp!r}, parent run {parent_id}\n"
               + "".join(f"# cell {_label(cells[i])}: best val mIoU {r['best']:.2f} (trial {r['trial']})\n"
                         for i, r in sorted(best_by_cell.items()))
-              + (f"# the study's fixed overrides (not applied here): {' '.join('--set ' + s for s in sets)}\n"
+              + (f"# the study's fixed overrides, applied in each rule: {' '.join('--set ' + s for s in sets)}\n"
                  if sets else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))

@@ -1,6 +1,6 @@
 """Paper-style tables (and an mIoU-vs-labels plot) of one experiment grid, read from MLflow.
 
-Run from the project root as ``python reports/make_tables.py --exp demo`` or ``python -m semiseg.reports.make_tables``.
+Run as ``semiseg tables --exp demo`` (in a clone also ``python reports/make_tables.py --exp demo``).
 """
 
 from __future__ import annotations
@@ -11,21 +11,25 @@ from pathlib import Path
 
 import argparse
 
-from semiseg.cli import run_cli
-from semiseg.constants import DEFAULT_TRACKING_URI
+from semiseg.cli import prog, run_cli
 from semiseg.errors import UserError
+from semiseg.workspace import default_tracking_uri, path
 
 EPILOG = """\
 examples:
-  python reports/make_tables.py --exp demo
-  python reports/make_tables.py --exp pascal_all --metric ema --format latex --out /tmp/tables
-  python reports/make_tables.py --exp pascal_all --tracking-uri sqlite:////a/mlflow.db --tracking-uri http://host:5000
-  python -m semiseg.reports.make_tables --exp demo --tracking-uri sqlite:////abs/path/mlflow.db --no-log
+  {prog} --exp demo
+  {prog} --exp pascal_all --metric ema --format latex --out /tmp/tables
+  {prog} --exp pascal_all --tracking-uri sqlite:////a/mlflow.db --tracking-uri http://host:5000
+  {prog} --exp demo --tracking-uri sqlite:////abs/path/mlflow.db --no-log
 
 Each cell is the mean ± sample std (ddof=1) over seeds of the chosen metric, using the newest FINISHED run
 of every cell (config hash); cells without one are counted in the footnote as running/interrupted or failed.
+A table entry is one recipe (the config without the seed, tag semiseg.recipe): by default the recipes that
+--exp (with --set) expands to now; runs of other recipes of the same method and split (a smoke run with
+--set train.epochs=2, a tuning trial) are listed apart under the table, never averaged in. Each Δ row gives
+the p-value of the gain over the supervised seeds (Welch's t-test; a bootstrap without scipy) and the seeds n.
 Runs of several stores (--tracking-uri repeated) are merged. Written to --out: <exp>.md|csv|tex (the tables,
-a published-vs-reproduced section from reports/published.yaml, the device-hours spent), <exp>_published.csv,
+a published-vs-reproduced section from the built-in published.yaml, the device-hours spent), <exp>_published.csv,
 <exp>_miou_vs_labels.png and per table <exp>_<dataset>_<backbone>_curves.png / _class_iou.png; the files are
 also logged as artifacts of a run of experiment <exp>-reports in the first store (unless --no-log).
 The markdown is always printed to stdout; exit code 2 on a user error (unknown experiment, no runs, ...).
@@ -33,32 +37,40 @@ The markdown is always printed to stdout; exit code 2 on a user error (unknown e
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    name = prog("tables", "semiseg.reports.make_tables")
     p = argparse.ArgumentParser(
-        prog="make_tables", description=__doc__.splitlines()[0], epilog=EPILOG,
+        prog=name, description=__doc__.splitlines()[0], epilog=EPILOG.format(prog=name),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", required=True, metavar="NAME",
                    help="MLflow experiment = grid name whose runs are tabulated, e.g. --exp demo")
     p.add_argument("--tracking-uri", action="append", metavar="URI",
                    help="MLflow tracking URI, repeatable: the runs of all stores are merged (default "
-                        f"{DEFAULT_TRACKING_URI}, relative to the current folder), e.g. --tracking-uri "
+                        f"$MLFLOW_TRACKING_URI, else {default_tracking_uri()}), e.g. --tracking-uri "
                         "sqlite:////data/semiseg/mlflow.db --tracking-uri http://127.0.0.1:5000")
     p.add_argument("--format", choices=["md", "csv", "latex"], default="md",
                    help="file written to --out: md = the markdown tables (default); csv = one tidy row per "
                         "method × split with mean, std, n, Δ, device-hours; latex = booktabs tables (.tex), "
                         "e.g. --format latex")
-    p.add_argument("--out", default="reports/out", metavar="DIR",
-                   help="output folder for the tables and plots "
-                        "(default reports/out, relative to the current folder), e.g. --out /tmp/tables")
+    p.add_argument("--out", default=str(path("reports/out")), metavar="DIR",
+                   help=f"output folder for the tables and plots (default {path('reports/out')} in the workspace), "
+                        f"e.g. --out /tmp/tables")
     p.add_argument("--metric", choices=["best", "last", "ema"], default="best",
                    help="summary metric: best = best_miou (max over epochs, default), last = last_miou "
                         "(final epoch), ema = best_miou_ema (EMA teacher, V2-style methods), e.g. --metric ema")
     p.add_argument("--published", default=None, metavar="FILE",
-                   help="published figures to compare against (default reports/published.yaml), "
+                   help="published figures to compare against (default: the built-in published.yaml), "
                         "e.g. --published my_numbers.yaml")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="the override the runs were launched with (as run_grid's --set): the tables show the "
+                        "recipes of the experiment's expansion with it, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--any-recipe", action="store_true",
+                   help="do not restrict the tables to the experiment's current expansion: each entry shows its "
+                        "recipe with the most finished seeds (the others are still listed apart), e.g. for an "
+                        "MLflow experiment without an experiment file")
     p.add_argument("--no-log", action="store_true",
                    help="do not log the report as an MLflow run of <exp>-reports, e.g. --no-log")
     args = p.parse_args(argv)
-    args.tracking_uri = args.tracking_uri or [DEFAULT_TRACKING_URI]
+    args.tracking_uri = args.tracking_uri or [default_tracking_uri()]
     return args
 
 
@@ -74,12 +86,12 @@ def check_args(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the tables and plots, e.g. --out reports/out")
+        raise UserError(f"--out {out} is a file; give a folder for the tables and plots, e.g. --out tables")
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"--out {out}: {blocker} is a file, not a folder")
     if args.published and not Path(args.published).is_file():
-        raise UserError(f"--published {args.published} does not exist (default: reports/published.yaml)")
+        raise UserError(f"--published {args.published} does not exist (default: the built-in published.yaml)")
     for uri in args.tracking_uri:
         scheme = urlsplit(uri).scheme.split("+")[0]
         if scheme not in STORE_SCHEMES:
@@ -145,6 +157,25 @@ def load_runs(uris: str | list[str], exp: str):
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def current_recipes(exp: str, sets: list[str], any_recipe: bool) -> tuple[str, set[str] | None]:
+    """(the MLflow experiment the runs of ``--exp`` train under, the recipe hashes of its current expansion).
+
+    A path-loaded file trains under its stem; an MLflow experiment without an experiment file (or
+    ``--any-recipe``) has no expansion: None (each entry then shows its most-seeded recipe)."""
+    from semiseg.config import recipe_hash
+    from semiseg.experiments.registry import UnknownExperiment, expand, load_experiment
+
+    try:
+        experiment = load_experiment(exp)
+    except UnknownExperiment:
+        if sets:
+            raise UserError(f"--set needs an experiment file, and there is none for --exp {exp!r}") from None
+        return exp, None
+    if any_recipe:
+        return experiment.name, None
+    return experiment.name, {recipe_hash(cell.config) for cell in expand(experiment, sets=sets)}
+
+
 def _slug(*parts: str) -> str:
     return "_".join(p.replace("/", "_").replace("\\", "_").replace(" ", "_") for p in parts)
 
@@ -200,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     from semiseg.reports import tables as tb
 
     uris = args.tracking_uri
+    args.exp, recipes = current_recipes(args.exp, args.sets, args.any_recipe)
     frame = load_runs(uris, args.exp)
     name = tb.metric_name(args.metric)
     if name not in tb.summary_metrics(frame):
@@ -207,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"no finished run of experiment {args.exp!r} in {', '.join(uris)} logged metric "
                         f"{name!r} (--metric {args.metric}); summary metrics logged: {logged}")
     published = pub.load_published(args.published or pub.PUBLISHED)
-    tables = tb.build_tables(frame, args.metric)
+    tables = tb.build_tables(frame, args.metric, recipes)
+    if not tables:
+        raise UserError(f"no run of experiment {args.exp!r} belongs to its current expansion"
+                        + (f" with {' '.join('--set ' + s for s in args.sets)}" if args.sets else "")
+                        + "; give the --set options the runs were launched with, or --any-recipe to show "
+                          "each entry's most-seeded recipe")
     from semiseg.reference_match import References
 
     refs = References(uris[0])

@@ -4,10 +4,14 @@ Input is the frame of :func:`semiseg.tracking.runs_frame` (one row per MLflow ru
 
 1. :func:`select_cells` – one row per cell (config hash): its newest FINISHED run, else its newest run,
    whose state then says why the cell has no result (running/interrupted or failed);
-2. :func:`summarise` – one row per (dataset, backbone, method, split): mean, sample std (ddof=1) and number
-   of seeds of the chosen metric over finished cells, the Δ to the supervised row, the best-per-column flag
-   and the formatted cell text;
-3. :func:`build_tables` – one :class:`Table` per (dataset, backbone) (rows = methods, columns = splits
+2. :func:`split_recipes` – a table entry is one *recipe* (tag ``semiseg.recipe``: the config without the
+   seed), never several: the cells of the recipes asked for (the experiment's current expansion), or without
+   that, of each entry's recipe with the most finished seeds; the cells of other recipes (a smoke run with
+   ``--set train.epochs=2``, a tuning trial) are summarised apart, in a footnote, never averaged in;
+3. :func:`summarise` – one row per (dataset, backbone, method, split): mean, sample std (ddof=1) and number
+   of seeds of the chosen metric over finished cells, the Δ to the supervised row with its significance
+   over the seeds (:func:`gain_p_value`), the best-per-column flag and the formatted cell text;
+4. :func:`build_tables` – one :class:`Table` per (dataset, backbone) (rows = methods, columns = splits
    ordered by number of labeled images), rendered by :func:`render_markdown` or flattened by
    :func:`csv_frame`.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Collection
 
 import numpy as np
 import pandas as pd
@@ -31,9 +36,13 @@ METRIC_NAMES = {"best": "best_miou", "last": "last_miou", "ema": "best_miou_ema"
 BASELINE = "supervised"
 MISSING = "—"
 DELTA_LABEL = "Δ vs supervised"
-#: Identity of one table entry (several seeds = several cells).
+#: Identity of one table entry (several seeds = several cells of one recipe).
 ENTRY = ["dataset", "backbone", "method", "split"]
 UNKNOWN = "?"
+#: A Δ is called significant (marked ``*``) below this two-sided p-value.
+ALPHA = 0.05
+#: Resamples of the bootstrap test used when scipy is not installed.
+BOOTSTRAP_RESAMPLES = 10_000
 
 #: Paper column names of splits given as image counts: Pascal's high-quality splits are fractions of its
 #: 1464 fine images (UniMatch/PrevMatch/CorrMatch tables: ``1/16 (92)`` ... ``Full (1464)``).
@@ -116,10 +125,44 @@ def format_value(mean: pd.Series, std: pd.Series, n: pd.Series) -> pd.Series:
     return text.where(mean.notna() & n.gt(0), MISSING)
 
 
-def format_delta(delta: pd.Series) -> pd.Series:
-    """``+5.2`` / ``-1.0`` (``+0.0`` instead of ``-0.0``); :data:`MISSING` where undefined."""
+def format_delta(delta: pd.Series, p: pd.Series | None = None, n: pd.Series | None = None,
+                 n_base: pd.Series | None = None) -> pd.Series:
+    """``+5.2`` / ``-1.0`` (``+0.0`` instead of ``-0.0``); :data:`MISSING` where undefined. With the p-values
+    and seed counts: ``+5.2* (p=0.004, n=3/3)`` (``*``: p < :data:`ALPHA`; ``p<0.001`` below that), ``+5.2
+    (untested, n=1/3)`` when a side has fewer than two seeds."""
     rounded = delta.round(1) + 0.0
-    return rounded.map("{:+.1f}".format).where(delta.notna(), MISSING)
+    text = rounded.map("{:+.1f}".format)
+    if p is not None:
+        counts = "n=" + n.fillna(0).astype(int).astype(str) + "/" + n_base.fillna(0).astype(int).astype(str)
+        star = pd.Series(np.where(p.lt(ALPHA), "*", ""), index=delta.index)
+        p_text = p.map(lambda v: "p<0.001" if v < 0.001 else f"p={v:.3f}")
+        tested = text + star + " (" + p_text + ", " + counts + ")"
+        text = tested.where(p.notna(), text + " (untested, " + counts + ")")
+    return text.where(delta.notna(), MISSING)
+
+
+def gain_p_value(values: list[float], base: list[float]) -> float:
+    """Two-sided p-value that the mean of ``values`` (the seeds of a method) differs from that of ``base``
+    (the baseline's seeds); NaN when a side has fewer than two seeds.
+
+    Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) when scipy is installed; otherwise a
+    bootstrap: both sides resampled with replacement :data:`BOOTSTRAP_RESAMPLES` times (fixed seed, so the
+    report is reproducible), p = 2 x the smaller tail share of the resampled mean differences beyond 0.
+    Equal values on both sides (no variance) give p = 1 when the means agree, else 0.
+    """
+    a, b = np.asarray(values, dtype=float), np.asarray(base, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    if a.std() == 0 and b.std() == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    try:
+        from scipy.stats import ttest_ind
+    except ImportError:
+        rng = np.random.default_rng(0)
+        diffs = (rng.choice(a, (BOOTSTRAP_RESAMPLES, len(a))).mean(1)
+                 - rng.choice(b, (BOOTSTRAP_RESAMPLES, len(b))).mean(1))
+        return float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 # ----------------------------------------------------------------------------------------------- steps
@@ -129,10 +172,11 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of a runs frame with every column the tables use: missing entry tags become ``?``, runs
     without a hash tag are their own cell, times are numbers (ms, 0 when unknown)."""
     df = frame.copy()
-    for col in ("hash", *ENTRY, "seed", "n_labeled", "state", *FRAME_PARAMS):
+    for col in ("hash", *ENTRY, "recipe", "seed", "n_labeled", "state", *FRAME_PARAMS):
         if col not in df:
             df[col] = None
     df["hash"] = df["hash"].replace("", np.nan).fillna(df["run_id"])
+    df["recipe"] = df["recipe"].replace("", np.nan).fillna(UNKNOWN).astype(str)  # runs older than the tag
     df[ENTRY] = df[ENTRY].replace("", np.nan).fillna(UNKNOWN).astype(str)
     for col in ("start_time", "end_time"):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0) if col in df else 0
@@ -150,20 +194,39 @@ def select_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return df.drop_duplicates("hash", keep="first").drop(columns="_finished").reset_index(drop=True)
 
 
+def split_recipes(cells: pd.DataFrame, recipes: Collection[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(shown, apart)``: the cells of the table's recipes and those of every other recipe.
+
+    ``recipes``: the recipe hashes to show (the experiment's current expansion); None: per entry (dataset,
+    backbone, method, split) the recipe with the most finished cells (ties: the newest).
+    """
+    if recipes is not None:
+        mine = cells["recipe"].isin(set(recipes))
+        return cells[mine].reset_index(drop=True), cells[~mine].reset_index(drop=True)
+    ranked = (cells.assign(_finished=cells["state"].eq("finished"))
+              .groupby([*ENTRY, "recipe"], sort=False).agg(_n=("_finished", "sum"), _t=("start_time", "max"))
+              .reset_index().sort_values(["_n", "_t"], ascending=False, kind="stable")
+              .drop_duplicates(ENTRY))
+    mine = cells.set_index([*ENTRY, "recipe"]).index.isin(ranked.set_index([*ENTRY, "recipe"]).index)
+    return cells[mine].reset_index(drop=True), cells[~mine].reset_index(drop=True)
+
+
 def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (dataset, backbone, method, split) present in ``cells`` (output of :func:`select_cells`).
 
-    Columns: the entry keys, ``n_labeled``, ``split_label``, ``mean``, ``std`` (sample std, ddof=1; NaN for one
-    seed), ``n`` (finished cells with the metric), ``seeds`` (distinct seeds among them), ``running``, ``failed``
-    and ``no_metric`` (cells counted per reason of having no value), ``delta`` (mean − supervised mean),
-    ``best`` (best rounded mean of its column) and ``cell`` / ``delta_text`` (formatted text).
+    Columns: the entry keys, ``recipe`` (the recipe hashes of its cells, normally one), ``n_labeled``,
+    ``split_label``, ``mean``, ``std`` (sample std, ddof=1; NaN for one seed), ``n`` (finished cells with the
+    metric), ``seeds`` (distinct seeds among them), ``running``, ``failed`` and ``no_metric`` (cells counted
+    per reason of having no value), ``delta`` (mean − supervised mean), ``p_value`` (:func:`gain_p_value`
+    of the seeds against the supervised seeds), ``n_base`` (the supervised seeds), ``best`` (best rounded mean
+    of its column) and ``cell`` / ``delta_text`` (formatted text).
     """
     name = metric_name(metric)
     col = f"metrics.{name}"
     value = pd.to_numeric(cells[col], errors="coerce") if col in cells else pd.Series(np.nan, index=cells.index)
     finished = cells["state"].eq("finished")
     has_value = finished & value.notna()
-    df = cells[ENTRY].assign(
+    df = cells[[*ENTRY, "recipe"]].assign(
         value=value.where(finished),
         seed=cells["seed"].where(has_value),
         n_labeled=pd.to_numeric(cells["n_labeled"], errors="coerce"),
@@ -174,7 +237,9 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     stats = (
         df.groupby(ENTRY, sort=False)
         .agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"), seeds=("seed", "nunique"),
-             running=("running", "sum"), failed=("failed", "sum"), no_metric=("no_metric", "sum"))
+             running=("running", "sum"), failed=("failed", "sum"), no_metric=("no_metric", "sum"),
+             values=("value", lambda v: v.dropna().tolist()),
+             recipe=("recipe", lambda r: ",".join(sorted(set(r)))))
         .reset_index()
     )
     # The number of labeled images belongs to the dataset's split, whatever the method or backbone.
@@ -186,16 +251,21 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     stats = stats.merge(labels, on=["dataset", "split", "n_labeled"], how="left")
 
     column = ["dataset", "backbone", "split"]
-    base = stats.loc[stats["method"].eq(BASELINE), [*column, "mean"]].rename(columns={"mean": "_base"})
+    base = stats.loc[stats["method"].eq(BASELINE), [*column, "mean", "values"]].rename(
+        columns={"mean": "_base", "values": "_base_values"})
     stats = stats.merge(base, on=column, how="left")
     stats["delta"] = (stats["mean"] - stats["_base"]).where(stats["method"].ne(BASELINE))
+    base_values = stats["_base_values"].map(lambda v: v if isinstance(v, list) else [])
+    stats["n_base"] = base_values.map(len)
+    stats["p_value"] = [gain_p_value(v, b) if d == d else np.nan
+                        for v, b, d in zip(stats["values"], base_values, stats["delta"])]
     shown = stats["mean"].round(1)
     stats["best"] = shown.notna() & shown.eq(shown.groupby([stats[c] for c in column]).transform("max"))
     stats["cell"] = format_value(stats["mean"], stats["std"], stats["n"])
-    stats["delta_text"] = format_delta(stats["delta"])
+    stats["delta_text"] = format_delta(stats["delta"], stats["p_value"], stats["n"], stats["n_base"])
     for c in ("n", "seeds", "running", "failed", "no_metric"):
         stats[c] = stats[c].astype(int)
-    return stats.drop(columns="_base")
+    return stats.drop(columns=["_base", "_base_values", "values"])
 
 
 def entry_costs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -233,7 +303,9 @@ def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[s
     has_baseline = stats["method"].eq(BASELINE).any()
     legend = (f"Cells: mean ± sample std (ddof=1) of `{name}` over seeds, n = number of seeds "
               "(newest finished run per cell); **bold** = best mean per column")
-    legend += "; Δ = difference of means to supervised (mIoU points)." if has_baseline else "."
+    legend += ("; Δ = difference of means to supervised (mIoU points), with the two-sided p-value of "
+               f"{_test_name()} over the seeds and n = seeds of the method/supervised; * = p < {ALPHA}, a gain "
+               "beyond seed noise; untested with fewer than 2 seeds on a side." if has_baseline else ".")
     notes = [legend]
 
     missing = n_rows * n_cols - int(stats["n"].gt(0).sum())
@@ -263,11 +335,42 @@ def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[s
     return notes
 
 
-def build_tables(frame: pd.DataFrame, metric: str = "best") -> list[Table]:
-    """One :class:`Table` per (dataset, backbone) of the runs frame, sorted by dataset then backbone."""
+def _test_name() -> str:
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        return f"a bootstrap of the difference of means ({BOOTSTRAP_RESAMPLES} resamples)"
+    return "Welch's t-test"
+
+
+def other_recipes(apart: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (entry, recipe) of the cells kept apart (:func:`split_recipes`), with their summary."""
+    if apart.empty:
+        return pd.DataFrame(columns=[*ENTRY, "recipe", "split_label", "cell"])
+    return pd.concat([summarise(part, metric).assign(recipe=recipe) for recipe, part in apart.groupby("recipe")],
+                     ignore_index=True)
+
+
+def _apart_note(others: pd.DataFrame) -> list[str]:
+    if others.empty:
+        return []
+    items = "; ".join(others["method"] + " " + others["split_label"] + " [recipe " + others["recipe"].str[:10]
+                      + "]: " + others["cell"])
+    return [f"Other recipes of these entries (other settings, e.g. a --set run or a tuning trial), not averaged "
+            f"in: {items}"]
+
+
+def build_tables(frame: pd.DataFrame, metric: str = "best", recipes: Collection[str] | None = None) -> list[Table]:
+    """One :class:`Table` per (dataset, backbone) of the runs frame, sorted by dataset then backbone.
+
+    ``recipes``: the recipe hashes whose cells make the tables (the experiment's current expansion); the
+    cells of other recipes are summarised apart in a footnote (see :func:`split_recipes`)."""
     if frame.empty:
         return []
-    cells = select_cells(frame)
+    cells, apart = split_recipes(select_cells(frame), recipes)
+    if cells.empty:
+        return []
+    apart_stats = other_recipes(apart, metric)
     stats = summarise(cells, metric).merge(entry_costs(frame), on=ENTRY, how="left")
     tables = []
     for (dataset, backbone), sub in stats.groupby(["dataset", "backbone"], sort=True):
@@ -291,8 +394,10 @@ def build_tables(frame: pd.DataFrame, metric: str = "best") -> list[Table]:
         wide.columns = list(cols["split_label"])
         wide.index.name = "method"
         mine = cells[cells["dataset"].eq(dataset) & cells["backbone"].eq(backbone)]
+        mine_apart = apart_stats[apart_stats["dataset"].eq(dataset) & apart_stats["backbone"].eq(backbone)]
         tables.append(Table(str(dataset), str(backbone), metric_name(metric), wide, sub,
-                            _notes(sub, len(methods), len(cols), metric), mine.reset_index(drop=True)))
+                            _notes(sub, len(methods), len(cols), metric) + _apart_note(mine_apart),
+                            mine.reset_index(drop=True)))
     return tables
 
 
@@ -338,9 +443,9 @@ def hardware_note(frame: pd.DataFrame) -> str:
 
 
 #: Columns of the CSV output, one row per (dataset, backbone, method, split) with at least one cell.
-CSV_COLUMNS = ["exp", "dataset", "backbone", "method", "split", "split_label", "n_labeled", "metric", "mean", "std",
-               "n", "seeds", "delta_vs_supervised", "best", "cell", "running", "failed", "no_metric", "runs",
-               "gpu_hours", "cpu_hours"]
+CSV_COLUMNS = ["exp", "dataset", "backbone", "method", "split", "split_label", "n_labeled", "recipe", "metric", "mean",
+               "std", "n", "seeds", "delta_vs_supervised", "p_value", "n_base", "best", "cell", "running", "failed",
+               "no_metric", "runs", "gpu_hours", "cpu_hours"]
 
 
 def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
@@ -354,7 +459,8 @@ def csv_frame(tables: list[Table], exp: str) -> pd.DataFrame:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "`": ""}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "×": r"$\times$", "`": "", "<": "$<$",
+                  ">": "$>$"}
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 

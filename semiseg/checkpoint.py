@@ -5,7 +5,12 @@ with ``weights_only=True``:
 
 - a **training checkpoint** (:data:`TRAINING_FORMAT`): everything an exact resume needs (model, optimizer,
   scaler, method state, progress counters, RNG states), the cell's config and hash, its experiment, its
-  MLflow run id and the per-epoch metrics already reported (so a resume re-logs what MLflow lacks);
+  MLflow run id and the per-epoch metrics already reported (so a resume re-logs what MLflow lacks).
+  ``rng`` is a list with one entry per data-parallel rank, in rank order, each that rank's own states
+  (:func:`rng_state`: CPU, the CUDA generator of the rank's own device, numpy, python); each rank restores
+  its own entry (:func:`rank_rng_state`). A checkpoint of an older semiseg holds one state (a dict) that
+  every rank restores, as it used to. The loaders' positions need no entry: a rank's sample order follows
+  from (seed, stream, epoch, rank) and ``state.epoch_iter``;
 - a **weights file** (:data:`WEIGHTS_FORMAT`): one model's ``state_dict`` with the config that built it
   (or none) and free-form metadata (``best.pth``, the demo's pretext encoder).
 
@@ -138,21 +143,37 @@ def load_weights(path: str | Path) -> Weights:
 
 # --- random states ------------------------------------------------------------------------------------------
 
-def rng_state() -> dict[str, Any]:
-    """Every global RNG state, in a form ``weights_only`` loading accepts."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's global RNG states, in a form ``weights_only`` loading accepts: CPU, the CUDA generator of
+    ``device`` only (a rank's own GPU; none for a CPU device), numpy and python."""
     np_state = np.random.get_state()
+    cuda = device is not None and device.type == "cuda"
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if cuda else [],
+        "cuda_device": device.index if cuda else None,
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "python": random.getstate(),
     }
 
 
+def rank_rng_state(saved: dict[str, Any] | list[dict[str, Any]], rank: int, world: int) -> dict[str, Any]:
+    """Rank ``rank``'s entry of a checkpoint's ``rng`` (a list per rank; an older checkpoint's single dict as is)."""
+    if isinstance(saved, dict):
+        return saved
+    if len(saved) != world:
+        raise CheckpointError(f"the checkpoint holds the random states of {len(saved)} process(es), this run has "
+                              f"{world}")
+    return saved[rank]
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        if "cuda_device" in state:  # this rank's own device
+            torch.cuda.set_rng_state(state["cuda"][0], torch.cuda.current_device())
+        else:  # an older checkpoint: every device's state
+            torch.cuda.set_rng_state_all(state["cuda"])
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     random.setstate(_tuples(state["python"]))

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from semiseg.constants import DEFAULT_TRACKING_URI
+from semiseg import workspace
 from semiseg.errors import ConfigError
 
 
@@ -177,7 +177,7 @@ class CorrMatchConfig:
 class SemiOVSConfig:
     """SemiOVS (docs/methods.md §2.7): the out-of-distribution stream with precomputed pseudo-labels."""
 
-    ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see python -m semiseg.ood --help); "
+    ood_root: str = _opt("", "folder of OOD images and pseudo-label masks (see semiseg ood --help); "
                              "empty = the dataset's built-in companion (demo only: <data root>_ood)")
     ood_list: str = _opt("ood.txt", "list of '<image> <mask>' lines, paths relative to ood_root; the list path "
                                     "itself is absolute or relative to ood_root")
@@ -227,13 +227,19 @@ class RuntimeConfig:
         "process may use divided by (loaders x processes on the machine), at most 8; 0 = load in the training process",
         ge=-1)
     threads: int = _opt(0, "torch CPU threads; 0 = torch default", ge=0)
-    output_dir: str = _opt("runs", "folder for checkpoints and logs (one sub-folder per run hash)")
-    tracking_uri: str = _opt(DEFAULT_TRACKING_URI, "MLflow tracking URI", check=lambda v: tracking_uri_problem(v))
+    output_dir: str = field(default_factory=lambda: str(workspace.path("runs")), metadata={
+        "help": "folder for checkpoints and logs (one sub-folder per run hash); default runs/ in the workspace"})
+    tracking_uri: str = field(default_factory=workspace.default_tracking_uri, metadata={
+        "help": f"MLflow tracking URI; default ${workspace.TRACKING_VARIABLE}, else sqlite:///mlflow.db in the "
+                f"workspace", "check": lambda v: tracking_uri_problem(v)})
     experiment: str = _opt("semiseg", "MLflow experiment name",
                            check=lambda v: None if v.strip() else "it is empty; give the experiment a name")
     checkpoint_every_iters: int = _opt(
         0, "also write last.pth every N iterations inside an epoch (long epochs on preemptible jobs); 0 = per epoch",
         ge=0)
+    log_checkpoints: str = _opt(
+        "off", "log checkpoints as MLflow artifacts of the run when it finishes (a remote tracking server then holds "
+        "the model): off, best = best.pth, all = best.pth and last.pth", choices=["off", "best", "all"])
     alert_behind: float = _opt(
         0.0, "val mIoU points behind the official curve of the cell (runs imported with 'semiseg reference import') "
         "that count as falling behind; 0 = no comparison", ge=0)
@@ -422,6 +428,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (safe types only); errors name the file, and a key given twice is one (with its line)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -431,8 +439,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
                           f"offset {exc.start}); a YAML config must be UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror or exc})") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader rejects NUL and other control characters
         node = loader.get_single_node()
         if node is not None:
             _reject_duplicate_keys(node, "", path)
@@ -440,7 +449,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -467,7 +477,11 @@ def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path) -> None:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load, override and validate a run config from a YAML file; errors name the file."""
-    data = apply_overrides(load_yaml(path), overrides or [])
+    data = load_yaml(path)
+    if not data:  # an empty file would silently train the full default recipe
+        raise ConfigError(f"config file {path} is empty; a run config names at least its method and data, e.g. "
+                          f"one written by run_grid into runs/<experiment>/<hash>/config.yaml")
+    data = apply_overrides(data, overrides or [])
     try:
         return config_from_dict(data)
     except ConfigError as exc:
@@ -561,3 +575,44 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def _sections() -> dict[str, type]:
+    """The nested sections of the schema, by name."""
+    hints, fields = _schema(RunConfig)
+    return {name: hints[name] for name in fields if dataclasses.is_dataclass(hints[name])}
+
+
+def schema_sections() -> list[str]:
+    """The config's sections: ``run`` (the top-level keys: method, seed) and each nested section."""
+    return ["run", *_sections()]
+
+
+def describe_schema(section: str | None = None) -> str:
+    """Every key of the schema (or of one ``section``) with its type, default, rules and help text."""
+    fields, nested = _schema(RunConfig)[1], _sections()
+    if section is not None and section not in nested and section != "run":
+        raise ConfigError(f"unknown config section {section!r}; valid: {', '.join(schema_sections())}")
+    blocks = []
+    if section in (None, "run"):
+        blocks.append(("run (top-level keys)", "", RunConfig, [n for n in fields if n not in nested]))
+    for name, cls in nested.items():
+        if section in (None, name):
+            blocks.append((name, f"{name}.", cls, list(_schema(cls)[1])))
+    lines = []
+    for title, prefix, cls, names in blocks:
+        doc = "" if cls is RunConfig or (cls.__doc__ or "").startswith(cls.__name__ + "(") else cls.__doc__ or ""
+        lines.append(f"[{title}]" + (f"  {doc.strip().splitlines()[0]}" if doc.strip() else ""))
+        sub_hints, sub_fields = _schema(cls)
+        for key in names:
+            f = sub_fields[key]
+            meta = f.metadata
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            rules = [f"one of {', '.join(map(str, meta['choices']))}"] if "choices" in meta else []
+            rules += [f"{word} {meta[r]}" for r, word in (("ge", ">="), ("gt", ">"), ("le", "<=")) if r in meta]
+            lines.append(f"  {prefix}{key}: {_type_name(sub_hints[key])} = {json.dumps(default)}"
+                         + (f"  ({'; '.join(rules)})" if rules else ""))
+            if meta.get("help"):
+                lines.append(f"      {meta['help']}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

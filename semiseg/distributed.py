@@ -2,8 +2,11 @@
 
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` are set by whoever starts
 the processes (the SLURM backend, torchrun, or by hand); without them a run is a single process. NCCL on
-GPUs, gloo on CPU. Every rank uses the same seed (as CorrMatch does), so a resume restores every rank's
-random state exactly from rank 0's checkpoint.
+GPUs, gloo on CPU. Every rank uses the same seed (as CorrMatch does), but the ranks' random streams part
+ways (each rank drives its own GPU's generator, and a method may draw per sample): rank 0's checkpoint
+holds every rank's own random states, gathered by :func:`gather_objects`, and each rank restores its own
+(:func:`semiseg.checkpoint.rank_rng_state`). The loaders' positions are per rank by construction: a rank's
+sample order and sample seeds follow from (seed, stream, epoch, rank) and the checkpoint's iteration.
 
 **Every model pass goes through the wrapper.** DDP arms its gradient all-reduce in the *wrapper's* forward:
 a step whose grad-carrying passes all bypass the wrapper is not synchronised at all, and a single bypassing
@@ -62,11 +65,16 @@ def world_from_env(gpus: int) -> World:
     return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+#: Overrides the process group's backend (default NCCL on GPUs, gloo on CPU), e.g. ``gloo`` for several
+#: ranks sharing one GPU, which NCCL refuses (the GPU check's exact-resume row).
+BACKEND_ENV = "SEMISEG_DIST_BACKEND"
+
+
 def setup(world: World, device: torch.device) -> None:
     """Join the process group (once) when the run has more than one process."""
     if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank,
-                                world_size=world.size)
+        backend = os.environ.get(BACKEND_ENV) or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend, rank=world.rank, world_size=world.size)
 
 
 def wrap(model: nn.Module, device: torch.device, sync_bn: bool) -> nn.Module:
@@ -131,9 +139,23 @@ def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on any rank (a graceful stop must happen at the same step)."""
     if not dist.is_initialized():
         return flag
-    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    t = torch.tensor([int(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")  # gloo: CPU
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def rank() -> int:
+    """This process's rank in the process group (0 without one)."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def gather_objects(obj) -> list:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` for a single process). Every rank calls it."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:

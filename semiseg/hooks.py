@@ -7,6 +7,10 @@ result)``, ``after_train(trainer)`` and ``on_failure(trainer, exc)``. Hooks run 
 to log) and the trainer's ``history`` (step → metrics of every epoch reported so far, saved in
 checkpoints). The order that matters: evaluate, let the method react, log to MLflow, then checkpoint, so
 a checkpoint never says an epoch is done before MLflow has its metrics.
+
+On a failure or a stop, ``on_failure`` runs by ``failure_priority`` (default: ``priority``): the
+checkpoint first, so an unreachable tracking store cannot cost the resumable state; each hook runs
+isolated (its own error is printed as a warning, the others still run, the original error stays).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Callable
 
 from semiseg.checkpoint import Weights, rng_state, save_training, save_weights
 from semiseg.config import config_hash, config_to_dict, save_config
-from semiseg.distributed import lost_peer, sum_over_ranks, unwrap
+from semiseg.distributed import gather_objects, lost_peer, sum_over_ranks, unwrap
 from semiseg.errors import StopRequested, TrainingDiverged
 from semiseg.evaluate import EvalResult, evaluate
 from semiseg.protocol import epoch_protocol, evaluates_after
@@ -192,8 +196,13 @@ class MLflowLogging(Hook):
         ckpts = {"last": str((self.run_dir / "last.pth").resolve()), "best": str((self.run_dir / "best.pth").resolve())}
         write_json(self.run_dir / "checkpoints.json", ckpts)
         save_config(trainer.cfg, self.run_dir / "config.yaml")
+        weights = {"off": (), "best": ("best.pth",), "all": ("best.pth", "last.pth")}[
+            trainer.cfg.runtime.log_checkpoints]
         for name in ("per_class_iou.json", "checkpoints.json", "config.yaml"):
             self.tracker.log_artifact(self.run_dir / name)
+        for name in weights:
+            if (self.run_dir / name).is_file():
+                self.tracker.log_artifact(self.run_dir / name)
         self.tracker.set_tags({"semiseg.checkpoint.best": ckpts["best"], "semiseg.checkpoint.last": ckpts["last"]})
         self.tracker.finish("FINISHED")
 
@@ -215,11 +224,13 @@ class MLflowLogging(Hook):
             self.tracker.finish("FAILED")
 
 
-def training_state(trainer) -> dict:
-    """The fields of a training checkpoint (:func:`semiseg.checkpoint.save_training`) for the trainer now."""
+def training_state(trainer, rngs: list[dict] | None = None) -> dict:
+    """The fields of a training checkpoint (:func:`semiseg.checkpoint.save_training`) for the trainer now;
+    ``rngs``: every rank's random states (default: this process's, a run of one process)."""
     return {"model": unwrap(trainer.model).state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "scaler": trainer.scaler.state_dict(), "method": trainer.method.state_dict(),
-            "state": dataclasses.asdict(trainer.state), "rng": rng_state(), "config": config_to_dict(trainer.cfg),
+            "state": dataclasses.asdict(trainer.state), "rng": rngs or [rng_state(trainer.device)],
+            "config": config_to_dict(trainer.cfg),
             "config_hash": config_hash(trainer.cfg), "experiment": trainer.cfg.runtime.experiment,
             "mlflow_run_id": trainer.run_id, "history": {str(k): v for k, v in trainer.history.items()}}
 
@@ -234,6 +245,9 @@ class Checkpointing(Hook):
     """
 
     priority = 50
+    #: on a failure the checkpoint comes first: nothing that runs before it (an unreachable tracking store)
+    #: can cost the resumable state
+    failure_priority = 0
 
     def __init__(self, run_dir: Path, save: bool = True) -> None:
         self.last = run_dir / "last.pth"
@@ -241,9 +255,11 @@ class Checkpointing(Hook):
         self.save = save  # False on data-parallel ranks other than 0
 
     def _save_last(self, trainer) -> None:
+        """On every rank at the same point (a collective): rank 0 writes every rank's random states."""
         trainer.sync()  # on every rank (the same iterations): the epoch sums as floats, no diverged model saved
+        rngs = gather_objects(rng_state(trainer.device))
         if self.save:
-            save_training(self.last, **training_state(trainer))
+            save_training(self.last, **training_state(trainer, rngs))
 
     def after_step(self, trainer, out) -> None:
         every = trainer.cfg.runtime.checkpoint_every_iters
@@ -251,9 +267,7 @@ class Checkpointing(Hook):
             self._save_last(trainer)
 
     def after_epoch(self, trainer, result: EpochResult) -> None:
-        if not self.save:
-            return
-        if result.is_best:  # before last.pth: a resume from last.pth never lacks the best.pth it implies
+        if self.save and result.is_best:  # before last.pth: a resume from last.pth never lacks the best.pth it implies
             reported = unwrap(trainer.method.eval_models()[result.reported_model]).state_dict()
             save_weights(self.best, Weights(reported, config_to_dict(trainer.cfg),
                                             {"reported_model": result.reported_model, "epoch": trainer.state.epoch,
@@ -261,8 +275,10 @@ class Checkpointing(Hook):
         self._save_last(trainer)
 
     def on_failure(self, trainer, exc: BaseException) -> None:
-        if isinstance(exc, StopRequested) and trainer.state.epoch_iter and self.save:  # epoch ends are saved
+        if isinstance(exc, StopRequested) and trainer.state.epoch_iter:  # epoch ends are saved; all ranks stop here
             self._save_last(trainer)
+            if not self.save:
+                return
             print(f"checkpointed at iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1} "
                   f"after {exc}", flush=True)
 

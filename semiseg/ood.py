@@ -1,4 +1,4 @@
-"""Write or check SemiOVS out-of-distribution pseudo-labels: ``python -m semiseg.ood {predict,check} ...``.
+"""Write or check SemiOVS out-of-distribution pseudo-labels: ``semiseg ood {{predict,check}} ...``.
 
 SemiOVS trains on a second unlabeled source: OOD images with fixed pseudo-label masks, made once,
 offline (the paper uses the open-vocabulary model SED, which we cannot ship). The format, read by
@@ -13,13 +13,15 @@ offline (the paper uses the open-vocabulary model SED, which we cannot ship). Th
 inside); ``check`` validates masks made elsewhere (e.g. by SED) against a dataset's class count.
 
 examples:
-  python -m semiseg.ood predict --checkpoint runs/ab12cd34ef/best.pth --root data/coco_ood --images images
-  python -m semiseg.ood check --root data/coco_ood --list ood.txt --dataset pascal
+  {prog} predict --checkpoint runs/ab12cd34ef/best.pth --root data/coco_ood --images images
+  {prog} check --root data/coco_ood --list ood.txt --dataset pascal
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 from PIL import Image
 
 from semiseg.checkpoint import load_weights
-from semiseg.cli import run_cli
+from semiseg.cli import prog, run_cli
 from semiseg.config import config_from_dict
 from semiseg.data import transforms as T
 from semiseg.data.datasets import DATASETS, read_split
@@ -83,7 +85,10 @@ def write_mask(path: Path, mask: np.ndarray, palette: tuple[tuple[int, int, int]
 
 @torch.no_grad()
 def predict(checkpoint: Path, root: Path, images: str, masks: str, list_name: str, device: str) -> Path:
-    """Label every image with the checkpoint's model (whole image, native size, argmax); write masks and the list."""
+    """Label every image with the checkpoint's model (whole image, native size, argmax); write masks and the list.
+
+    All or nothing: the masks go to a temporary folder beside ``masks`` and are moved into it, and the list
+    written, only once every image is labeled (an unreadable image leaves nothing behind)."""
     names = list_images(root, images)
     out, mask_dir = root / list_name, root / masks
     if out.is_dir():
@@ -95,14 +100,22 @@ def predict(checkpoint: Path, root: Path, images: str, masks: str, list_name: st
     dev = pick_device(device)
     model, dataset = load_model(checkpoint, dev)
     palette = DATASETS.get(dataset).palette
-    lines = []
-    for rel in names:
-        img = read_image(root / rel)
-        pred = model(T.normalize(img).unsqueeze(0).to(dev)).argmax(1)[0].cpu().numpy()
-        mask_rel = (Path(masks) / Path(rel).with_suffix(".png").name).as_posix()
-        write_mask(root / mask_rel, pred, palette)
-        lines.append(f"{rel} {mask_rel}\n")
-    out.write_text("".join(lines))
+    lines, staging = [], mask_dir.with_name(f".{mask_dir.name}.{os.getpid()}.tmp")
+    try:
+        for rel in names:
+            img = read_image(root / rel)
+            pred = model(T.normalize(img).unsqueeze(0).to(dev)).argmax(1)[0].cpu().numpy()
+            name = Path(rel).with_suffix(".png").name
+            write_mask(staging / name, pred, palette)
+            lines.append(f"{rel} {(Path(masks) / name).as_posix()}\n")
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        for mask in staging.iterdir():
+            os.replace(mask, mask_dir / mask.name)
+        tmp_list = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp_list.write_text("".join(lines))
+        os.replace(tmp_list, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -123,8 +136,9 @@ def check(root: Path, list_name: str, num_classes: int) -> np.ndarray:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semiseg.ood", description=__doc__,
+def build_parser() -> argparse.ArgumentParser:
+    name = prog("ood", "semiseg.ood")
+    parser = argparse.ArgumentParser(prog=name, description=__doc__.format(prog=name),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="write pseudo-label masks and the list with one of our checkpoints")
@@ -139,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--root", required=True, type=Path, help="the OOD root folder")
     c.add_argument("--list", default="ood.txt", help="the list file, relative to --root")
     c.add_argument("--dataset", required=True, help=f"target dataset, one of: {', '.join(DATASETS.names())}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not args.root.is_dir():
         raise DataError(f"--root: folder {args.root} does not exist")
     if args.command == "predict":

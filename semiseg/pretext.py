@@ -1,4 +1,4 @@
-"""Pretrained weights for the demo's tiny encoder: ``python -m semiseg.pretext``.
+"""Pretrained weights for the demo's tiny encoder: ``semiseg pretext``.
 
 Real semi-supervised segmentation starts from an ImageNet-pretrained encoder, and the methods' gains
 depend on it: from random init, a handful of labels gives pseudo-labels too poor to learn from. The
@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import argparse
 
-from semiseg.cli import run_cli
+from semiseg.cli import prog, run_cli
 from semiseg.models.registry import DEMO_PRETEXT
 from semiseg.runtime import cache_dir, ensure_named_weights
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     where = cache_dir() / "weights" / DEMO_PRETEXT.file_name
-    parser = argparse.ArgumentParser(prog="python -m semiseg.pretext", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=f"the file: {where} ($SEMISEG_CACHE moves it)")
-    parser.parse_args(argv)
+    return argparse.ArgumentParser(prog=prog("pretext", "semiseg.pretext"), description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=f"the file: {where} ($SEMISEG_CACHE moves it)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)
     print(ensure_named_weights(DEMO_PRETEXT.name))
     return 0
 

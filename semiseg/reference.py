@@ -14,9 +14,9 @@ count. A log that cannot be read is reported with the reason and skipped; import
 Exit status: 0 every log imported (or already there), 1 some skipped, 2 none imported or a bad call.
 
 examples:
-  python -m semiseg.reference import ~/src/UniMatch/training-logs ~/src/PrevMatch/training_logs
-  python -m semiseg.reference import --fetch unimatch,unimatch-v2,prevmatch
-  SEMISEG_MIRROR=http://mirror.example/raw python -m semiseg.reference import --fetch prevmatch
+  semiseg reference import ~/src/UniMatch/training-logs ~/src/PrevMatch/training_logs
+  semiseg reference import --fetch unimatch,unimatch-v2,prevmatch
+  SEMISEG_MIRROR=http://mirror.example/raw semiseg reference import --fetch prevmatch
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from semiseg.cli import run_cli
-from semiseg.constants import DEFAULT_TRACKING_URI
+from semiseg.cli import prog, run_cli
 from semiseg.data.catalog import OFFICIAL_COUNTS
 from semiseg.errors import UserError
 from semiseg.official_logs import FORMATS, LogError, OfficialLog, parse_log
 from semiseg.reference_match import GPU_H_PER_EPOCH
 from semiseg.tracking import REFERENCE_EXPERIMENT, REFERENCE_TAG, TAG_PREFIX, log_reference_run
+from semiseg.workspace import TRACKING_VARIABLE, default_tracking_uri
 
 #: Base URL of the raw files; ``$SEMISEG_MIRROR`` replaces it (``<base>/<owner>/<repo>/<commit>/<path>``).
 RAW_BASE = "https://raw.githubusercontent.com"
@@ -163,8 +163,9 @@ def import_paths(paths: list[Path], uri: str, method: str | None = None) -> tupl
     return imported, present, problems
 
 
-def build_parser(prog: str = "python -m semiseg.reference") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog("reference", "semiseg.reference"), description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help=f"import official logs (formats: {', '.join(FORMATS)})",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,12 +175,14 @@ def build_parser(prog: str = "python -m semiseg.reference") -> argparse.Argument
                      f"({', '.join(SOURCES)}; comma-separated), e.g. --fetch unimatch-v2")
     imp.add_argument("--method", default=None, help="the project method of every log given (overrides what the "
                      "log says), e.g. --method unimatch")
-    imp.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow store, e.g. sqlite:///mlflow.db")
+    imp.add_argument("--tracking-uri", default=None, help=f"MLflow store (default ${TRACKING_VARIABLE}, else "
+                     f"{default_tracking_uri()}), e.g. sqlite:///mlflow.db")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.tracking_uri = args.tracking_uri or default_tracking_uri()
     sources = [s for s in args.fetch.split(",") if s]
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:

@@ -40,7 +40,9 @@ import numpy as np
 import torch
 
 from semiseg import catalog, distributed, precision, speed
-from semiseg.checkpoint import CheckpointError, Weights, load_training, load_weights, save_weights, set_rng_state
+from semiseg.cells import CellRecord
+from semiseg.checkpoint import (CheckpointError, Weights, load_training, load_weights, rank_rng_state, save_weights,
+                                set_rng_state)
 from semiseg.config import (RunConfig, config_from_dict, config_hash, config_to_dict, effective_lr, flatten,
                             global_batch, short_hash)
 from semiseg.data.sampling import build_data
@@ -58,9 +60,9 @@ from semiseg.optim import build_optimizer
 from semiseg.reference_match import References
 from semiseg.sources import PUBLISHED_WEIGHTS
 from semiseg.runfiles import (LOCK_HELD_ENV, RUN_FILE, CellLock, clean_torn_files, describe_holder, lock_holder,
-                              read_json, run_dir_for, waiting_lock, write_json)
+                              read_json, waiting_lock, write_json)
 from semiseg.tracking import (TOKEN_TAG, RunTracker, cell_tags, git_commit, record_failure, resolve_uri,
-                              run_name, run_status)
+                              run_name)
 from semiseg.trainer import Trainer, TrainState, optimizer_steps
 
 #: Signals that stop training gracefully: SIGTERM (scancel, preemption) and the USR signals SLURM sends
@@ -104,7 +106,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def run_dir_of(cfg: RunConfig) -> Path:
-    return run_dir_for(cfg.runtime.output_dir, cfg.runtime.experiment, short_hash(cfg))
+    return CellRecord(cfg).run_dir
 
 
 def run_tags(cfg: RunConfig, extra_tags: dict[str, str] | None = None) -> dict[str, str]:
@@ -231,7 +233,7 @@ def restore(trainer: Trainer, ckpt: dict, path: Path) -> None:
     trainer.method.load_state_dict(ckpt["method"])
     trainer.state = TrainState(**ckpt["state"])
     trainer.history = {int(k): v for k, v in ckpt["history"].items()}
-    set_rng_state(ckpt["rng"])
+    set_rng_state(rank_rng_state(ckpt["rng"], distributed.rank(), trainer.cfg.train.gpus))  # this rank's own
     within = f", iteration {trainer.state.epoch_iter} of epoch {trainer.state.epoch + 1}" \
         if trainer.state.epoch_iter else ""
     print(f"resumed from {path} at epoch {trainer.state.epoch}{within}", flush=True)
@@ -263,14 +265,6 @@ def open_run(tracker: RunTracker, run_dir: Path, tags: dict, known_run_id: str |
     write_json(run_dir / RUN_FILE, {"run_id": run_id, "experiment": tracker.experiment,
                                     "tracking_uri": resolve_uri(tracker.uri), "hash": tags["semiseg.hash"]})
     return logged, has_final
-
-
-def recorded_finished(cfg: RunConfig, run_dir: Path) -> str | None:
-    """The id of the cell's recorded run when the store says it is FINISHED (cheap: no data, no model)."""
-    run_id = read_json(run_dir / RUN_FILE).get("run_id")
-    if run_id and run_status(cfg.runtime.tracking_uri, run_id) == "FINISHED":
-        return run_id
-    return None
 
 
 # --- the assembly ---------------------------------------------------------------------------------------------
@@ -372,10 +366,10 @@ def record_setup_failure(cfg: RunConfig, extra_tags: dict[str, str] | None, exc:
     """Record a run that could not start (missing data, bad weights file, ...) as FAILED with its error, so
     the grid's status shows it. A cell with a checkpoint or a run of its own is left alone: it stays
     resumable once fixed."""
-    run_dir = run_dir_of(cfg)
-    if (run_dir / "last.pth").exists() or read_json(run_dir / RUN_FILE).get("run_id") \
-            or os.environ.get("RANK", "0") != "0":  # rank 0 reports for all
+    record = CellRecord(cfg)
+    if record.resumable() or os.environ.get("RANK", "0") != "0":  # rank 0 reports for all
         return
+    run_dir = record.run_dir
     run_id = record_failure(cfg.runtime.tracking_uri, cfg.runtime.experiment, f"{type(exc).__name__}: {exc}",
                             run_tags(cfg, {"mlflow.runName": run_name(cfg), **(extra_tags or {})}))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -408,7 +402,7 @@ def run(cfg: RunConfig, extra_tags: dict[str, str] | None = None, callbacks: lis
         if main:
             for torn in clean_torn_files(run_dir) if run_dir.is_dir() else []:
                 print(f"removed {torn.name}, left by an interrupted write", flush=True)
-        finished = recorded_finished(cfg, run_dir)
+        finished = CellRecord(cfg).finished_run()
         if finished:
             print(f"cell {short_hash(cfg)} of experiment {cfg.runtime.experiment!r} is finished (MLflow run "
                   f"{finished}); nothing to do", flush=True)

@@ -1,14 +1,16 @@
-"""Split-list tooling: ``python -m semiseg.splits fetch|import|check|make`` (docs/methods.md §1.1).
+"""Split-list tooling: ``semiseg splits fetch|import|check|make`` (docs/methods.md §1.1).
 
 Lists are plain text, one ``<image> <mask>`` pair per line, relative to the dataset root, stored as
-``splits/<dataset>/<split>/{labeled,unlabeled}.txt`` and ``splits/<dataset>/val.txt``; the engine
-also looks in ``<root>/splits``. An absent unlabeled list means "train minus labeled" (COCO).
+``splits/<dataset>/<split>/{labeled,unlabeled}.txt`` and ``splits/<dataset>/val.txt`` in the workspace
+(:mod:`semiseg.workspace`); the engine also looks in ``<root>/splits``. An absent unlabeled list means
+"train minus labeled" (COCO).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -18,33 +20,36 @@ from pathlib import Path
 
 import numpy as np
 
-from semiseg.cli import run_cli
-from semiseg.data.datasets import (DATASETS, PROJECT_SPLITS, DatasetSpec, open_dataset, read_split,
+from semiseg.cli import prog, run_cli
+from semiseg.data.datasets import (DATASETS, DatasetSpec, open_dataset, read_split,
                                    train_entries, unlabeled_entries)
 from semiseg.data.io import NO_MASK, MaskCodec, read_pair
 from semiseg.download import Settings, cache_root, fetch_all
 from semiseg.errors import DataError
 from semiseg.sources import SPLIT_DATASETS, split_sources
+from semiseg.workspace import splits_dir
 
 EXAMPLES = """examples:
-  python -m semiseg.splits fetch pascal --root ~/data/VOC2012
-  python -m semiseg.splits import ~/UniMatch/splits/pascal --dataset pascal
-  python -m semiseg.splits check --dataset pascal --root ~/data/VOC2012 --split 92
-  python -m semiseg.splits check --dataset cityscapes --root ~/data/cityscapes --full --workers 4
-  python -m semiseg.splits make --dataset pascal --root ~/data/VOC2012 --name hq_200 --labeled 200 --protocol hq
-  python -m semiseg.splits make --dataset coco --root ~/data/coco --name 1_1024 --fraction 1/1024 --seed 1
+  {prog} fetch pascal --root ~/data/VOC2012
+  {prog} import ~/UniMatch/splits/pascal --dataset pascal
+  {prog} check --dataset pascal --root ~/data/VOC2012 --split 92
+  {prog} check --dataset cityscapes --root ~/data/cityscapes --full --workers 4
+  {prog} make --dataset pascal --root ~/data/VOC2012 --name hq_200 --labeled 200 --protocol hq
+  {prog} make --dataset coco --root ~/data/coco --name 1_1024 --fraction 1/1024 --seed 1
 """
 
 
 # --------------------------------------------------------------------------- import
 
 
-def import_lists(src: Path, dataset: str, dest: Path = PROJECT_SPLITS, force: bool = False,
+def import_lists(src: Path, dataset: str, dest: Path | None = None, force: bool = False,
                  into: Path | None = None) -> list[tuple[str, int]]:
     """Copy every ``*.txt`` list under ``src`` (an official repo's ``splits/<dataset>`` or CorrMatch's
     ``partitions/<dataset>``) to ``dest/<dataset>/`` (or to the folder ``into``) keeping sub-folders; each list
-    must parse first. Returns (relative path, entry count) per list."""
+    must parse first. Returns (relative path, entry count) per list. ``dest`` defaults to the workspace's
+    ``splits/``."""
     DATASETS.get(dataset)
+    dest = splits_dir() if dest is None else dest
     if not src.is_dir():
         raise DataError(f"split source {src} is not a folder (expected e.g. <repo>/splits/{dataset})")
     files = sorted(p for p in src.rglob("*.txt"))
@@ -99,7 +104,7 @@ class CheckReport:
 def _lists_to_check(root: Path, spec: DatasetSpec, splits: list[str], lists_dir: Path | None
                     ) -> dict[str, list[tuple[str, str]]]:
     """Named entry lists: the given splits (unlabeled derived when absent) and val, or every list found."""
-    bases = [lists_dir] if lists_dir else [root / "splits", PROJECT_SPLITS / spec.name]
+    bases = [lists_dir] if lists_dir else [root / "splits", splits_dir() / spec.name]
     if not splits:
         found: dict[str, Path] = {}
         for base in bases:
@@ -225,11 +230,24 @@ def make_split(train: list[tuple[str, str]], pool: list[tuple[str, str]], n_labe
     return labeled, [entry for entry in train if entry[0] not in taken]
 
 
-def _write_list(path: Path, entries: list[tuple[str, str]], force: bool) -> None:
-    if path.exists() and not force:
-        raise DataError(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{image} {mask}\n" for image, mask in entries))
+def _write_lists(lists: dict[Path, list[tuple[str, str]]], force: bool) -> None:
+    """Write split lists all or none: every target is checked first, each is written to a temporary file
+    beside it, and the files are renamed into place only once all are written."""
+    existing = [str(path) for path in lists if path.exists()]
+    if existing and not force:
+        raise DataError(f"{' and '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}; pass --force to "
+                        f"replace the split (nothing was written)")
+    tmps = {}
+    try:
+        for path, entries in lists.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmps[path].write_text("".join(f"{image} {mask}\n" for image, mask in entries))
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- command line
@@ -260,7 +278,7 @@ def _cmd_fetch(args) -> int:
         raise DataError("give --root (lists go to ROOT/splits) or --dest (lists go to DEST/<dataset>), not both")
     src = fetch_lists(args.dataset, Settings.resolve(args.mirror, args.checksums))
     into = Path(args.root).expanduser().resolve() / "splits" if args.root else None
-    dest = Path(args.dest or PROJECT_SPLITS)
+    dest = Path(args.dest) if args.dest else splits_dir()
     _check_dest(into or dest)
     official = DATASETS.get(args.dataset).official_counts
     for rel, n in import_lists(src, args.dataset, dest, args.force, into):
@@ -268,7 +286,7 @@ def _cmd_fetch(args) -> int:
                                                      else f"  (official: {official[rel]})")
         print(f"{(into or dest / args.dataset) / rel}: {n} entries{note}")
     root = f" --root {args.root}" if args.root else ""
-    print(f"check them against the data: python -m semiseg.splits check --dataset {args.dataset}{root}")
+    print(f"check them against the data: {prog('splits', 'semiseg.splits')} check --dataset {args.dataset}{root}")
     return 0
 
 
@@ -316,35 +334,37 @@ def _cmd_make(args) -> int:
         if args.protocol not in spec.protocols:
             valid = ", ".join(spec.protocols) or "none for this dataset"
             raise DataError(f"unknown protocol {args.protocol!r} for '{spec.name}'; valid: {valid}")
-        pool_list = next((b / spec.protocols[args.protocol] for b in (root / "splits", PROJECT_SPLITS / spec.name)
+        pool_list = next((b / spec.protocols[args.protocol] for b in (root / "splits", splits_dir() / spec.name)
                           if (b / spec.protocols[args.protocol]).is_file()), None)
         if pool_list is None:
             raise DataError(f"protocol '{args.protocol}' draws from {spec.protocols[args.protocol]}, which is not "
-                            f"under {root / 'splits'} or {PROJECT_SPLITS / spec.name}")
+                            f"under {root / 'splits'} or {splits_dir() / spec.name}")
         pool = read_split(pool_list)
     else:
         pool = train
     n = args.labeled if args.labeled is not None else math.ceil(len(train) * parse_fraction(args.fraction))
     labeled, unlabeled = make_split(train, pool, n, args.seed)
     out = Path(args.dest) / spec.name / args.name
-    _write_list(out / "labeled.txt", labeled, args.force)
-    _write_list(out / "unlabeled.txt", unlabeled, args.force)
+    _write_lists({out / "labeled.txt": labeled, out / "unlabeled.txt": unlabeled}, args.force)
     print(f"{out}: {len(labeled)} labeled (seed {args.seed}, from {len(pool)}), {len(unlabeled)} unlabeled "
           f"(train {len(train)} from {source})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m semiseg.splits", description=__doc__, epilog=EXAMPLES,
+    name = prog("splits", "semiseg.splits")
+    examples = EXAMPLES.format(prog=name)
+    parser = argparse.ArgumentParser(prog=name, description=__doc__, epilog=examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     datasets = DATASETS.names()
 
     imp = sub.add_parser("import", help="copy a user's official split lists into splits/<dataset>/",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("src", help="folder holding <split>/labeled.txt, <split>/unlabeled.txt, val.txt, ...")
     imp.add_argument("--dataset", required=True, choices=datasets)
-    imp.add_argument("--dest", default=str(PROJECT_SPLITS), help="splits folder (default: the project's splits/)")
+    imp.add_argument("--dest", default=str(splits_dir()),
+                     help=f"splits folder (default: splits/ in the workspace, {splits_dir()})")
     imp.add_argument("--force", action="store_true", help="replace lists that exist with other content")
     imp.set_defaults(func=_cmd_import)
 
@@ -352,15 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "them", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     fetch.add_argument("dataset", choices=list(SPLIT_DATASETS))
     fetch.add_argument("--root", default="", help="put the lists in ROOT/splits/ (the dataset root's own lists)")
-    fetch.add_argument("--dest", default="", help="splits folder for DEST/<dataset>/ (default: the project's "
-                       "splits/)")
+    fetch.add_argument("--dest", default="", help="splits folder for DEST/<dataset>/ (default: the workspace's "
+                       f"splits/, {splits_dir()})")
     fetch.add_argument("--mirror", default=None, help="base URL replacing the official ones ($SEMISEG_MIRROR)")
     fetch.add_argument("--checksums", default=None, help="checksum registry file ($SEMISEG_CHECKSUMS)")
     fetch.add_argument("--force", action="store_true", help="replace lists that exist with other content")
     fetch.set_defaults(func=_cmd_fetch)
 
     chk = sub.add_parser("check", help="verify every listed file exists under a dataset root (--full: decode all)",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("--dataset", required=True, choices=datasets)
     chk.add_argument("--root", default="", help="dataset root (default: the dataset's default location)")
     chk.add_argument("--split", action="append", default=[], help="split name to check, repeatable (default: "
@@ -375,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_cmd_check)
 
     mk = sub.add_parser("make", help="draw a new labeled/unlabeled split with a seed",
-                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     mk.add_argument("--dataset", required=True, choices=datasets)
     mk.add_argument("--root", default="", help="dataset root (for its splits/ and folder listing)")
     mk.add_argument("--name", required=True, help="new split name (folder under splits/<dataset>/)")
@@ -386,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "train images, blended = all 10582 train_aug images)")
     mk.add_argument("--pool", help="draw the labeled images from this list instead")
     mk.add_argument("--train", help="the full train list (default: the dataset's train list or folder listing)")
-    mk.add_argument("--dest", default=str(PROJECT_SPLITS), help="splits folder (default: the project's splits/)")
+    mk.add_argument("--dest", default=str(splits_dir()),
+                     help=f"splits folder (default: splits/ in the workspace, {splits_dir()})")
     mk.add_argument("--force", action="store_true", help="replace existing lists")
     mk.set_defaults(func=_cmd_make)
     return parser

@@ -8,9 +8,12 @@ A tuning study is a parent run; its trials are training runs nested under it wit
 from __future__ import annotations
 
 import errno
+import functools
+import getpass
 import logging
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,7 @@ from semiseg.runfiles import fault_point, waiting_lock
 TAG_PREFIX = "semiseg."
 _SQLITE = "sqlite:///"
 #: Tags identifying a cell; reports and the planner rely on these names.
-CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled")
+CELL_TAGS = ("exp", "method", "dataset", "split", "backbone", "seed", "hash", "n_labeled", "recipe")
 #: Tag naming the model whose mIoU is the run's ``val/miou``/``best_miou`` ('student', or 'ema' for V2 methods).
 REPORTED_MODEL_TAG = TAG_PREFIX + "reported_model"
 #: Tag holding :func:`semiseg.config.recipe_hash`: runs of one recipe over several seeds share it.
@@ -43,6 +46,8 @@ def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which configures it; no chatter
+    # a database error also reaches the caller as an exception, reported there in one line: no logged traceback
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     uri = resolve_uri(uri)
     db = sqlite_file(uri)
@@ -112,14 +117,50 @@ def cell_tags(cfg) -> dict[str, Any]:
             RECIPE_TAG: recipe_hash(cfg)}
 
 
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                         timeout=10)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+@functools.lru_cache(maxsize=1)
+def checkout() -> tuple[str, bool] | None:
+    """(commit, dirty) of the git checkout this package runs from; None when it runs from an installation (a
+    wheel in site-packages, even one inside another repository's folder) or git is missing. Dirty = tracked
+    files differ from the commit."""
+    try:
+        top = _git("rev-parse", "--show-toplevel")
+        if not top or (Path(top) / "semiseg" / Path(__file__).name).resolve() != Path(__file__).resolve():
+            return None
+        commit = _git("rev-parse", "HEAD")
+        return (commit, bool(_git("status", "--porcelain", "--untracked-files=no"))) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit() -> str:
     """The project's current git commit, or 'unknown' outside a checkout."""
+    found = checkout()
+    return found[0] if found else "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def source_tags() -> dict[str, str]:
+    """MLflow's standard tags of a new run: entry point, source type, user, the code's git commit (a checkout
+    only) with a dirty flag (``semiseg.git_dirty``), and the package version."""
+    from semiseg import __version__
+
+    started = getattr(sys.modules.get("__main__"), "__spec__", None)
+    tags = {"mlflow.source.name": started.name if started is not None else Path(sys.argv[0] or "python").name,
+            "mlflow.source.type": "LOCAL", "semiseg.version": __version__}
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        tags["mlflow.user"] = getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment or the password database (some containers)
+        pass
+    found = checkout()
+    if found:
+        tags.update({"mlflow.source.git.commit": found[0], "semiseg.git_dirty": str(found[1]).lower()})
+    return tags
 
 
 #: errno values of a failed write that a relaunch may get past (space freed, permissions fixed)
@@ -131,6 +172,17 @@ TOKEN_TAG = TAG_PREFIX + "run_token"
 def is_storage_error(exc: BaseException) -> bool:
     """True for a write that failed for lack of space or permission (transient: the run stays resumable)."""
     return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+def is_tracking_error(exc: BaseException) -> bool:
+    """True for an error of the MLflow store itself (its database gone or locked, its server unreachable)."""
+    return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "requests", "urllib3")
+
+
+def short_error(exc: BaseException) -> str:
+    """One line of an error's text: the first line naming an error (a database's own), else the first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return next((line for line in lines if "Error" in line), lines[0])[:200]
 
 
 def run_name(cfg) -> str:
@@ -166,8 +218,10 @@ class RunTracker:
         return runs[0] if runs else None
 
     def create(self, run_name: str, tags: dict[str, Any], status: str = "RUNNING") -> str:
-        """Create a run with all its tags in one call (a run is never seen without its cell identity)."""
+        """Create a run with all its tags in one call (a run is never seen without its cell identity), MLflow's
+        standard source tags included (:func:`source_tags`)."""
         exp_id = get_or_create_experiment(self.uri, self.experiment)
+        tags = {**source_tags(), **tags}
         run = self.client.create_run(exp_id, run_name=run_name, tags={k: str(v)[:5000] for k, v in tags.items()})
         self.run_id = run.info.run_id
         fault_point("run_created")
@@ -373,8 +427,12 @@ def _sql_engine(uri: str):
     from urllib.parse import quote, urlsplit
 
     import sqlalchemy
-    from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
-    from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+
+    try:  # MLflow internals (workspaces are recent): an MLflow without them is read through the client
+        from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
+        from mlflow.store.db.db_types import DATABASE_ENGINES, SQLITE
+    except ImportError:
+        return None
 
     uri = resolve_uri(uri)
     scheme = urlsplit(uri).scheme.split("+")[0]
@@ -402,8 +460,11 @@ def sql_runs(uri: str, experiment: str) -> list[CellRun] | None:
     if engine is None:
         return None
     from mlflow.entities import LifecycleStage, ViewType
-    from mlflow.store.db.utils import _get_latest_schema_revision
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    try:  # MLflow's private table models and schema head: another MLflow version may lack them
+        from mlflow.store.db.utils import _get_latest_schema_revision
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    except ImportError:
+        return None
     from sqlalchemy import select, text
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -111,6 +111,17 @@ class Trainer:
         for hook in sorted(self.hooks, key=lambda h: h.priority):  # stable: equal priorities keep list order
             getattr(hook, event)(self, *args)
 
+    def _call_failure(self, exc: BaseException) -> None:
+        """Every hook's ``on_failure``, by ``failure_priority`` (default: ``priority``; the checkpoint first),
+        each isolated: a hook's own error is reported and the others still run; ``exc`` stays the error."""
+        for hook in sorted(self.hooks, key=lambda h: getattr(h, "failure_priority", h.priority)):
+            try:
+                hook.on_failure(self, exc)
+            except Exception as err:  # noqa: BLE001 - one failing hook must not hide the stop or skip the others
+                text = next((line for line in str(err).splitlines() if line.strip()), "")[:300]
+                print(f"warning: {type(hook).__name__} could not record the {type(exc).__name__}: "
+                      f"{type(err).__name__}: {text}", flush=True)
+
     def _to_device(self, batch: dict[str, dict]) -> dict[str, dict]:
         """A batch (one dict of tensors per stream) on the trainer's device, normalised there."""
         return {name: to_device(b, self.device, self.data.norm, self.cfg.speed.channels_last)
@@ -229,6 +240,6 @@ class Trainer:
                 self._check_stop()
             self._call("after_train")
         except BaseException as exc:
-            self._call("on_failure", exc)
+            self._call_failure(exc)
             raise
         return self.state

@@ -1,4 +1,4 @@
-"""Published encoder weights: ``python -m semiseg.weights list|fetch``.
+"""Published encoder weights: ``semiseg weights list|fetch``.
 
 ``model.pretrained`` may name them (resnet50, resnet101, xception, tv_resnet50, tv_resnet101, dinov2_small,
 dinov2_base, dinov2_large):
@@ -12,16 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from semiseg.cli import run_cli
+from semiseg.cli import prog, run_cli
 from semiseg.download import Settings, file_checksum
 from semiseg.errors import UserError
 from semiseg.models.published import check_published, ensure_published, weights_path
 from semiseg.sources import PUBLISHED_WEIGHTS
 
 EXAMPLES = """examples:
-  python -m semiseg.weights list
-  python -m semiseg.weights fetch resnet101 dinov2_base
-  python -m semiseg.weights fetch resnet101 --from ~/UniMatch/pretrained/resnet101.pth
+  semiseg weights list
+  semiseg weights fetch resnet101 dinov2_base
+  semiseg weights fetch resnet101 --from ~/UniMatch/pretrained/resnet101.pth
 """
 
 
@@ -46,8 +46,8 @@ def _cmd_fetch(args) -> int:
     return 0
 
 
-def build_parser(prog: str = "python -m semiseg.weights") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EXAMPLES,
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog("weights", "semiseg.weights"), description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="each published weights file, its source, checksum and cache state"

@@ -97,8 +97,12 @@ add(
     Case("config-missing-arg", "config", "train", [], ("the following arguments are required: --config",)),
     Case("config-unknown-option", "config", "train", ["--config", "x.yaml", "--epochs", "3"],
          ("unrecognized arguments: --epochs 3",)),
-    train("config-is-folder", "config", ("config file", "does not exist"), setup=lambda d: (d / "cfgdir").mkdir(),
-          extra=["--config", "{d}/cfgdir"]),
+    train("config-is-folder", "config", ("config file", "cfgdir", "is a folder"),
+          setup=lambda d: (d / "cfgdir").mkdir(), extra=["--config", "{d}/cfgdir"]),
+    train("config-empty", "config", ("config file", "run.yaml", "is empty"), text=""),
+    train("config-nul-byte", "config", ("run.yaml", "is not valid YAML", "#x0000"), text="method: supervised\x00\n"),
+    train("config-control-byte", "config", ("run.yaml", "is not valid YAML", "#x001b"),
+          text="method: supervised\ntrain: {epochs: 1\x1b}\n"),
     train("config-random-bytes", "config", ("run.yaml", "not a UTF-8 text file"), subprocess=True,
           setup=write("run.yaml", RANDOM_BYTES)),
     train("config-utf16", "config", ("run.yaml", "not a UTF-8 text file"),
@@ -409,6 +413,8 @@ add(
     Case("exp-random-bytes", "experiment", "run_grid", ["--exp", "{d}/exp.yaml", "--dry-run"],
          ("exp.yaml", "not a UTF-8 text file"), write("exp.yaml", RANDOM_BYTES)),
     experiment("exp-top-list", ("exp.yaml", "must contain a mapping"), text="- grid\n"),
+    experiment("exp-empty", ("exp.yaml", "the experiment file is empty"), text=""),
+    experiment("exp-nul-byte", ("exp.yaml", "is not valid YAML", "#x0000"), text=EXP_HEAD + "grid:\x00\n"),
     experiment("exp-duplicate-key", ("exp.yaml", "key 'grid' appears twice", "line 4"),
                text=EXP_HEAD + "grid: {method: [supervised]}\ngrid: {method: [fixmatch]}\n"),
     experiment("exp-duplicate-axis", ("exp.yaml", "key 'grid.method' appears twice"),
@@ -498,6 +504,10 @@ add(
     grid("grid-seed-list-negative", ("key 'seed'", ">= 0"), "--seed-list", "-1"),
     grid("grid-seeds-and-list", ("not allowed with argument --seeds",), "--seeds", "2", "--seed-list", "1"),
     grid("grid-max-parallel-zero", ("--max-parallel must be at least 1, got 0",), "--max-parallel", "0"),
+    grid("grid-set-tracking-uri", ("--set runtime.tracking_uri=sqlite:///x.db", "use --tracking-uri"), "--set",
+         "runtime.tracking_uri=sqlite:///x.db"),
+    grid("grid-set-output-dir", ("--set runtime.output_dir=elsewhere", "use --output-dir"), "--set",
+         "runtime.output_dir=elsewhere", dry=False),
     grid("grid-backend-unknown", ("--backend: invalid choice: 'k8s'",), "--backend", "k8s"),
     grid("grid-set-unknown", ("unknown key 'train.epochz'", "did you mean 'train.epochs'"), "--set", "train.epochz=3"),
     grid("grid-set-no-equals", ("override 'train.epochs'", "key=value"), "--set", "train.epochs"),
@@ -530,6 +540,8 @@ def tune(id: str, fragments: tuple[str, ...], *argv: str, exp: str = "demo_thres
 add(
     tune("tune-unknown-exp", ("unknown experiment 'demo_thresh'",), exp="demo_thresh"),
     tune("tune-nothing-to-search", ("nothing to search", "--param KEY=SPEC"), exp="demo"),
+    tune("tune-multi-gpu-cell", ("train.gpus=2", "a Tune trial runs one process", "--gpus 1"), "--set",
+         "train.gpus=2"),
     tune("tune-param-no-equals", ("--param 'loss.conf_thresh'", "KEY=SPEC"), "--param", "loss.conf_thresh"),
     tune("tune-param-bad-spec", ("--param 'loss.conf_thresh=high'", "SPEC must be one of"),
          "--param", "loss.conf_thresh=high"),
@@ -680,6 +692,8 @@ add(
            *MAKE, "--labeled", "1", "--pool", "{d}/pool.txt", setup=write("pool.txt", "images/x.png masks/x.png\n")),
     splits("splits-make-exists", ("labeled.txt exists", "--force"), *MAKE, "--labeled", "1",
            setup=write("out/folder/new/labeled.txt", "x y\n")),
+    splits("splits-make-unlabeled-exists", ("unlabeled.txt exists", "--force", "nothing was written"), *MAKE,
+           "--labeled", "1", setup=write("out/folder/new/unlabeled.txt", "x y\n")),
     splits("splits-make-name-path", ("--name '../up'", "a plain folder name"), *MAKE[:-1], "../up", "--labeled", "1"),
     splits("splits-make-name-empty", ("--name ''", "a plain folder name"), *MAKE[:-1], "", "--labeled", "1"),
     splits("splits-make-labeled-word", ("--labeled: invalid int value: 'two'",), *MAKE, "--labeled", "two"),
@@ -698,6 +712,17 @@ def _ood_root(d: Path) -> None:
         write_image(root / "images" / f"{stem}.png")
         write_mask(root / "pl" / f"{stem}.png")
     (root / "ood.txt").write_text("images/o1.png pl/o1.png\nimages/o2.png pl/o2.png\n")
+
+
+def _checkpoint(d: Path) -> None:
+    """A weights file of a tiny demo model with its config (what ``ood predict`` reads)."""
+    from semiseg.checkpoint import Weights, save_weights
+    from semiseg.config import config_from_dict, config_to_dict
+    from semiseg.models import build_model
+
+    cfg = config_from_dict({"method": "supervised", "data": {"dataset": "demo", "crop_size": 16},
+                            "model": {"backbone": "tiny", "output_stride": 8, "pretrained": ""}})
+    save_weights(d / "ck.pth", Weights(build_model(cfg, 6).state_dict(), config_to_dict(cfg)))
 
 
 OCHECK = ("check", "--root", "{d}/ood", "--dataset", "demo")
@@ -736,6 +761,8 @@ add(
     ood("ood-predict-masks-is-file", ("--masks", "ood.txt", "is a file"), *OPRED, "--masks", "ood.txt",
         setup=_chain(_ood_root, write("ck.pth", RANDOM_BYTES))),
     ood("ood-predict-device", ("--device: invalid choice: 'tpu'",), *OPRED[:-1], "tpu"),
+    ood("ood-predict-corrupt-image", ("image", "o2.png", "is corrupt"), *OPRED,
+        setup=_chain(_ood_root, _checkpoint, write("ood/images/o2.png", RANDOM_BYTES))),
 )
 
 # --------------------------------------------------------------------------- semiseg.pretext

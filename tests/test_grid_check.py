@@ -24,11 +24,11 @@ def test_empty_disk_lists_what_is_missing_then_the_prepared_stand_in_passes(tmp_
     root, args = grid
     assert run_grid.main([*args, "--check"]) == 2
     err = capsys.readouterr().err
-    assert f"missing: pascal: dataset root {root} does not exist -> python -m semiseg.data.prepare pascal " \
+    assert f"missing: pascal: dataset root {root} does not exist -> semiseg data prepare pascal " \
            f"--root {root}" in err
     assert f"missing: weights 'resnet101': {tmp_path / 'cache' / 'weights' / 'resnet101.pth'} is missing -> " \
-           f"python -m semiseg.weights fetch resnet101" in err
-    assert "python -m semiseg.weights fetch dinov2_base" in err  # UniMatch V2's encoder
+           f"semiseg weights fetch resnet101" in err
+    assert "semiseg weights fetch dinov2_base" in err  # UniMatch V2's encoder
     assert "nothing was launched" in err
     # the same check stops --dry-run and a SLURM launch before anything is written or submitted
     assert run_grid.main([*args, "--dry-run"]) == 2
@@ -43,7 +43,7 @@ def test_empty_disk_lists_what_is_missing_then_the_prepared_stand_in_passes(tmp_
         monkeypatch.setenv("SEMISEG_CHECKSUMS", str(registry))
         assert prepare.main(["pascal", "--root", str(root)]) == 0
         assert run_grid.main([*args, "--check"]) == 2  # the data is there, the lists not yet
-        assert "python -m semiseg.splits fetch pascal --root" in capsys.readouterr().err
+        assert "semiseg splits fetch pascal --root" in capsys.readouterr().err
         assert splits.main(["fetch", "pascal", "--root", str(root)]) == 0
         assert weights.main(["fetch", "resnet101", "dinov2_base"]) == 0
     capsys.readouterr()

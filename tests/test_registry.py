@@ -20,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def exp_dir(tmp_path, monkeypatch):
-    """A private experiments folder (the real one stays untouched); ``_paper`` is copied in for inheritance."""
+    """A private experiments folder (the real one stays untouched) and an empty workspace; ``_paper`` is copied
+    in for inheritance."""
     (tmp_path / "_paper.yaml").write_text((registry.EXPERIMENTS_DIR / "_paper.yaml").read_text())
     monkeypatch.setattr(registry, "EXPERIMENTS_DIR", tmp_path)
+    monkeypatch.setenv("SEMISEG_HOME", str(tmp_path / "workspace"))
     return tmp_path
 
 

@@ -19,7 +19,7 @@ from semiseg.reports.make_tables import main  # noqa: E402
 from semiseg.cli import run_cli  # noqa: E402
 from semiseg.tracking import RunTracker  # noqa: E402
 
-EXP = "demo"
+EXP = "tables_demo"  # an MLflow experiment without an experiment file: each entry shows its most-seeded recipe
 N_LABELED = {"1_32": 24, "92": 92, "all": 768, "1_16": 186}
 
 # (method, split, seed, status, best_miou); rows are logged in this order, so later rows are newer re-runs.
@@ -134,12 +134,32 @@ def test_markdown_delta_rows(report):
     header, table, _ = _parse(stdout, "pascal / resnet101")
     delta = {k[len("Δ vs supervised: "):]: [v[c] for c in header[1:]] for k, v in table.items()
              if k.startswith("Δ vs supervised: ")}
+    # Welch's t-test over the seeds where both sides have two or more; * = p < 0.05
     assert delta == {
-        "fixmatch": ["+14.2", "+11.0", "—"],
-        "unimatch": ["+17.0", "+15.0", "—"],
-        "alpha": ["—", "+1.0", "—"],
-        "zeta": ["—", "+13.0", "—"],
+        "fixmatch": ["+14.2* (p=0.001, n=3/3)", "+11.0 (untested, n=2/1)", "—"],
+        "unimatch": ["+17.0* (p=0.002, n=2/3)", "+15.0 (untested, n=1/1)", "—"],
+        "alpha": ["—", "+1.0 (untested, n=1/1)", "—"],
+        "zeta": ["—", "+13.0 (untested, n=1/1)", "—"],
     }
+
+
+def test_gain_p_value_welch_and_bootstrap(monkeypatch):
+    import builtins
+
+    a, b = [55.0, 56.0, 57.5], [40.0, 42.0, 44.0]
+    welch = tb.gain_p_value(a, b)
+    assert 0 < welch < 0.01 and tb.gain_p_value(a, a) == pytest.approx(1.0)
+    assert tb.gain_p_value([1.0], b) != tb.gain_p_value([1.0], b)  # NaN: one seed cannot be tested
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert tb.gain_p_value(a, b) < 0.01  # the bootstrap agrees on a clear gain
+    assert tb.gain_p_value([50.0, 52.0, 51.0], [50.5, 51.5, 51.0]) > 0.3  # and on noise
 
 
 def test_markdown_footnotes(report):

@@ -168,8 +168,8 @@ def test_merged_table_cell_by_cell(merged):
         ["supervised", "46.0 ± 1.0 (n=3)", "55.0 (n=1)"],  # seeds 0, 1 from store a, seed 2 from store b
         ["unimatch", "**75.0 ± 1.0 (n=3)**", "—"],
         ["corrmatch", "—", "**78.5 ± 0.7 (n=2)**"],
-        ["Δ vs supervised: unimatch", "+29.0", "—"],
-        ["Δ vs supervised: corrmatch", "—", "+23.5"],
+        ["Δ vs supervised: unimatch", "+29.0* (p<0.001, n=3/3)", "—"],
+        ["Δ vs supervised: corrmatch", "—", "+23.5 (untested, n=2/1)"],
     ]
     assert "— : 1 cell running/interrupted, 1 failed" in notes
     # 4 supervised runs × 0.5 h on cpu; unimatch 4 ended runs (failed included) × 0.5 h × 2 GPUs;
@@ -238,8 +238,8 @@ def test_latex_output(stores, tmp_path):
         r"unimatch & \textbf{75.0 $\pm$ 1.0 (n=3)} & --- \\",
         r"corrmatch & --- & \textbf{78.5 $\pm$ 0.7 (n=2)} \\",
         r"\midrule",
-        r"$\Delta$ vs supervised: unimatch & +29.0 & --- \\",
-        r"$\Delta$ vs supervised: corrmatch & --- & +23.5 \\",
+        r"$\Delta$ vs supervised: unimatch & +29.0* (p$<$0.001, n=3/3) & --- \\",
+        r"$\Delta$ vs supervised: corrmatch & --- & +23.5 (untested, n=2/1) \\",
         r"\bottomrule",
     ]
     assert r"\begin{tabular}{lrr}" in pascal and r"\footnotesize" in pascal and "best\\_miou" in pascal

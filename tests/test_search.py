@@ -49,3 +49,23 @@ def test_demo_thresholds_experiment():
     assert exp.grid["method"] == ["fixmatch", "unimatch"]
     assert exp.search["loss.conf_thresh"].kind == "grid" and 0.95 in exp.search["loss.conf_thresh"].values
     assert exp.defaults["data"]["dataset"] == "demo"  # inherited from demo
+
+
+def test_the_tuned_file_plans_the_recipe_of_the_best_trial(tmp_path):
+    """The tuned YAML carries the study's fixed --set overrides (and a --gpus re-fit) with the best values:
+    planning it gives each cell the recipe its best trial trained."""
+    from semiseg.config import config_from_dict, recipe_hash
+    from semiseg.launch.tune import trial_config, write_best
+
+    sets = ["train.epochs=2", "data.crop_size=32"]
+    cells = expand(load_experiment("pascal_all"), {"method": ["unimatch"], "split": ["92"], "seed": [0]}, sets,
+                   gpus=1)
+    best = {"loss.conf_thresh": 0.9137, "optim.lr": 0.00123}
+    trial = config_from_dict(trial_config(config_to_dict(cells[0].config), {"cell": 0, **best}, "t1"))
+    out = tmp_path / "tuned.yaml"
+    write_best(out, "pascal_all", "s1", "pascal_all-tune", "p1", cells,
+               {0: {"params": best, "best": 70.0, "trial": "t1"}}, sets, refit=True)
+    planned = expand(load_experiment(str(out)), {"seed": [0]})
+    (mine,) = [c for c in planned if c.axes.get("method") == "unimatch" and c.axes.get("split") == "92"]
+    assert recipe_hash(mine.config) == recipe_hash(trial)
+    assert mine.config.train.gpus == 1 and mine.config.train.epochs == 2

@@ -134,7 +134,7 @@ def test_make_draws_a_seeded_split_and_derives_unlabeled(tmp_path, capsys):
     assert len(train) == N_TRAIN and sorted(a + unlabeled) == sorted(train)
     assert all(mask == f"masks/{img[10:-4]}.png" for img, mask in a + unlabeled)
     assert run_cli(main, base + ["--name", "a", "--labeled", "2"]) == 2
-    assert "exists; pass --force" in capsys.readouterr().err
+    assert "unlabeled.txt exist; pass --force to replace the split (nothing was written)" in capsys.readouterr().err
     assert run_cli(main, base + ["--name", "d", "--labeled", "2", "--fraction", "1/2"]) == 2
     assert run_cli(main, base + ["--name", "d", "--labeled", "99"]) == 2
     assert "cannot draw 99 labeled images from a pool of 8" in capsys.readouterr().err
@@ -160,4 +160,4 @@ def test_help_shows_examples(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "examples:" in out and "python -m semiseg.splits check" in out
+    assert "examples:" in out and "semiseg splits check" in out  # as the semiseg command names it

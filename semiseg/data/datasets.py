@@ -24,8 +24,9 @@ from semiseg.data.io import MaskCodec, read_image, read_pair
 from semiseg.data.lists import read_split
 from semiseg.errors import DataError
 from semiseg.registry import Registry
+from semiseg import workspace
+from semiseg.workspace import splits_dir
 
-PROJECT_SPLITS = Path(__file__).resolve().parents[2] / "splits"
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,9 @@ _register_builtin()
 
 
 def dataset_root(spec: DatasetSpec, root: str) -> Path:
-    """The dataset folder (prepared if the dataset knows how); a clear error when it is missing."""
-    path = Path(root or spec.default_root).expanduser().resolve()
+    """The dataset folder (prepared if the dataset knows how); a clear error when it is missing. An empty
+    ``root`` is the dataset's default location in the workspace (e.g. ``data/demo``)."""
+    path = (Path(root) if root else workspace.path(spec.default_root)).expanduser().resolve()
     if spec.prepare is not None:
         return spec.prepare(path)
     if not path.is_dir():
@@ -220,7 +222,7 @@ def open_dataset(name: str, root: str) -> tuple[DatasetSpec, Path]:
 
 
 def _split_path(root: Path, dataset: str, rel: Path) -> Path | None:
-    for base in (root / "splits", PROJECT_SPLITS / dataset):
+    for base in (root / "splits", splits_dir() / dataset):
         if (base / rel).is_file():
             return base / rel
     return None
@@ -236,7 +238,7 @@ def load_split(root: Path, dataset: str, split: str, kind: str, required: bool =
     if path is None:
         if not required:
             return []
-        where = f"{root / 'splits'} or {PROJECT_SPLITS / dataset}"
+        where = f"{root / 'splits'} or {splits_dir() / dataset}"
         raise DataError(f"dataset '{dataset}': no {kind} list for split '{split}' under {where}")
     return read_split(path)
 

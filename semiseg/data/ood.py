@@ -25,7 +25,7 @@ def ood_source(cfg: RunConfig, data_root: Path) -> tuple[Path, list[tuple[str, s
         root = ensure_demo_ood(data_root.parent / f"{data_root.name}_ood")
     else:
         raise DataError(f"method '{cfg.method}' needs OOD images with pseudo-labels: set semiovs.ood_root (and "
-                        f"semiovs.ood_list) for dataset '{cfg.data.dataset}'; python -m semiseg.ood writes them")
+                        f"semiovs.ood_list) for dataset '{cfg.data.dataset}'; semiseg ood predict writes them")
     list_path = Path(cfg.semiovs.ood_list).expanduser()
     list_path = list_path if list_path.is_absolute() else root / list_path
     if not list_path.is_file():

@@ -1,10 +1,10 @@
 """Download, verify, extract and convert a dataset into the layout of docs/methods.md §1.1.
 
-``python -m semiseg.data.prepare pascal|cityscapes|coco|ade20k|pascal_context --root DIR`` fetches the official archives
+``semiseg data prepare pascal|cityscapes|coco|ade20k|pascal_context --root DIR`` fetches the official archives
 into ``DIR/downloads`` (verified, resumable: :mod:`semiseg.download`), extracts what the engine reads and
 converts the masks (:mod:`semiseg.data.convert`). ``DIR/.semiseg-prepared.json`` is written last: a folder
 without it was not prepared completely (a new run redoes the work). The split lists come separately:
-``python -m semiseg.splits fetch <dataset> --root DIR``.
+``semiseg splits fetch <dataset> --root DIR``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from semiseg.cli import run_cli
+from semiseg.cli import prog, run_cli
 from semiseg.data import convert
 from semiseg.download import CHECKSUMS_ENV, MIRROR_ENV, Settings, fetch_all, libraries
 from semiseg.errors import DataError, UserError
@@ -37,10 +37,10 @@ CREDENTIAL_ENVS = ("CITYSCAPES_USERNAME", "CITYSCAPES_PASSWORD")
 DISK_GB = {"pascal": 5.5, "cityscapes": 23, "coco": 40, "ade20k": 2, "pascal_context": 3}
 
 EXAMPLES = """examples:
-  python -m semiseg.data.prepare pascal --root ~/data/pascal
-  SEMISEG_MIRROR=http://mirror.local/semiseg python -m semiseg.data.prepare coco --root /scratch/coco
-  CITYSCAPES_USERNAME=me python -m semiseg.data.prepare cityscapes --root ~/data/cityscapes   # asks the password
-  python -m semiseg.splits fetch pascal --root ~/data/pascal          # then the official split lists
+  semiseg data prepare pascal --root ~/data/pascal
+  SEMISEG_MIRROR=http://mirror.local/semiseg semiseg data prepare coco --root /scratch/coco
+  CITYSCAPES_USERNAME=me semiseg data prepare cityscapes --root ~/data/cityscapes   # asks the password
+  semiseg splits fetch pascal --root ~/data/pascal          # then the official split lists
 """
 
 
@@ -316,13 +316,13 @@ def prepare(dataset: str, root: Path, settings: Settings, downloads: Path | None
         for path in archives.values():
             Path(path).unlink()
     print(f"{root}: {dataset} prepared ({', '.join(f'{v} {k}' for k, v in counts.items())}); next, the split "
-          f"lists: python -m semiseg.splits fetch {dataset} --root {root}")
+          f"lists: {prog('splits', 'semiseg.splits')} fetch {dataset} --root {root}")
     return record
 
 
-def build_parser(prog: str = "python -m semiseg.data.prepare") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog("data prepare", "semiseg.data.prepare"), description=__doc__,
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=sorted(PREPARERS),
                         help="dataset to prepare (published disk need, GiB: "
                              + ", ".join(f"{k} {v}" for k, v in DISK_GB.items()) + ")")

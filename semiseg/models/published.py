@@ -2,7 +2,7 @@
 
 The file is ``<cache>/weights/<file name>`` (``$SEMISEG_CACHE``, default ``~/.cache/semiseg``), fetched on
 first use from its official source (or ``$SEMISEG_MIRROR``) under a lock, so concurrent runs download it
-once; a copy the user already has is accepted with ``python -m semiseg.weights fetch NAME --from FILE`` or by
+once; a copy the user already has is accepted with ``semiseg weights fetch NAME --from FILE`` or by
 putting it at that path. Every use checks the file against its recorded checksum, the registry file
 ``$SEMISEG_CHECKSUMS``, or the SHA-256 pinned at its first use (none of these sources publishes a
 checksum: trust on first use, printed); a file that does not match is refused.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from semiseg.cli import prog
 from semiseg.download import Pins, Settings, cache_root, expected_checksum, fetch_all, verify
 from semiseg.errors import ConfigError, DataError
 from semiseg.runfiles import waiting_lock
@@ -31,7 +32,7 @@ def weights_path(name: str) -> Path:
 
 
 def fetch_command(name: str) -> str:
-    return f"python -m semiseg.weights fetch {name}"
+    return f"{prog('weights', 'semiseg.weights')} fetch {name}"
 
 
 def ensure_published(name: str, from_file: Path | None = None, settings: Settings | None = None) -> Path:

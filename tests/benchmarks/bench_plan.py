@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 
 from semiseg.experiments.registry import expand, load_experiment
@@ -38,7 +37,7 @@ def main() -> None:
             tracker.create(cell.short, {"semiseg.hash": cell.hash, "semiseg.exp": exp.name})
             tracker.finish("FINISHED")
         t0, c0 = time.perf_counter(), time.process_time()
-        planned = plan(cells, uri, exp.name, Path(tmp))
+        planned = plan(cells)
         t_plan, c_plan = time.perf_counter() - t0, time.process_time() - c0
     finished = sum(p.state == "finished" for p in planned)
     print(f"{len(cells)} cells: expand+validate+hash {t_expand:.2f} s, plan (one MLflow query) {t_plan:.2f} s, "

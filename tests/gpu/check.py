@@ -3,10 +3,14 @@
 Rows: every registered method in bf16 and in fp16 on its paper encoder (the Pascal recipe of
 ``experiments/_paper.yaml``: ResNet-101 DeepLabV3+, DINOv2-B DPT for the V2 methods) at a small crop; runs
 through the real DDP path in a 1-process NCCL group (CorrMatch, UniMatch V2, UniMatch with accumulation);
-and a plain accumulation run. Each row builds its trainer with the run assembly, untracked
-(``semiseg.runtime.build_trainer(cfg, tracked=False)``: data, model, ``distributed.wrap``, method, optimizer; no
-MLflow, no checkpoints), runs 1 untimed and ``--steps`` timed optimizer steps on the demo data and prints one line
-(PrevMatch rows start with ``prevmatch.num_models`` snapshots, so the ensemble pass is timed too).
+and a plain accumulation run; ``resume/2rank``: the exact resume of every rank (issue 27) on the GPU, two
+processes sharing it (gloo, as NCCL refuses two ranks on one device) with rank-dependent draws on their CUDA
+generators, rank 0 SIGKILLed after a mid-epoch checkpoint and relaunched: its ``loss`` column says ``exact``
+when the final weights equal an uninterrupted run's (else the row fails). Each other row builds its trainer
+with the run assembly, untracked (``semiseg.runtime.build_trainer(cfg, tracked=False)``: data, model,
+``distributed.wrap``, method, optimizer; no MLflow, no checkpoints), runs 1 untimed and ``--steps`` timed
+optimizer steps on the demo data and prints one line (PrevMatch rows start with ``prevmatch.num_models``
+snapshots, so the ensemble pass is timed too).
 
 ``--device cpu`` is the tiny mode (``tiny`` / ``dinov2_small`` encoders, crop 28, gloo, fp32 since autocast is
 CUDA-only in the trainer) that keeps the script from rotting without a GPU. Results go to stdout and, when
@@ -21,6 +25,7 @@ import gc
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,8 +60,50 @@ def rows() -> list[Row]:
     out += [Row("ddp/corrmatch/bf16", "corrmatch", "bf16", ddp=True),
             Row("ddp/unimatch_v2/bf16", "unimatch_v2", "bf16", ddp=True),
             Row("accum2/unimatch/bf16", "unimatch", "bf16", accum=2),
-            Row("ddp-accum2/unimatch/bf16", "unimatch", "bf16", accum=2, ddp=True)]
+            Row("ddp-accum2/unimatch/bf16", "unimatch", "bf16", accum=2, ddp=True),
+            Row("resume/2rank", "unimatch", "off", ddp=True)]
     return out
+
+
+def _launch_ranks(config: Path, out: Path, fault: str = "") -> list[int]:
+    """Two ranks of tests/rank_rng_worker.py on this machine's first device (gloo), rank 0 with ``fault``."""
+    worker = Path(__file__).resolve().parents[1] / "rank_rng_worker.py"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+            "LOCAL_RANK": "0", "SEMISEG_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(worker), str(config), str(out)],
+                              env={**base, "RANK": str(r), **({"SEMISEG_FAULT": fault} if fault and r == 0 else {})},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    if not fault and any(p.returncode for p in procs):
+        raise RuntimeError(f"ranks exited {[p.returncode for p in procs]}: {errors[0][-500:]}{errors[1][-500:]}")
+    return [p.returncode for p in procs]
+
+
+def run_resume_row(row: Row, args, demo: Path, tmp: Path) -> dict:
+    """``resume/2rank``: a killed and relaunched 2-rank run ends with the uninterrupted run's weights."""
+    from semiseg.config import save_config
+
+    weights = {}
+    for name, fault in (("straight", ""), ("killed", "checkpoint_renamed:1")):
+        folder = tmp / "resume" / name
+        cfg = config_from_dict(apply_overrides(config_to_dict(row_config(row, args, demo, tmp)), [
+            "train.gpus=2", "train.epochs=1", "train.max_iters_per_epoch=4", "runtime.checkpoint_every_iters=2",
+            "train.amp=off", f"runtime.output_dir={folder}", f"runtime.tracking_uri=sqlite:///{folder}/mlflow.db"]))
+        folder.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, folder / "run.yaml")
+        if fault:
+            _launch_ranks(folder / "run.yaml", folder / "final.pt", fault)
+        _launch_ranks(folder / "run.yaml", folder / "final.pt")
+        weights[name] = torch.load(folder / "final.pt")
+    differ = [k for k in weights["straight"] if not torch.equal(weights["straight"][k], weights["killed"][k])]
+    if differ:
+        raise AssertionError(f"the resumed weights differ from an uninterrupted run's: {', '.join(differ[:3])}")
+    return {"row": row.name, "method": row.method, "backbone": cfg.model.backbone, "amp": "off",
+            "crop": cfg.data.crop_size, "batch": cfg.train.batch_size, "accum": 1, "ddp": 2, "step_ms": "-",
+            "peak_mib": "-", "loss": "exact"}
 
 
 def paper_recipe(method: str) -> dict:
@@ -87,6 +134,8 @@ def build(cfg: RunConfig) -> Trainer:
 
 
 def run_row(row: Row, args, demo: Path, tmp: Path) -> dict:
+    if row.name == "resume/2rank":
+        return run_resume_row(row, args, demo, tmp)
     cfg = row_config(row, args, demo, tmp)
     cuda = cfg.runtime.device == "cuda"
     if row.ddp:

@@ -5,6 +5,7 @@
 #   tests/gpu/check.sh                      # on CUDA
 #   tests/gpu/check.sh --device cpu         # the tiny CPU mode (the test suite runs one row of it)
 #   tests/gpu/check.sh --rows 'ddp/*'       # a subset; more options: --steps, --crop, --batch
+#   tests/gpu/check.sh --rows resume/2rank  # exact resume of 2 ranks sharing the GPU (gloo), SIGKILL + relaunch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,5 +1,5 @@
 """The SLURM backend against a real local cluster: job arrays, no duplicates, preemption and requeue into
-the same MLflow run, failures with their reason in status and MLflow.
+the same MLflow run, failures with their reason in status (read-only) and, once synced, in MLflow.
 
 The cluster (tests/slurm/start_cluster.sh) starts once per session. Outside CI the tests skip when it cannot
 start (no root, no apt); with CI=true they fail.
@@ -188,7 +188,11 @@ def test_failures_show_their_reason_in_status_and_mlflow(slurm_cluster, tmp_path
     (killed,) = wait_until(lambda: [c for c in status(tmp_path, demo_root, *long_sel, epochs=500)
                                     if c["state"] == "failed"], 120, "the killed job to be marked FAILED")
     assert killed["slurm_state"] == "FAILED" and "without its run reporting it" in killed["error"]
-    assert killed["mlflow_status"] == "FAILED"
+    assert killed["mlflow_status"] == "RUNNING"  # status only shows it; sync records it
+    synced = run(grid_cmd(tmp_path, demo_root, *long_sel, epochs=500, script="sync.py"), tmp_path)
+    assert synced.returncode == 0 and "recorded 1 failed SLURM job(s)" in synced.stdout, synced.stdout + synced.stderr
+    (killed,) = status(tmp_path, demo_root, *long_sel, epochs=500)
+    assert killed["state"] == "failed" and killed["mlflow_status"] == "FAILED"
 
     (failed,) = wait_until(lambda: [c for c in status(tmp_path, bad, *bad_sel) if c["state"] == "failed"], 240,
                            "the bad-data cell to fail")
