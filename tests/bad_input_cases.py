@@ -94,7 +94,7 @@ RUNTIME = "runtime:\n  output_dir: {d}/runs\n  tracking_uri: sqlite:///{d}/mlflo
 add(
     train("config-missing", "config", ("config file", "run.yaml", "does not exist"),
           setup=remove("run.yaml")),
-    Case("config-missing-arg", "config", "train", [], ("the following arguments are required: --config",)),
+    Case("config-missing-arg", "config", "train", [], ("--config is required", "--help-config")),
     Case("config-unknown-option", "config", "train", ["--config", "x.yaml", "--epochs", "3"],
          ("unrecognized arguments: --epochs 3",)),
     train("config-is-folder", "config", ("config file", "cfgdir", "is a folder"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from semiseg.tracking import search_cells
+from packaged import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "model.pretrained=", "--set", "data.crop_size=32", "--set", "train.batch_size=4",
@@ -32,15 +32,7 @@ def venv(tmp_path_factory) -> Path:
     for cmd in (["init", "-q"], ["add", "theirs.txt"], ["-c", "user.name=u", "-c", "user.email=u@example.org",
                                                         "commit", "-q", "-m", "their project"]):
         subprocess.run(["git", *cmd], cwd=tmp, check=True, capture_output=True)
-    src = tmp / "src"  # build from a copy: setuptools writes build/ and *.egg-info beside the sources
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    for name in ("semiseg", "experiments", "launch", "reports"):
-        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp / "dist"), str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = (tmp / "dist").glob("semiseg-*.whl")
+    wheel = build_wheel(tmp)
     env = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, capture_output=True, timeout=300)
     python = env / "bin" / "python"

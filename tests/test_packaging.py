@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaged import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "semiseg.launch.run_grid:cli",
@@ -18,15 +17,7 @@ SCRIPTS = {"semiseg-train": "semiseg.train:cli", "semiseg-grid": "semiseg.launch
 
 
 def test_wheel_holds_the_data_files_and_console_scripts(tmp_path):
-    src = tmp_path / "src"  # build from a copy: setuptools writes build/ and *.egg-info beside the sources
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    for name in ("semiseg", "experiments", "launch", "reports"):
-        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = (tmp_path / "dist").glob("semiseg-*.whl")
+    wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     wanted = ["semiseg/" + p.relative_to(ROOT).as_posix() for pattern in ("experiments/*.yaml",
               "launch/clusters/*.yaml", "reports/published.yaml") for p in ROOT.glob(pattern)]

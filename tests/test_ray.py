@@ -178,7 +178,7 @@ def test_two_process_cells_on_ray(ray_runtime, tmp_path, demo_root, capsys, sigt
 def test_a_setup_failure_is_recorded_like_on_the_other_backends(ray_runtime, tmp_path, demo_root, capsys,
                                                                  sigterm_restored):
     missing = tmp_path / "no_pascal"
-    args = grid_args(tmp_path, demo_root, "--methods", "supervised", "--splits", "1_16",
+    args = grid_args(tmp_path, demo_root, "--methods", "supervised", "--splits", "1_16", "--no-check",
                      "--set", "data.dataset=pascal", "--set", f"data.root={missing}")
     assert run_grid.main(args) == 1
     assert "0 finished, 1 failed" in capsys.readouterr().out

@@ -129,8 +129,9 @@ def test_demo_grid_as_one_job_array_without_duplicates(slurm_cluster, tmp_path, 
     third = run(cmd, tmp_path)
     assert "nothing to train" in third.stdout and len(search_cells(uri, "demo")) == 6
 
+    sets = [arg for pair in zip(cmd, cmd[1:]) if pair[0] == "--set" for arg in pair]  # the launch's recipe
     table = run([sys.executable, str(ROOT / "reports" / "make_tables.py"), "--exp", "demo", "--tracking-uri", uri,
-                 "--out", str(tmp_path / "tables")], tmp_path)
+                 "--out", str(tmp_path / "tables"), *sets], tmp_path)
     assert table.returncode == 0, table.stderr
     assert "unimatch" in table.stdout and "fixmatch" in table.stdout
 
@@ -171,7 +172,7 @@ def test_failures_show_their_reason_in_status_and_mlflow(slurm_cluster, tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     bad = tmp_path / "no-such-data"
     bad_sel = ("--methods", "supervised", "--splits", "1_16", "--set", "data.dataset=pascal")
-    out = run(grid_cmd(tmp_path, bad, "--backend", "slurm", *bad_sel), tmp_path)
+    out = run(grid_cmd(tmp_path, bad, "--backend", "slurm", "--no-check", *bad_sel), tmp_path)  # fails in the job
     assert out.returncode == 0, out.stdout + out.stderr
     long_sel = ("--methods", "unimatch", "--splits", "1_4")
     out = run(grid_cmd(tmp_path, demo_root, "--backend", "slurm", *long_sel, epochs=500), tmp_path)
