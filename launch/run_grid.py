@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="re-run every selected cell from scratch into new MLflow runs (old run folders are kept "
                         "as <hash>.old-<time>)")
-    g = p.add_argument_group("official reference runs (imported with: python -m semiseg.reference import)")
+    g = p.add_argument_group("official reference runs (imported with: semiseg reference import)")
     g.add_argument("--speed-factor", type=float, default=1.0,
                    help="this device's speed relative to the GPUs of the official logs, for the cost of cells no "
                         "finished run of this store prices (2.0 = twice as fast), e.g. --speed-factor 1.5")
@@ -134,7 +134,7 @@ def format_plan(planned: list[PlannedCell]) -> str:
     elif todo:
         lines.append(f"no cost estimate for the {len(todo)} unfinished cell(s): no finished run of their recipes "
                      f"in this MLflow store yet, and no official reference runs for them (none available: import "
-                     f"the official logs with python -m semiseg.reference import)")
+                     f"the official logs with {prog('reference', 'semiseg.reference')} import)")
     if scaled:
         lines.append("* LR scaled linearly from optim.reference_batch to the cell's global batch (gpus x bs x acc)")
     return "\n".join(lines)

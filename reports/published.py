@@ -111,7 +111,7 @@ def render_markdown(comparison: pd.DataFrame) -> str:
     out += ["", f"Δ = our mean − published figure (mIoU points); {MISSING} = no finished run. Published figures: "
                 "reports/published.yaml (official READMEs at the cited commits). Official log best: the mean best "
                 "val mIoU of the official training logs of the same recipe imported as reference runs "
-                f"(python -m semiseg.reference import; {MISSING} = none imported)."]
+                f"(semiseg reference import; {MISSING} = none imported)."]
     return "\n".join(out) + "\n"
 
 
