@@ -39,7 +39,12 @@ def prog(command: str, module: str) -> str:
     if started is None and arg0.endswith(".py"):
         found = importlib.util.find_spec(module)
         if found is not None and found.origin:
-            return f"python {_shown(Path(found.origin))}"
+            real = Path(os.path.realpath(found.origin))
+            if Path(os.path.realpath(__file__)).parent in real.parents:
+                # an engine module run as a script would put its folder first on sys.path, where
+                # semiseg/data/io.py shadows the standard library's io: those are named as modules
+                return f"python -m {module}"
+            return f"python {_shown(real)}"
     return f"semiseg {command}"
 
 
