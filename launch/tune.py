@@ -1,6 +1,7 @@
 """Search hyperparameters of a named experiment with Ray Tune; write the best values as an experiment.
 
-Every trial is one training run of one of the experiment's cells with sampled config values. Each trial
+Every trial is one training run of one of the experiment's cells with sampled config values; a cell with
+train.gpus: N trains as N ranks on N GPUs the trial reserves (--gpus 1 re-fits it to one). Each trial
 reports its validation mIoU after every epoch (ASHA stops weak trials early), checkpoints every epoch
 (an interrupted study continues with --resume), and is an MLflow run nested under the study's parent
 run (MLflow experiment <exp>-tune). The search space comes from --param options or, without them, from
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -41,10 +42,12 @@ import yaml
 from semiseg.experiments.registry import Cell, load_experiment
 from semiseg.experiments.search import SearchDim, parse_param, validate
 from semiseg.launch import ray_backend
+from semiseg.launch.gang import Gang
 from semiseg.launch.options import ray_options, renamed, select_cells, selection_options
 from semiseg.cli import prog, require, run_cli
-from semiseg.config import apply_overrides, config_from_dict, config_to_dict, set_dotted
+from semiseg.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, save_config, set_dotted
 from semiseg.errors import UserError
+from semiseg.runfiles import PROGRESS_FILE, read_json
 from semiseg.tracking import RunTracker, child_runs, find_tagged_run, resolve_uri
 from semiseg.workspace import experiments_dir
 
@@ -138,9 +141,47 @@ def train_trial(sampled: dict[str, Any], bases: list[dict[str, Any]], tags: dict
 
     final: dict[str, Any] = {}
     searched = {f"semiseg.search.{k}": v for k, v in sampled.items() if k != "cell"}
-    run(cfg, {**tags, **searched, "semiseg.trial": trial_id}, callbacks=[report_unless_last])
+    trial_tags = {**tags, **searched, "semiseg.trial": trial_id}
+    if cfg.train.gpus > 1:
+        train_ranks(cfg, run_dir, trial_tags, report_unless_last)
+    else:
+        run(cfg, trial_tags, callbacks=[report_unless_last])
     if final:
         report(**final)
+
+
+def train_ranks(cfg: RunConfig, run_dir: Path, tags: dict[str, str],
+                on_epoch: Callable[[int, dict[str, float], Path], None]) -> None:
+    """A trial of a cell with ``train.gpus: N``: its N ranks as child processes on the GPUs Ray granted the trial
+    (:class:`~semiseg.launch.gang.Gang`, as the Ray backend starts such a cell), each evaluated epoch handed to
+    ``on_epoch`` as rank 0 records it in the run's ``progress.json``. A trial stopped by the scheduler or
+    interrupted stops its ranks gracefully (they checkpoint); a rank's failure fails the trial."""
+    import ray
+
+    progress = run_dir / PROGRESS_FILE
+    seen = read_json(progress).get("epoch", 0)  # a restored trial: those epochs were reported before
+    save_config(cfg, run_dir / "config.yaml")
+    gang = Gang(run_dir / "config.yaml", {k: str(v) for k, v in tags.items()}, cfg.train.gpus,
+                [str(g) for g in ray.get_gpu_ids()], run_dir / "train.log")
+
+    def report_new() -> None:
+        nonlocal seen
+        for epoch, miou, best in read_json(progress).get("evaluations", []):
+            if epoch > seen:
+                seen = epoch
+                on_epoch(int(epoch), {METRIC: miou, BEST: best}, run_dir / "last.pth")
+
+    try:
+        while (code := gang.poll()) is None:
+            report_new()
+            time.sleep(0.2)
+    except BaseException:  # stopped by the scheduler, or Ctrl-C: the ranks checkpoint and stop
+        gang.stop()
+        raise
+    if code != 0:
+        raise RuntimeError(f"the {cfg.train.gpus} ranks of trial {run_dir.parent.name} stopped with exit code "
+                           f"{code}; see {run_dir / 'train.log'}")
+    report_new()
 
 
 def _label(cell: Cell) -> str:
@@ -166,11 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     cells = select_cells(args)
     for cell in cells:
         validate(dims, config_to_dict(cell.config))
-    wide = [cell for cell in cells if cell.config.train.gpus > 1]
-    if wide:
-        raise UserError(f"cell {_label(wide[0])} trains on train.gpus={wide[0].config.train.gpus} processes; a Tune "
-                        f"trial runs one process: add --gpus 1 to re-fit the cells to one GPU (the recipe's global "
-                        f"batch is kept with gradient accumulation), or tune with --set train.gpus=1")
 
     study = args.study or f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = Path(args.output_dir).resolve() / "tune"
@@ -222,6 +258,7 @@ def _parent_run(uri: str, mlflow_exp: str, study: str, exp_name: str, dims: dict
 
 def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, exp_name: str):
     from ray import tune
+    from ray.tune import PlacementGroupFactory
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     import ray
@@ -231,8 +268,13 @@ def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, ex
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     tags = {"mlflow.parentRunId": parent_id, "semiseg.study": study, "semiseg.exp": exp_name,
             "semiseg.backend": "ray-tune"}
-    trainable = tune.with_resources(tune.with_parameters(train_trial, bases=bases, tags=tags),
-                                    {"cpu": args.cpus_per_cell, "gpu": gpus})
+    def resources(sampled: dict[str, Any]) -> PlacementGroupFactory:
+        """A trial of a cell with train.gpus: N reserves its resources once per rank, on one node, as a Ray
+        backend cell does."""
+        ranks = cells[sampled["cell"]].config.train.gpus
+        return PlacementGroupFactory([{"CPU": args.cpus_per_cell * ranks, "GPU": gpus * ranks}])
+
+    trainable = tune.with_resources(tune.with_parameters(train_trial, bases=bases, tags=tags), resources)
     # Ctrl-C raises KeyboardInterrupt here instead of Tune ending the trials as if they were complete
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     if args.resume:

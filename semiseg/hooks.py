@@ -283,9 +283,15 @@ class Checkpointing(Hook):
                   f"after {exc}", flush=True)
 
 
+def evaluations(history: dict[int, dict[str, float]]) -> list[list[float]]:
+    """``[epoch, val mIoU, best val mIoU]`` of every evaluated epoch in a trainer's ``history``, in order."""
+    return [[step + 1, m["val/miou"], m["val/best_miou"]] for step, m in sorted(history.items()) if "val/miou" in m]
+
+
 class Progress(Hook):
     """A line per epoch (and one every ``every_s`` seconds inside long epochs, with an ETA) on stdout, and
-    ``progress.json`` for the orchestrator's status display."""
+    ``progress.json`` for the orchestrator's status display and for a tuner watching a run from outside
+    (``evaluations``: each evaluated epoch's val mIoU and best val mIoU)."""
 
     priority = 60
 
@@ -299,7 +305,8 @@ class Progress(Hook):
         write_json(self.path, {"epoch": state.epoch, "epochs": trainer.cfg.train.epochs,
                                "iteration": state.iteration, "total_iters": trainer.total_iters,
                                "last_miou": state.last_miou, "best_miou": state.best_miou, "status": status,
-                               "eta_s": self._eta(trainer), "pid": os.getpid(), "updated": time.time()})
+                               "eta_s": self._eta(trainer), "pid": os.getpid(), "updated": time.time(),
+                               "evaluations": evaluations(trainer.history)})
 
     def _eta(self, trainer) -> float | None:
         done = trainer.state.iteration - self.start_iter

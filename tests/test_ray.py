@@ -185,3 +185,35 @@ def test_a_setup_failure_is_recorded_like_on_the_other_backends(ray_runtime, tmp
     (failed,) = search_cells(f"sqlite:///{tmp_path / 'mlflow.db'}", "demo")
     assert failed.status == "FAILED" and str(missing) in failed.tags["semiseg.error"]
     assert failed.tags["semiseg.backend"] == "ray"
+
+
+def test_tune_trains_a_two_rank_cell_and_writes_its_recipe(ray_runtime, tmp_path, demo_root, capsys):
+    """A cell with train.gpus: 2 (gloo on this CPU): each trial starts its two ranks, reports every epoch, and
+    the tuned file plans the recipe (fixed --set values included) of the best trial."""
+    from semiseg.config import recipe_hash
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    best_out = tmp_path / "best.yaml"
+    sets = ["--set", f"data.root={demo_root}", *TINY, "--set", "train.epochs=2", "--set", "train.max_iters_per_epoch=2",
+            "--set", "train.gpus=2"]
+    rc = tune.main(["--exp", "demo", "--methods", "fixmatch", "--splits", "1_16", "--seed-list", "0",
+                    "--param", "loss.conf_thresh=grid:0.8,0.9", "--scheduler", "fifo", "--study", "wide",
+                    "--tracking-uri", uri, "--output-dir", str(tmp_path / "runs"), "--best-out", str(best_out),
+                    *sets])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    parent = find_tagged_run(uri, "demo-tune", "semiseg.study", "wide")
+    children = child_runs(uri, "demo-tune", parent.run_id)
+    assert parent.status == "FINISHED" and len(children) == 2
+    client = _client(uri)
+    for child in children:
+        assert child.status == "FINISHED"
+        assert client.get_run(child.run_id).data.params["derived.world_size"] == "2"
+        assert [s for s, _ in metric_history(uri, child.run_id, "val/miou")] == [0, 1]
+    logs = list((tmp_path / "runs" / "tune" / "wide").rglob("train.log"))
+    assert len(logs) == 2 and all("2 process(es)" in log.read_text() for log in logs)
+
+    best = next(c for c in children if c.tags["semiseg.trial"] == parent.tags["semiseg.best_trial"])
+    (planned,) = expand(load_experiment(str(best_out)), {"seed": [0]})
+    assert planned.config.train.gpus == 2 and planned.config.train.epochs == 2
+    assert recipe_hash(planned.config) == best.tags["semiseg.recipe"]
