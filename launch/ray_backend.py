@@ -46,6 +46,30 @@ def check_resources(cpus: float, gpus: float | None, what: str) -> None:
         raise UserError(f"--gpus-per-{what} must be a fraction in [0, 1] or a whole number, got {gpus}")
 
 
+def check_fits(ranks: list[int], cpus: float, gpus: float, what: str) -> None:
+    """Refuse work that the Ray cluster can never schedule (it would wait forever): a unit of ``r`` ranks asks for
+    ``r * cpus`` CPUs and ``r * gpus`` GPUs on one node."""
+    import ray
+
+    widest = max(ranks)
+    have = {"CPU": max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0),
+            "GPU": max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)}
+    for kind, per_rank in (("CPU", cpus), ("GPU", gpus)):
+        if widest * per_rank > have[kind]:
+            raise UserError(f"a {what} of a cell with train.gpus={widest} needs {widest * per_rank:g} {kind}s on one "
+                            f"node ({widest} ranks x {per_rank:g}) but the largest Ray node has {have[kind]:g}: "
+                            "re-fit the cells with --gpus 1, or lower --cpus-per-cell")
+
+
+def gpus_per_rank(args: argparse.Namespace) -> float:
+    """--gpus-per-cell, or one GPU per rank where the Ray cluster has GPUs."""
+    import ray
+
+    if args.gpus_per_cell is not None:
+        return args.gpus_per_cell
+    return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+
+
 def connect(address: str | None) -> bool:
     """Connect to ``address`` or start a local runtime on 127.0.0.1; True when this call started Ray."""
     if address is None:
@@ -145,9 +169,10 @@ def run_ray(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, l
     check_resources(args.cpus_per_cell, args.gpus_per_cell, "cell")
     if args.max_retries < 0:
         raise UserError(f"--max-retries must be at least 0, got {args.max_retries}")
-    prepare_datasets([p.cell.config for p in cells])
     started = connect(args.ray_address)
     try:
+        check_fits([p.cell.config.train.gpus for p in cells], args.cpus_per_cell, gpus_per_rank(args), "cell")
+        prepare_datasets([p.cell.config for p in cells])
         return _dispatch(cells, exp_name, args, log)
     finally:
         if started:
@@ -159,9 +184,7 @@ def run_ray(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, l
 def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, log) -> LocalResult:
     import ray
 
-    gpus = args.gpus_per_cell
-    if gpus is None:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    gpus = gpus_per_rank(args)
     task = ray.remote(max_calls=1 if gpus else 0)(run_cell)
     options = dict(max_retries=args.max_retries, retry_exceptions=False)
     log(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "

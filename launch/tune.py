@@ -214,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"study {study!r} {'does not exist' if args.resume else 'exists'} in {storage}; "
                         + ("check --study" if args.resume else "add --resume to continue it or pick another --study"))
     uri, mlflow_exp = resolve_uri(args.tracking_uri), args.mlflow_experiment or f"{exp.name}-tune"
-    bases = _trial_bases(cells, storage / study / "runs", uri, mlflow_exp)
-    parent = _parent_run(uri, mlflow_exp, study, exp.name, dims, args, cells)
-
     started = ray_backend.connect(args.ray_address)
     try:
-        results = _fit(args, study, storage, dims, cells, bases, parent.run_id, exp.name)
+        gpus = ray_backend.gpus_per_rank(args)
+        ray_backend.check_fits([c.config.train.gpus for c in cells], args.cpus_per_cell, gpus, "trial")
+        bases = _trial_bases(cells, storage / study / "runs", uri, mlflow_exp)
+        parent = _parent_run(uri, mlflow_exp, study, exp.name, dims, args, cells)
+        results = _fit(args, study, storage, dims, cells, bases, parent.run_id, exp.name, gpus)
     finally:
         if started:
             import ray
@@ -256,16 +257,11 @@ def _parent_run(uri: str, mlflow_exp: str, study: str, exp_name: str, dims: dict
     return tracker
 
 
-def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, exp_name: str):
+def _fit(args, study: str, storage: Path, dims, cells, bases, parent_id: str, exp_name: str, gpus: float):
     from ray import tune
     from ray.tune import PlacementGroupFactory
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    import ray
-
-    gpus = args.gpus_per_cell
-    if gpus is None:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     tags = {"mlflow.parentRunId": parent_id, "semiseg.study": study, "semiseg.exp": exp_name,
             "semiseg.backend": "ray-tune"}
     def resources(sampled: dict[str, Any]) -> PlacementGroupFactory:

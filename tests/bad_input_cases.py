@@ -520,6 +520,10 @@ add(
     grid("grid-cluster-set-type", ("cluster key 'time_min' must be int", "'long'"),
          "--backend", "slurm", "--cluster-set", "time_min=long", "--tracking-uri", "sqlite:///{d}/mlflow.db",
          store=True),
+    grid("grid-ray-cell-wider-than-the-cluster", ("train.gpus=2", "needs 128 CPUs on one node", "--gpus 1"),
+         "--backend", "ray", "--methods", "supervised", "--splits", "1_16", "--set", "train.gpus=2",
+         "--cpus-per-cell", "64", "--no-check", "--tracking-uri", "sqlite:///{d}/mlflow.db", "--output-dir", "{d}/runs",
+         dry=False, store=True, writes="any"),  # the MLflow experiment is made before the backend starts
     grid("grid-tracking-uri-bogus", ("--tracking-uri", "bogus://x"), "--tracking-uri", "bogus://x"),
     grid("grid-output-dir-file", ("--output-dir", "is a file"), "--output-dir", "{d}/taken",
          "--tracking-uri", "sqlite:///{d}/mlflow.db", store=True, setup=write("taken", "x")),
@@ -540,8 +544,8 @@ def tune(id: str, fragments: tuple[str, ...], *argv: str, exp: str = "demo_thres
 add(
     tune("tune-unknown-exp", ("unknown experiment 'demo_thresh'",), exp="demo_thresh"),
     tune("tune-nothing-to-search", ("nothing to search", "--param KEY=SPEC"), exp="demo"),
-    tune("tune-multi-gpu-cell", ("train.gpus=2", "a Tune trial runs one process", "--gpus 1"), "--set",
-         "train.gpus=2"),
+    tune("tune-wider-than-the-cluster", ("train.gpus=2", "needs 128 CPUs on one node", "--gpus 1"), "--set",
+         "train.gpus=2", "--cpus-per-cell", "64", store=True),
     tune("tune-param-no-equals", ("--param 'loss.conf_thresh'", "KEY=SPEC"), "--param", "loss.conf_thresh"),
     tune("tune-param-bad-spec", ("--param 'loss.conf_thresh=high'", "SPEC must be one of"),
          "--param", "loss.conf_thresh=high"),
