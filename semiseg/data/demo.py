@@ -3,8 +3,9 @@
 Every image is rendered from its own seeded ``numpy.random.Generator``, so the dataset is
 reproducible image by image. Five object classes are defined by shape (disk, rectangle,
 triangle, star, ring); an object takes its class's typical hue with probability CLASS_COLOUR_PROB
-and any colour otherwise, with a random texture, over varied backgrounds with background clutter,
-so colour is a cue but only geometry decides the class.
+and any colour otherwise, with a random texture, over varied backgrounds, so colour is a cue but
+only geometry decides the class. How hard the scenes are (object size and count, clutter, contrast)
+is a property of each :class:`SceneSet`.
 
 A :class:`SceneSet` names what a generated set draws. ``DEMO`` is the dataset above; ``PRETEXT``
 (dataset ``demo_pretext``) draws five *other* shapes (hexagon, cross, crescent, arrow, L) in other
@@ -43,8 +44,6 @@ from semiseg.errors import DataError
 IMAGE_SIZE = 64
 NUM_TRAIN = 768
 NUM_VAL = 160
-OBJECTS_PER_IMAGE = (2, 6)
-OBJECT_SIZE = (14.0, 34.0)  # object diameter in pixels, sampled uniformly
 MIN_VISIBLE_AREA = 20  # pixels of an object that must lie inside the image
 JPEG_QUALITY = 95
 #: Probability that an object takes its class's typical hue (as in real data, colour is a cue, not the label).
@@ -55,7 +54,10 @@ CLASS_COLOUR_PROB = 0.85
 class SceneSet:
     """What a generated set draws: class names (index 0 = background, the others are shape names that
     ``_shape_mask`` knows), each class's typical hue in degrees, a palette for previews, the offset
-    of its random streams (sets with different offsets share no image) and a format version."""
+    of its random streams (sets with different offsets share no image), a format version, and how hard
+    its scenes are: object diameters in pixels (sampled uniformly), objects per image, background
+    clutter or not, the colour distance an object's colour should keep from what lies under it (up to
+    ``contrast_tries`` draws) and the share of objects forced to a solid fill."""
 
     name: str
     classes: tuple[str, ...]
@@ -63,13 +65,23 @@ class SceneSet:
     palette: tuple[tuple[int, int, int], ...]
     stream_offset: int
     version: int
+    object_size: tuple[float, float] = (14.0, 34.0)
+    objects_per_image: tuple[int, int] = (2, 6)
+    clutter: bool = True
+    min_contrast: float = 70.0
+    contrast_tries: int = 5
+    solid_share: float = 0.0
 
 
 DEMO = SceneSet(
     "demo", ("background", "disk", "rectangle", "triangle", "star", "ring"),
     (None, 350.0, 120.0, 55.0, 215.0, 28.0),
     ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48)),
-    stream_offset=0, version=4)
+    stream_offset=0, version=5,
+    # v5: larger, fewer, clearer objects than the pretext's (v4 drew them like PRETEXT): on v4 UniMatch gained
+    # nothing over supervised in any recipe tried (docs/demo.md)
+    object_size=(22.0, 40.0), objects_per_image=(1, 4), clutter=False, min_contrast=110.0, contrast_tries=20,
+    solid_share=0.5)
 PRETEXT = SceneSet(
     "demo_pretext", ("background", "hexagon", "cross", "crescent", "arrow", "lshape"),
     (None, 80.0, 170.0, 260.0, 300.0, 10.0),
@@ -162,8 +174,9 @@ def render_image(seed: int, stream: int, index: int, scenes: SceneSet = DEMO) ->
     """
     rng = np.random.default_rng([seed, scenes.stream_offset + stream, index])
     image = _background(rng)
-    _draw_clutter(image, rng)
-    image, label = draw_objects(rng, image.astype(np.float32), OBJECTS_PER_IMAGE, scenes)
+    if scenes.clutter:
+        _draw_clutter(image, rng)
+    image, label = draw_objects(rng, image.astype(np.float32), scenes.objects_per_image, scenes)
     label[cv2.dilate(label, _CROSS) != cv2.erode(label, _CROSS)] = IGNORE
     return _photometric(rng, image), label
 
@@ -178,12 +191,12 @@ def draw_objects(rng: np.random.Generator, image: np.ndarray, count: tuple[int, 
     lo, hi = count
     for _ in range(rng.integers(lo, hi + 1)):
         cls = int(rng.integers(1, len(scenes.classes)))
-        placed = _place_object(rng, scenes.classes[cls], instance, areas)
+        placed = _place_object(rng, scenes.classes[cls], instance, areas, scenes.object_size)
         if placed is None:
             continue
         mask, center, size = placed
         alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)[..., None]
-        image = image * (1 - alpha) + _texture(rng, image, mask, center, size, scenes.hues[cls]) * alpha
+        image = image * (1 - alpha) + _texture(rng, image, mask, center, size, scenes.hues[cls], scenes) * alpha
         areas.append(int(mask.sum()))
         instance[mask] = len(areas)
         label[mask] = cls
@@ -436,13 +449,15 @@ def _shape_mask(rng: np.random.Generator, name: str, center: np.ndarray, size: f
 
 
 def _place_object(
-    rng: np.random.Generator, shape: str, instance: np.ndarray, areas: list[int], tries: int = 10
+    rng: np.random.Generator, shape: str, instance: np.ndarray, areas: list[int], size_range: tuple[float, float],
+    tries: int = 10
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Pose an object so that it stays visible and hides at most half of any earlier object.
+    """Pose an object of a diameter in ``size_range`` so that it stays visible and hides at most half of any
+    earlier object.
 
     Returns its boolean mask, centre and size, or None if no pose out of ``tries`` fits.
     """
-    lo, hi = OBJECT_SIZE
+    lo, hi = size_range
     for _ in range(tries):
         size = float(rng.uniform(lo, hi))
         center = rng.uniform(2, IMAGE_SIZE - 2, 2)
@@ -459,18 +474,21 @@ def _place_object(
 
 
 def _texture(
-    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, center: np.ndarray, size: float, class_hue: float
+    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, center: np.ndarray, size: float, class_hue: float,
+    scenes: SceneSet
 ) -> np.ndarray:
     """A full-frame float texture for an object whose class hue is ``class_hue``, contrasting with ``image``
-    under ``mask``."""
+    under ``mask`` as ``scenes`` asks."""
     under = image[mask].mean(0)
     c1 = _class_colour(rng, class_hue)
-    for _ in range(5):
-        if np.linalg.norm(c1 - under) >= 70:
+    for _ in range(scenes.contrast_tries):
+        if np.linalg.norm(c1 - under) >= scenes.min_contrast:
             break
         c1 = _class_colour(rng, class_hue)
     c2 = np.clip(c1 + rng.normal(0, 40, 3), 0, 255).astype(np.float32)
     kind = rng.integers(5)
+    if scenes.solid_share and rng.random() < scenes.solid_share:
+        kind = 0
     if kind == 0:  # solid
         tex = np.broadcast_to(c1, image.shape)
     elif kind == 1:  # stripes

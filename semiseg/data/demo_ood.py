@@ -26,7 +26,7 @@ from semiseg.data import demo
 from semiseg.errors import DataError
 
 NUM_OOD = 768
-OOD_VERSION = 2
+OOD_VERSION = 3  # 3: the demo v5 objects (larger, clearer)
 _OOD_STREAM = 7  # generator stream, distinct from the demo's train/val/split streams
 
 
