@@ -52,8 +52,8 @@ def check_fits(ranks: list[int], cpus: float, gpus: float, what: str) -> None:
     import ray
 
     widest = max(ranks)
-    have = {"CPU": max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0),
-            "GPU": max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)}
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    have = {kind: max((node.get(kind, 0) for node in nodes), default=0) for kind in ("CPU", "GPU")}
     for kind, per_rank in (("CPU", cpus), ("GPU", gpus)):
         if widest * per_rank > have[kind]:
             raise UserError(f"a {what} of a cell with train.gpus={widest} needs {widest * per_rank:g} {kind}s on one "
@@ -171,9 +171,10 @@ def run_ray(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, l
         raise UserError(f"--max-retries must be at least 0, got {args.max_retries}")
     started = connect(args.ray_address)
     try:
-        check_fits([p.cell.config.train.gpus for p in cells], args.cpus_per_cell, gpus_per_rank(args), "cell")
+        gpus = gpus_per_rank(args)
+        check_fits([p.cell.config.train.gpus for p in cells], args.cpus_per_cell, gpus, "cell")
         prepare_datasets([p.cell.config for p in cells])
-        return _dispatch(cells, exp_name, args, log)
+        return _dispatch(cells, exp_name, args, gpus, log)
     finally:
         if started:
             import ray
@@ -181,10 +182,9 @@ def run_ray(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, l
             ray.shutdown()
 
 
-def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, log) -> LocalResult:
+def _dispatch(cells: list[PlannedCell], exp_name: str, args: argparse.Namespace, gpus: float, log) -> LocalResult:
     import ray
 
-    gpus = gpus_per_rank(args)
     task = ray.remote(max_calls=1 if gpus else 0)(run_cell)
     options = dict(max_retries=args.max_retries, retry_exceptions=False)
     log(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, {ray.cluster_resources().get('GPU', 0):g} GPUs; "
