@@ -22,11 +22,16 @@ def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> BasicBloc
 
 
 class TinyEncoder(nn.Module):
-    """Stem (stride 2) → stride-4 stage (c1, 32 ch) → stride-8 stage → dilated stage (c4, 128 ch)."""
+    """Stem (stride 2) → stride-4 stage (c1, 32 ch) → stride-8 stage → dilated stage (c4, 64 ch).
+
+    Widths chosen for cost (issue 23): with 128 channels in the last stage and a 64-wide head (1.04 M
+    parameters) the demo's UniMatch step cost 1.8x this one on one AVX2 thread; output stride 16 would have
+    been cheaper still but lost the demo's answer (docs/demo.md).
+    """
 
     low_channels = 32
-    high_channels = 128
-    head_widths = {"aspp": 64, "reduce": 16, "decoder": 64}
+    high_channels = 64
+    head_widths = {"aspp": 32, "reduce": 16, "decoder": 32}
 
     def __init__(self, output_stride: int = 8) -> None:
         super().__init__()
@@ -34,7 +39,7 @@ class TinyEncoder(nn.Module):
         self.layer1 = nn.Sequential(_block(24, 32, 2), _block(32, 32))
         last_stride = 2 if output_stride == 16 else 1
         self.layer2 = nn.Sequential(_block(32, 64, 2), _block(64, 64))
-        self.layer3 = nn.Sequential(_block(64, 128, last_stride), _block(128, 128, dilation=2))
+        self.layer3 = nn.Sequential(_block(64, 64, last_stride), _block(64, 64, dilation=2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c1 = self.layer1(self.stem(x))
