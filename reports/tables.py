@@ -41,6 +41,8 @@ ENTRY = ["dataset", "backbone", "method", "split"]
 UNKNOWN = "?"
 #: A Δ is called significant (marked ``*``) below this two-sided p-value.
 ALPHA = 0.05
+#: A table whose entries all have at most this many seeds also lists each seed's value (:func:`seed_note`).
+SEED_NOTE_MAX = 5
 #: Resamples of the bootstrap test used when scipy is not installed.
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -335,6 +337,40 @@ def _notes(stats: pd.DataFrame, n_rows: int, n_cols: int, metric: str) -> list[s
     return notes
 
 
+def seed_note(cells: pd.DataFrame, stats: pd.DataFrame, metric: str) -> list[str]:
+    """Each entry's value per seed with its spread (max − min), and each method's gain over supervised seed by
+    seed: what mean ± std hides when a grid has few seeds (the demo's question: does the gain hold on every
+    seed, by more than the seeds' own spread?). One line per column; nothing when an entry has more than
+    :data:`SEED_NOTE_MAX` seeds or none has two."""
+    if stats["n"].max() > SEED_NOTE_MAX or stats["n"].max() < 2:
+        return []
+    col = f"metrics.{metric_name(metric)}"
+    done = cells[cells["state"].eq("finished") & cells.get(col, pd.Series(dtype=float)).notna()]
+    values = (done.assign(value=pd.to_numeric(done[col]), seed=done["seed"].astype(str))
+              .pivot_table(index=["split", "method"], columns="seed", values="value", aggfunc="last"))
+    lines = []
+    for split, label in _column_order(stats)[["split", "split_label"]].itertuples(index=False):
+        if split not in values.index.get_level_values("split"):
+            continue
+        table = values.loc[split].reindex([m for m in method_order(values.loc[split].index)])
+        base = table.loc[BASELINE] if BASELINE in table.index else None
+        parts = []
+        for method, row in table.iterrows():
+            row = row.dropna()
+            text = f"{method} " + ", ".join(f"s{seed} {v:.1f}" for seed, v in row.items())
+            if len(row) > 1:
+                text += f" (spread {row.max() - row.min():.1f})"
+            if base is not None and method != BASELINE:
+                gain = (row - base).dropna()
+                if len(gain):
+                    spread = max(row.max() - row.min(), base.max() - base.min())
+                    text += (", minus supervised on the same seed: " + ", ".join(f"{g:+.1f}" for g in gain)
+                             + f" (smallest {gain.min():+.1f}; the larger spread {spread:.1f})")
+            parts.append(text)
+        lines.append(f"Per seed, {label}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def _test_name() -> str:
     try:
         import scipy  # noqa: F401
@@ -396,7 +432,8 @@ def build_tables(frame: pd.DataFrame, metric: str = "best", recipes: Collection[
         mine = cells[cells["dataset"].eq(dataset) & cells["backbone"].eq(backbone)]
         mine_apart = apart_stats[apart_stats["dataset"].eq(dataset) & apart_stats["backbone"].eq(backbone)]
         tables.append(Table(str(dataset), str(backbone), metric_name(metric), wide, sub,
-                            _notes(sub, len(methods), len(cols), metric) + _apart_note(mine_apart),
+                            _notes(sub, len(methods), len(cols), metric) + seed_note(mine, sub, metric)
+                            + _apart_note(mine_apart),
                             mine.reset_index(drop=True)))
     return tables
 

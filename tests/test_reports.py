@@ -295,3 +295,18 @@ def test_format_value_and_delta():
     std = pd.Series([0.84, float("nan"), float("nan")])
     assert tb.format_value(mean, std, pd.Series([3, 1, 0])).tolist() == ["61.2 ± 0.8 (n=3)", "61.3 (n=1)", "—"]
     assert tb.format_delta(pd.Series([5.21, -0.04, float("nan")])).tolist() == ["+5.2", "+0.0", "—"]
+
+
+def test_per_seed_note_lists_values_spreads_and_paired_gains(report, store):
+    """A grid of few seeds lists each seed's value, each entry's spread and each method's gain over supervised
+    on the same seed (seed 2 of unimatch 1/32 is still running: no value, no pair)."""
+    _, stdout, _ = report
+    _, _, notes = _parse(stdout, "pascal / resnet101")
+    assert ("Per seed, 1/32 (24): supervised s0 40.0, s1 42.0, s2 44.0 (spread 4.0); fixmatch s0 55.0, s1 56.0, "
+            "s2 57.5 (spread 2.5), minus supervised on the same seed: +15.0, +14.0, +13.5 (smallest +13.5; the "
+            "larger spread 4.0); unimatch s0 58.0, s1 60.0 (spread 2.0), minus supervised on the same seed: +18.0, "
+            "+18.0 (smallest +18.0; the larger spread 4.0).") in notes
+    _, _, other = _parse(stdout, "cityscapes / resnet50")
+    assert "Per seed, 1/16 (186): fixmatch s0 70.0, s1 72.0 (spread 2.0)." in other
+    many = pd.DataFrame({"n": [tb.SEED_NOTE_MAX + 1]})
+    assert tb.seed_note(pd.DataFrame(), many, "best") == []  # a big grid keeps to mean ± std
