@@ -213,6 +213,12 @@ def split_recipes(cells: pd.DataFrame, recipes: Collection[str] | None = None) -
     return cells[mine].reset_index(drop=True), cells[~mine].reset_index(drop=True)
 
 
+def metric_values(cells: pd.DataFrame, metric: str) -> pd.Series:
+    """The summary metric of each cell's selected run as a number; NaN where it was not logged."""
+    col = f"metrics.{metric_name(metric)}"
+    return pd.to_numeric(cells[col], errors="coerce") if col in cells else pd.Series(np.nan, index=cells.index)
+
+
 def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (dataset, backbone, method, split) present in ``cells`` (output of :func:`select_cells`).
 
@@ -223,9 +229,7 @@ def summarise(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
     of the seeds against the supervised seeds), ``n_base`` (the supervised seeds), ``best`` (best rounded mean
     of its column) and ``cell`` / ``delta_text`` (formatted text).
     """
-    name = metric_name(metric)
-    col = f"metrics.{name}"
-    value = pd.to_numeric(cells[col], errors="coerce") if col in cells else pd.Series(np.nan, index=cells.index)
+    value = metric_values(cells, metric)
     finished = cells["state"].eq("finished")
     has_value = finished & value.notna()
     df = cells[[*ENTRY, "recipe"]].assign(
@@ -344,9 +348,8 @@ def seed_note(cells: pd.DataFrame, stats: pd.DataFrame, metric: str) -> list[str
     :data:`SEED_NOTE_MAX` seeds or none has two."""
     if stats["n"].max() > SEED_NOTE_MAX or stats["n"].max() < 2:
         return []
-    col = f"metrics.{metric_name(metric)}"
-    done = cells[cells["state"].eq("finished") & cells.get(col, pd.Series(dtype=float)).notna()]
-    values = (done.assign(value=pd.to_numeric(done[col]), seed=done["seed"].astype(str))
+    value = metric_values(cells, metric).where(cells["state"].eq("finished"))
+    values = (cells.assign(value=value, seed=cells["seed"].astype(str))[value.notna()]
               .pivot_table(index=["split", "method"], columns="seed", values="value", aggfunc="last"))
     lines = []
     for split, label in _column_order(stats)[["split", "split_label"]].itertuples(index=False):
