@@ -5,9 +5,12 @@ PY := $(VENV)/bin/python
 # The demo needs only the core dependencies; the suite adds the test extras (Ray, submitit, the data tools,
 # linters) on top. uv (bootstrapped into the venv by pip) downloads and unpacks in parallel and compiles the
 # bytecode on both cores: the core install takes about 50 s where pip took about 2 min (docs/demo.md).
-# constraints.txt holds torch at the release the documented figures were measured with.
+# constraints.txt holds torch at the release the documented figures were measured with. uv reads no pip
+# configuration: where it cannot install (no uv wheel, an index only pip is configured for), pip does.
 UV := $(VENV)/bin/uv
 UV_INSTALL := $(UV) pip install --quiet --python $(PY) --compile-bytecode --constraint constraints.txt
+PIP_INSTALL := $(PY) -m pip install --quiet --constraint constraints.txt
+PIP_FALLBACK := echo "uv could not install; installing with pip instead" &&
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-test
 
@@ -17,12 +20,12 @@ install: $(FULL)
 
 $(CORE): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	test -x $(UV) || $(PY) -m pip install --quiet uv
-	$(UV_INSTALL) -e .
+	test -x $(UV) || $(PY) -m pip install --quiet uv || true
+	$(UV_INSTALL) -e . || { $(PIP_FALLBACK) $(PIP_INSTALL) -e .; }
 	touch $@
 
 $(FULL): $(CORE)
-	$(UV_INSTALL) -e '.[test]'
+	$(UV_INSTALL) -e '.[test]' || { $(PIP_FALLBACK) $(PIP_INSTALL) -e '.[test]'; }
 	touch $@
 
 # The demo's cells: UniMatch and supervised at 1/16 over two seeds (the seed spread); the full grid
