@@ -10,7 +10,8 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_INSTALL := $(UV) pip install --quiet --python $(PY) --compile-bytecode --constraint constraints.txt
 PIP_INSTALL := $(PY) -m pip install --quiet --constraint constraints.txt
-PIP_FALLBACK := echo "uv could not install; installing with pip instead" &&
+# $(call pkg_install,ARGS): uv first, pip where uv fails
+pkg_install = $(UV_INSTALL) $(1) || { echo "uv could not install; installing with pip instead"; $(PIP_INSTALL) $(1); }
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-test
 
@@ -21,11 +22,11 @@ install: $(FULL)
 $(CORE): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install --quiet uv || true
-	$(UV_INSTALL) -e . || { $(PIP_FALLBACK) $(PIP_INSTALL) -e .; }
+	$(call pkg_install,-e .)
 	touch $@
 
 $(FULL): $(CORE)
-	$(UV_INSTALL) -e '.[test]' || { $(PIP_FALLBACK) $(PIP_INSTALL) -e '.[test]'; }
+	$(call pkg_install,-e '.[test]')
 	touch $@
 
 # The demo's cells: UniMatch and supervised at 1/16 over two seeds (the seed spread); the full grid
